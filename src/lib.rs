@@ -1,0 +1,32 @@
+//! mailferry moves whole mailboxes from IMAP servers (or Maildir trees) into Exchange Online
+//! through Microsoft Graph, and into other IMAP servers, exactly once and resumably.
+//!
+//! Module map (data flows top to bottom):
+//!
+//! | module | job |
+//! |---|---|
+//! | [`plan`] | reads `plan.toml` and the mailboxes CSV into one resolved [`plan::Plan`] |
+//! | [`source`] | reads folders, metadata and raw bytes: [`source::imap`] (IMAP over TLS), [`source::maildir`] |
+//! | [`translate`] | pure mapping of folder names, flags and dates to what a destination accepts |
+//! | [`sink`] | writes messages: [`sink::graph`] (Microsoft Graph), [`sink::imap`] (APPEND) |
+//! | [`ledger`] | SQLite record of every message's state, the basis of exactly-once resume |
+//! | [`engine`] | per-mailbox pipelines, concurrency, memory budget, incremental passes |
+//! | [`report`] | progress, summaries, JSON and CSV reports |
+//! | [`emulator`] | a local Microsoft Graph + Entra stand-in for tests, rehearsals and the demo |
+//! | [`cli`] | the `mailferry` command line |
+//!
+//! Shared value types live in [`model`]; secrets in [`secret`]; modified UTF-7 in [`utf7`].
+#![forbid(unsafe_code)]
+
+pub mod cli;
+pub mod emulator;
+pub mod engine;
+pub mod ledger;
+pub mod model;
+pub mod plan;
+pub mod report;
+pub mod secret;
+pub mod sink;
+pub mod source;
+pub mod translate;
+pub mod utf7;

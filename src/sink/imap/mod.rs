@@ -1,0 +1,1 @@
+//! IMAP sink (under construction).

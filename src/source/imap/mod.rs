@@ -1,0 +1,1 @@
+//! IMAP source (under construction).

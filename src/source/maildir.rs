@@ -1,0 +1,1 @@
+//! Maildir source (under construction).

@@ -1,0 +1,4 @@
+//! Sources: where messages are read from.
+
+pub mod imap;
+pub mod maildir;

@@ -1,0 +1,2 @@
+//! Shared test support: the Dovecot harness and helpers.
+#![allow(dead_code)]
