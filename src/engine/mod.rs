@@ -14,6 +14,7 @@ mod folder;
 pub mod mailbox;
 pub mod ports;
 pub mod survey;
+pub mod verify;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
