@@ -47,7 +47,16 @@ impl Plan {
     /// A problem with the plan file, a secret reference or the CSV as a whole is an `Err`; a
     /// bad CSV row lands in [`Plan::row_errors`] and the other rows still load.
     pub fn load(path: &Path) -> Result<Plan, PlanError> {
-        resolve::load(path)
+        resolve::load(path, &|name| std::env::var_os(name))
+    }
+
+    /// [`Plan::load`] with `*_env` references looked up through `env` instead of the process
+    /// environment (tests, and callers that hold secrets elsewhere).
+    pub fn load_with_env(
+        path: &Path,
+        env: &dyn Fn(&str) -> Option<std::ffi::OsString>,
+    ) -> Result<Plan, PlanError> {
+        resolve::load(path, env)
     }
 
     /// The directory relative paths in the plan are resolved against.
@@ -393,3 +402,6 @@ impl SourceLogin {
         }
     }
 }
+
+#[cfg(test)]
+mod tests;

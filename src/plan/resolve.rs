@@ -1,6 +1,7 @@
 //! From `plan.toml` text to resolved settings: defaults, paths against the plan directory,
 //! secrets from `*_env` / `*_file` references, and cross-field checks.
 
+use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 
 use super::raw::{
@@ -17,7 +18,10 @@ use crate::secret::Secret;
 /// Default per-request body limit for Graph (graph.md unknown 2: about 4 MB).
 pub const DEFAULT_MAX_REQUEST_BYTES: u64 = 4 * 1024 * 1024;
 
-pub(super) fn load(path: &Path) -> Result<Plan, PlanError> {
+/// Looks up an environment variable (injectable so tests need not mutate the process env).
+pub type EnvLookup<'a> = &'a dyn Fn(&str) -> Option<OsString>;
+
+pub(super) fn load(path: &Path, env: EnvLookup<'_>) -> Result<Plan, PlanError> {
     let text = std::fs::read_to_string(path).map_err(|source| PlanError::Read {
         file: path.to_path_buf(),
         source,
@@ -26,6 +30,7 @@ pub(super) fn load(path: &Path) -> Result<Plan, PlanError> {
     let ctx = Ctx {
         file: path.to_path_buf(),
         dir: plan_dir(path),
+        env,
     };
     let source = resolve_source(&ctx, raw.source)?;
     if raw.destination.0.is_empty() {
@@ -89,12 +94,13 @@ fn line_col(text: &str, offset: usize) -> (usize, usize) {
     (line, column)
 }
 
-struct Ctx {
+struct Ctx<'e> {
     file: PathBuf,
     dir: PathBuf,
+    env: EnvLookup<'e>,
 }
 
-impl Ctx {
+impl Ctx<'_> {
     fn err(&self, key: &str, message: impl Into<String>) -> PlanError {
         PlanError::Setting {
             file: self.file.clone(),
@@ -105,6 +111,16 @@ impl Ctx {
 
     fn path(&self, p: &str) -> PathBuf {
         self.dir.join(p)
+    }
+
+    /// A file the run will need later: checked now so a typo fails before anything connects.
+    fn existing(&self, key: &str, p: &str) -> Result<PathBuf, PlanError> {
+        let path = self.path(p);
+        if path.is_file() {
+            Ok(path)
+        } else {
+            Err(self.err(key, format!("{} is not a readable file", path.display())))
+        }
     }
 
     /// Reads a secret from `{prefix}_env` or `{prefix}_file`; at most one may be set.
@@ -121,13 +137,13 @@ impl Ctx {
             )),
             (Some(var), None) => {
                 let key = format!("{prefix}_env");
-                match std::env::var(&var) {
-                    Ok(v) if !v.is_empty() => Ok(Some(Secret::new(v))),
-                    Ok(_) => Err(self.err(&key, format!("environment variable {var} is empty"))),
-                    Err(std::env::VarError::NotPresent) => {
-                        Err(self.err(&key, format!("environment variable {var} is not set")))
+                match (self.env)(&var).map(OsString::into_string) {
+                    Some(Ok(v)) if !v.is_empty() => Ok(Some(Secret::new(v))),
+                    Some(Ok(_)) => {
+                        Err(self.err(&key, format!("environment variable {var} is empty")))
                     }
-                    Err(std::env::VarError::NotUnicode(_)) => Err(self.err(
+                    None => Err(self.err(&key, format!("environment variable {var} is not set"))),
+                    Some(Err(_)) => Err(self.err(
                         &key,
                         format!("environment variable {var} is not valid UTF-8"),
                     )),
@@ -316,7 +332,7 @@ fn resolve_graph(ctx: &Ctx, name: String, g: RawGraph) -> Result<GraphDestinatio
             GraphCredential::Secret(s)
         }
         (None, Some(f)) => GraphCredential::Certificate {
-            path: ctx.path(&f),
+            path: ctx.existing(&key("certificate_file"), &f)?,
             password: cert_password,
         },
         (Some(_), Some(_)) => {

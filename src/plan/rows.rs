@@ -109,7 +109,7 @@ pub(super) fn parse_csv(
             }
             Some(Err(e)) => return Err(csv_err(format!("unreadable header: {e}"))),
             Some(Ok(r)) if is_blank(&r) => continue,
-            Some(Ok(r)) => break (r.clone(), r.position().map_or(1, |p| p.line() as usize)),
+            Some(Ok(r)) => break (r.clone(), line_of(bytes, r.position(), 1)),
         }
     };
     let mut index: HashMap<&'static str, usize> = HashMap::new();
@@ -152,7 +152,7 @@ pub(super) fn parse_csv(
         let rec = match rec {
             Ok(r) => r,
             Err(e) => {
-                let line = e.position().map_or(last_line + 1, |p| p.line() as usize);
+                let line = line_of(bytes, e.position(), last_line + 1);
                 last_line = line;
                 out.row_errors.push(PlanError::Row {
                     file: file.to_path_buf(),
@@ -163,7 +163,7 @@ pub(super) fn parse_csv(
                 continue;
             }
         };
-        let line = rec.position().map_or(last_line + 1, |p| p.line() as usize);
+        let line = line_of(bytes, rec.position(), last_line + 1);
         last_line = line;
         if is_blank(&rec) {
             continue;
@@ -185,6 +185,20 @@ pub(super) fn parse_csv(
         }
     }
     Ok(out)
+}
+
+/// The 1-based line a record starts on. Counted from the byte offset, because the csv crate's
+/// own line counter lags behind after CRLF endings and skipped empty lines; the offset can
+/// point at the end of the previous line, so line breaks right at it are skipped first.
+fn line_of(bytes: &[u8], pos: Option<&csv::Position>, fallback: usize) -> usize {
+    let Some(pos) = pos else { return fallback };
+    let mut at = usize::try_from(pos.byte())
+        .unwrap_or(usize::MAX)
+        .min(bytes.len());
+    while at < bytes.len() && matches!(bytes[at], b'\r' | b'\n') {
+        at += 1;
+    }
+    bytes[..at].iter().filter(|&&b| b == b'\n').count() + 1
 }
 
 fn is_blank(r: &csv::ByteRecord) -> bool {
