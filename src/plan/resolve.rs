@@ -223,11 +223,14 @@ fn endpoint(
     if port == 0 {
         return Err(ctx.err(&format!("{section}.port"), "must not be 0"));
     }
+    let ca_file = ca_file
+        .map(|f| ctx.existing(&format!("{section}.ca_file"), &f))
+        .transpose()?;
     Ok(Endpoint {
         host,
         port,
         security,
-        ca_file: ca_file.map(|f| ctx.path(&f)),
+        ca_file,
         insecure,
     })
 }

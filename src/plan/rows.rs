@@ -5,7 +5,7 @@
 //! field; the others still load.
 
 use std::collections::HashMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use super::{
     AuthMethod, Destination, Mailbox, MailboxSource, PlanError, SourceKind, SourceLogin,
@@ -370,9 +370,7 @@ impl RowCtx<'_> {
                 ));
             }
         };
-        Ok(MailboxSource::Maildir {
-            path: PathBuf::from(path),
-        })
+        Ok(MailboxSource::Maildir { path })
     }
 }
 
