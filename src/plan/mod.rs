@@ -313,7 +313,7 @@ pub struct FolderRules {
     /// Migrate messages flagged `\Deleted` (default false).
     pub migrate_deleted: bool,
     /// Deepest folder path to create; deeper paths are flattened. `None`: the target's limit
-    /// (300 for Graph).
+    /// (300 for Graph). At least 2: a well-known folder counts as a level.
     pub max_depth: Option<usize>,
 }
 

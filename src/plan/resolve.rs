@@ -462,8 +462,11 @@ fn resolve_folders(ctx: &Ctx, f: RawFolders) -> Result<FolderRules, PlanError> {
     if nest_under.as_deref() == Some("") {
         return Err(ctx.err("folders.nest_under", "must name a folder"));
     }
-    if f.max_depth == Some(0) {
-        return Err(ctx.err("folders.max_depth", "must be at least 1"));
+    if f.max_depth.is_some_and(|d| d < 2) {
+        return Err(ctx.err(
+            "folders.max_depth",
+            "must be at least 2 (a folder under Inbox or Sent Items is two levels deep)",
+        ));
     }
     Ok(FolderRules {
         exclude: f.exclude,

@@ -57,7 +57,8 @@ impl FolderMapper {
         FolderMapper {
             rules: rules.clone(),
             target,
-            max_depth: rules.max_depth.unwrap_or(default_depth).max(1),
+            // A child of a well-known folder needs two levels; below that nothing could fit.
+            max_depth: rules.max_depth.unwrap_or(default_depth).max(2),
         }
     }
 

@@ -4,3 +4,4 @@
 mod plan;
 #[path = "../support/mod.rs"]
 mod support;
+mod translate;
