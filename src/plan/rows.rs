@@ -18,6 +18,8 @@ pub(super) struct Parsed {
     pub mailboxes: Vec<Mailbox>,
     pub row_errors: Vec<PlanError>,
     pub warnings: Vec<String>,
+    /// Some row has a `Password` or `DestinationPassword` cell (even a row that failed).
+    pub has_passwords: bool,
 }
 
 /// Column names as documented (the canonical spelling used in messages).
@@ -53,18 +55,7 @@ pub(super) fn load_csv(
 #[cfg(unix)]
 fn readable_by_others(path: &Path, parsed: &Parsed) -> Option<String> {
     use std::os::unix::fs::PermissionsExt;
-    let has_secrets = parsed.mailboxes.iter().any(|m| {
-        matches!(
-            &m.source,
-            MailboxSource::Imap {
-                login: SourceLogin::Login { .. } | SourceLogin::XOAuth2 { .. },
-                ..
-            }
-        ) || matches!(
-            m.destination_login,
-            Some(SourceLogin::Login { .. } | SourceLogin::XOAuth2 { .. })
-        )
-    });
+    let has_secrets = parsed.has_passwords;
     let mode = std::fs::metadata(path).ok()?.permissions().mode();
     (has_secrets && mode & 0o077 != 0).then(|| {
         format!(
@@ -145,7 +136,12 @@ pub(super) fn parse_csv(
         mailboxes: Vec::new(),
         row_errors: Vec::new(),
         warnings: Vec::new(),
+        has_passwords: false,
     };
+    let password_columns: Vec<usize> = ["Password", "DestinationPassword"]
+        .iter()
+        .filter_map(|c| ctx.index.get(c).copied())
+        .collect();
     let mut seen: HashMap<String, usize> = HashMap::new();
     let mut last_line = header_line;
     for rec in records {
@@ -168,6 +164,9 @@ pub(super) fn parse_csv(
         if is_blank(&rec) {
             continue;
         }
+        out.has_passwords |= password_columns
+            .iter()
+            .any(|&i| rec.get(i).is_some_and(|cell| !cell.is_empty()));
         match ctx.mailbox(&rec, line) {
             Ok(m) => {
                 if let Some(first) = seen.get(&m.key) {

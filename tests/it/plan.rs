@@ -438,3 +438,32 @@ proptest! {
         prop_assert_eq!(plan.mailboxes.len(), good);
     }
 }
+
+#[cfg(unix)]
+#[test]
+fn admin_passwords_in_the_csv_count_for_the_warning_too() {
+    let csv = "EmailAddress,UserName,Password\nann@example.com,example.com/admin/ann,adminpw\n";
+    let (dir, path) = write(&[
+        ("plan.toml", &minimal_plan("")),
+        ("mailboxes.csv", csv),
+        ("secret.txt", "s"),
+    ]);
+    set_mode(&dir.path().join("mailboxes.csv"), 0o640);
+    let plan = Plan::load_with_env(&path, &env(&[])).expect("loads");
+    assert_eq!(plan.warnings.len(), 1, "{:?}", plan.warnings);
+    // With a plan-level master user and no password cells there is nothing to protect.
+    let csv = "EmailAddress,UserName,Password\nann@example.com,ann,\n";
+    let toml = minimal_plan("master_user = \"admin\"\nmaster_password_file = \"secret.txt\"");
+    let (dir, path) = write(&[
+        ("plan.toml", &toml),
+        ("mailboxes.csv", csv),
+        ("secret.txt", "s"),
+    ]);
+    set_mode(&dir.path().join("mailboxes.csv"), 0o644);
+    assert!(
+        Plan::load_with_env(&path, &env(&[]))
+            .expect("loads")
+            .warnings
+            .is_empty()
+    );
+}
