@@ -1,14 +1,14 @@
 //! Binds the concrete sources (IMAP, Maildir) and sinks (Graph, IMAP) to the engine's ports, and
 //! turns each module's own error into a [`StepError`] that keeps its message and class.
 
-use crate::model::{Flags, FolderStatus, MessageMeta, SourceFolder, SourceIdentity, Uid};
+use crate::model::{Flags, FolderPath, FolderStatus, MessageMeta, SourceFolder, SourceIdentity, Uid};
 use crate::plan;
 use crate::sink::graph::GraphMailbox;
 use crate::sink::imap::{AppendItem, ImapSink};
 use crate::sink::{DestItem, FailureClass, OutgoingMessage};
 use crate::source::imap::{ImapError, ImapSource};
 use crate::source::maildir::MaildirSource;
-use crate::translate::Target;
+use crate::translate::{Target, WellKnownFolder};
 
 use super::ports::{MailSink, MailSource, StepError};
 
@@ -104,6 +104,21 @@ impl ImapDestSink {
     pub fn sink(&self) -> &ImapSink {
         &self.sink
     }
+    /// The destination's own folder for a well-known role: found by special-use attribute, or
+    /// created under its conventional IMAP name.
+    async fn ensure_well_known(&self, w: WellKnownFolder) -> Result<String, StepError> {
+        let name = match w {
+            WellKnownFolder::Inbox => "INBOX",
+            WellKnownFolder::SentItems => "Sent",
+            WellKnownFolder::Drafts => "Drafts",
+            WellKnownFolder::DeletedItems => "Trash",
+            WellKnownFolder::JunkEmail => "Junk",
+            WellKnownFolder::Archive => "Archive",
+        };
+        let path = FolderPath::parse(name, None).expect("non-empty literal");
+        let special = (w != WellKnownFolder::Inbox).then(|| w.special_use());
+        self.sink.ensure_folder(&path, special).await.map_err(imap_sink_err)
+    }
 }
 
 fn imap_sink_err(e: ImapError) -> StepError {
@@ -149,16 +164,32 @@ impl MailSink for AnySink {
             AnySink::Graph(g) => {
                 let (root, path): (Option<&str>, Vec<String>) = match target {
                     Target::WellKnown(w) => (Some(w.graph_name()), Vec::new()),
-                    Target::Path { path, .. } => (None, path.segments().to_vec()),
+                    Target::Path { under, path, .. } => {
+                        (under.map(|w| w.graph_name()), path.segments().to_vec())
+                    }
                 };
                 g.mailbox.ensure_folder(root, &path).await.map_err(graph_err)
             }
             AnySink::Imap(s) => {
-                let (path, special) = match target {
-                    Target::WellKnown(w) => (w.imap_path(), w.special_use()),
-                    Target::Path { path, special } => (path.clone(), *special),
-                };
-                s.sink.ensure_folder(&path, special).await.map_err(imap_sink_err)
+                match target {
+                    Target::WellKnown(w) => s.ensure_well_known(*w).await,
+                    Target::Path { under: None, path, special } => {
+                        s.sink.ensure_folder(path, *special).await.map_err(imap_sink_err)
+                    }
+                    Target::Path { under: Some(w), path, special } => {
+                        // The child goes under wherever the destination keeps that special folder.
+                        let parent = s.ensure_well_known(*w).await?;
+                        let parent = crate::utf7::decode(&parent).unwrap_or(parent);
+                        let full = path.segments().iter().fold(
+                            FolderPath::parse(&parent, Some(s.delimiter())),
+                            |acc, seg| acc.and_then(|p| p.child(seg)),
+                        );
+                        let full = full.ok_or_else(|| {
+                            StepError::new(FailureClass::Rejected, format!("cannot build a folder path under {parent:?}"))
+                        })?;
+                        s.sink.ensure_folder(&full, *special).await.map_err(imap_sink_err)
+                    }
+                }
             }
         }
     }

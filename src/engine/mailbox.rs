@@ -14,10 +14,7 @@ use crate::translate::{FolderMapper, Target};
 /// A short, stable label for where a folder goes (`inbox`, `Archive/2019`), for the ledger and
 /// reports.
 pub fn target_label(target: &Target) -> String {
-    match target {
-        Target::WellKnown(w) => w.graph_name().to_owned(),
-        Target::Path { path, .. } => path.to_string(),
-    }
+    target.to_string()
 }
 
 /// Runs every folder of one mailbox. Returns the summary; `status` is `ok`, `failed`,
