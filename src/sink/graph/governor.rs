@@ -68,7 +68,9 @@ impl Bucket {
     fn new(budget: f64, window: Duration, burst_fraction: f64, now: Instant) -> Bucket {
         let burst = burst_fraction.clamp(0.001, 0.999);
         let capacity = (budget * burst).max(1.0);
-        let rate = (budget - capacity).max(budget * 0.001) / window.as_secs_f64().max(1e-6);
+        // Burst plus a window's refill stay 1% under the budget: the server counts arrival times,
+        // which latency jitter can squeeze closer together than our send times.
+        let rate = (budget * 0.99 - capacity).max(budget * 0.001) / window.as_secs_f64().max(1e-6);
         Bucket {
             capacity,
             rate,
@@ -465,7 +467,7 @@ mod tests {
             times.push(Instant::now());
             drop(p);
         }
-        // burst of 10 at once, then 9/s
+        // burst of 10 at once, then 8.9/s
         assert_eq!(times[9], start);
         assert!(times[10] > start);
         let elapsed = Instant::now() - start;
@@ -474,20 +476,21 @@ mod tests {
             "{elapsed:?}"
         );
         assert!(max_in_window(&times, Duration::from_secs(10)) <= 100);
-        // and it uses the budget: the steady rate is the non-burst share (90 per window here)
-        assert!(max_in_window(&times[50..], Duration::from_secs(10)) >= 89);
+        // and it uses the budget: the steady rate is the non-burst share less 1% (89 per window here)
+        assert!(max_in_window(&times[50..], Duration::from_secs(10)) >= 88);
     }
 
     #[tokio::test(start_paused = true)]
     async fn bytes_are_paced_and_oversize_bodies_still_pass() {
         let g = Governor::new(settings());
         let start = Instant::now();
-        // capacity 100 kB, 90 kB/s: the first goes at once, the second after 80/90 s, then 1 s each
+        // capacity 100 kB, 89 kB/s: the first goes at once, the second after 80/89 s, then 90/89 s each
         for _ in 0..10 {
             drop(g.acquire("a@x", 90_000).await);
         }
         let el = (Instant::now() - start).as_secs_f64();
-        assert!((8.88..=8.9).contains(&el), "{el}");
+        let want = 80.0 / 89.0 + 8.0 * 90.0 / 89.0;
+        assert!((el - want).abs() < 0.01, "{el} vs {want}");
         // a body larger than the bucket waits for a full bucket and goes
         let t0 = Instant::now();
         drop(g.acquire("a@x", 500_000).await);

@@ -90,7 +90,7 @@ pub(crate) async fn by_stamp_raw(
     stamp: &str,
 ) -> Result<Vec<Listed>, GraphError> {
     let filter = format!(
-        "singleValueExtendedProperties/Any(ep: ep/id eq {} and ep/value eq {})",
+        "singleValueExtendedProperties/any(ep: ep/id eq {} and ep/value eq {})",
         odata_str(STAMP_PROPERTY),
         odata_str(stamp)
     );

@@ -93,7 +93,8 @@ pub struct GovernorSettings {
     /// Requests allowed per mailbox per `request_window` (Microsoft: 10,000 per 10 minutes).
     pub requests_per_window: u32,
     pub request_window: Duration,
-    /// Upload bytes (POST/PUT/PATCH bodies) per mailbox per `byte_window` (Microsoft: 150 MB per 5 minutes).
+    /// Upload bytes (POST/PUT/PATCH bodies) per mailbox per `byte_window` (Microsoft: "150 MB" per
+    /// 5 minutes, read as MiB like the 4 MB request limit; lower it if a tenant disagrees).
     pub bytes_per_window: u64,
     pub byte_window: Duration,
     /// Share of each budget that may be spent in one burst; the rest is paced evenly. Burst plus
@@ -123,7 +124,7 @@ impl Default for GovernorSettings {
         GovernorSettings {
             requests_per_window: 10_000,
             request_window: Duration::from_secs(600),
-            bytes_per_window: 150_000_000,
+            bytes_per_window: 150 * 1024 * 1024,
             byte_window: Duration::from_secs(300),
             burst_fraction: 0.05,
             mailbox_max_in_flight: 4,
