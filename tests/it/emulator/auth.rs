@@ -281,8 +281,10 @@ async fn certificate_assertions_ps256_and_rs256_with_replay_and_time_checks() {
 
 #[tokio::test(start_paused = true)]
 async fn expired_missing_and_bogus_tokens_are_401() {
-    let mut cfg = EmulatorConfig::default();
-    cfg.token_lifetime_secs = 60;
+    let cfg = EmulatorConfig {
+        token_lifetime_secs: 60,
+        ..Default::default()
+    };
     let e = Emu::start(cfg).await;
     assert_eq!(e.get(&format!("/users/{MB}/mailFolders")).await.status, 200);
     tokio::time::advance(std::time::Duration::from_secs(61)).await;
@@ -348,8 +350,10 @@ async fn permissions_policy_and_unknown_mailboxes() {
         "importMime needs Mail-Advanced.ReadWrite.All"
     );
     // The default app has no policy: an unknown mailbox is not created when configured so.
-    let mut cfg = EmulatorConfig::default();
-    cfg.create_mailboxes_on_first_use = false;
+    let cfg = EmulatorConfig {
+        create_mailboxes_on_first_use: false,
+        ..Default::default()
+    };
     let e = Emu::start(cfg).await;
     let r = e.get("/users/ghost@contoso.example/mailFolders").await;
     assert_eq!((r.status, r.code()), (404, "MailboxNotEnabledForRESTAPI"));

@@ -191,8 +191,10 @@ async fn create_child_conflict_filter_and_well_known_names() {
 
 #[tokio::test]
 async fn folder_exists_status_is_configurable() {
-    let mut cfg = EmulatorConfig::default();
-    cfg.folder_exists_status = 400;
+    let cfg = EmulatorConfig {
+        folder_exists_status: 400,
+        ..Default::default()
+    };
     let e = Emu::start(cfg).await;
     e.folder("A").await;
     let r = e

@@ -46,8 +46,11 @@ async fn fifth_concurrent_request_gets_429_with_retry_after() {
 
 #[tokio::test(start_paused = true)]
 async fn the_10001st_request_in_the_window_is_throttled_and_the_window_recovers() {
-    let mut cfg = EmulatorConfig::default();
-    cfg.time_scale = 60.0; // the 10-minute window lasts 10 real seconds
+    // The 10-minute window lasts 10 real seconds.
+    let cfg = EmulatorConfig {
+        time_scale: 60.0,
+        ..Default::default()
+    };
     let e = Emu::start(cfg).await;
     let url = format!("/users/{MB}/mailFolders/inbox");
     for i in 0..10_000 {
