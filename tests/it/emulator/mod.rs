@@ -5,6 +5,7 @@ mod auth;
 mod batch_upload;
 mod folders;
 mod messages;
+mod openapi_walk;
 mod throttling;
 
 use base64::Engine as _;
