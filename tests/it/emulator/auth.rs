@@ -155,7 +155,7 @@ struct Cert {
     der: Vec<u8>,
 }
 
-fn make_cert(dir: &Path) -> (String, Vec<u8>) {
+pub(super) fn make_cert(dir: &Path) -> (String, Vec<u8>) {
     let st = Command::new("openssl")
         .args([
             "req",

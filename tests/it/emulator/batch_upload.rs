@@ -196,6 +196,14 @@ async fn small_attachments_and_upload_sessions() {
         )
         .await;
     assert_eq!(r.status, 400, "@odata.type is required");
+    let token = upload.split("authtoken=").nth(1).unwrap().to_owned();
+    assert!(
+        e.h.inspect()
+            .requests()
+            .iter()
+            .all(|r| !r.query.contains(&token)),
+        "upload token never logged"
+    );
     let counted = e.h.inspect().counters().mailboxes[MB].bytes_uploaded;
     assert!(counted >= 10);
 }
