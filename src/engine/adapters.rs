@@ -124,7 +124,7 @@ impl ImapDestSink {
 fn imap_sink_err(e: ImapError) -> StepError {
     let class = if e.is_auth_failure() {
         FailureClass::Mailbox
-    } else if e.is_rejected() {
+    } else if e.response_code().is_some_and(|c| c.eq_ignore_ascii_case("TOOBIG") || c.eq_ignore_ascii_case("LIMIT")) {
         FailureClass::Rejected
     } else if e.is_retryable() {
         FailureClass::Ambiguous

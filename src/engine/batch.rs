@@ -31,7 +31,7 @@ pub(crate) struct WriteBatch<K> {
     pub rematch: bool,
     pub items: Vec<(MessageMeta, MessageRow, Vec<u8>)>,
     /// Released when the task ends, returning the bodies' bytes to the budget.
-    pub reservation: Reservation,
+    pub _reservation: Reservation,
 }
 
 /// What a batch did.

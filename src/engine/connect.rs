@@ -201,8 +201,8 @@ pub fn graph_settings(g: &plan::GraphDestination, max_message_bytes: u64) -> gra
     let mut governor = graph::GovernorSettings::default();
     governor.requests_per_window = g.requests_per_10min;
     governor.bytes_per_window = g.bytes_per_5min;
-    governor.mailbox_concurrency = g.concurrency_per_mailbox;
-    governor.app_concurrency = g.concurrency_per_app;
+    governor.mailbox_max_in_flight = g.concurrency_per_mailbox;
+    governor.app_max_in_flight = g.concurrency_per_app;
     graph::GraphSettings {
         tenant: g.tenant.clone(),
         client_id: g.client_id.clone(),

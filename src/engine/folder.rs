@@ -325,7 +325,7 @@ async fn copy<S: MailSource, K: MailSink>(
             dest: dest.to_owned(),
             rematch,
             items,
-            reservation,
+            _reservation: reservation,
         };
         inflight.spawn(write_batch(batch));
     }

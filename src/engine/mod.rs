@@ -179,7 +179,7 @@ pub async fn migrate(
 #[allow(clippy::too_many_arguments)]
 async fn run_mailbox(
     plan: &Plan,
-    connector: &Connector,
+    connector: &Connector<'_>,
     ledger: Arc<Ledger>,
     run: i64,
     mb: &Mailbox,

@@ -26,27 +26,29 @@ impl StepError {
 }
 
 /// Where messages come from (IMAP or Maildir). One instance is one connection: calls are sequential.
+/// Where messages come from (IMAP or Maildir). One instance is one connection: calls are
+/// sequential, on the mailbox's own task, so its futures need not be `Send`.
 pub trait MailSource: Send {
-    fn list_folders(&mut self) -> impl Future<Output = Result<Vec<SourceFolder>, StepError>> + Send;
+    fn list_folders(&mut self) -> impl Future<Output = Result<Vec<SourceFolder>, StepError>>;
     /// Selects (read-only) a folder for the calls that follow.
     fn select(
         &mut self,
         folder: &SourceFolder,
-    ) -> impl Future<Output = Result<FolderStatus, StepError>> + Send;
+    ) -> impl Future<Output = Result<FolderStatus, StepError>>;
     /// Every message of the selected folder (or only those changed since a MODSEQ).
     fn fetch_meta(
         &mut self,
         folder: &SourceFolder,
         changed_since: Option<u64>,
-    ) -> impl Future<Output = Result<Vec<MessageMeta>, StepError>> + Send;
+    ) -> impl Future<Output = Result<Vec<MessageMeta>, StepError>>;
     /// Raw bytes of the given UIDs; expunged ones are simply absent.
     fn fetch_bodies(
         &mut self,
         folder: &SourceFolder,
         uids: &[Uid],
-    ) -> impl Future<Output = Result<Vec<(Uid, Vec<u8>)>, StepError>> + Send;
+    ) -> impl Future<Output = Result<Vec<(Uid, Vec<u8>)>, StepError>>;
     /// Ends the session politely.
-    fn close(self) -> impl Future<Output = ()> + Send;
+    fn close(self) -> impl Future<Output = ()>;
 }
 
 /// Where messages go (Graph or IMAP). Shared between concurrent write tasks.

@@ -120,12 +120,10 @@ async fn verify_mailbox(
                 continue;
             }
             let label = target_label(target);
-            let dest = sink.ensure_folder(target).await?;
-            let metas = {
-                src.select(&mapping.source).await?;
-                src.fetch_meta(&mapping.source, None).await?
-            };
-            let items = sink.list_items(&dest).await?;
+            let dest: String = sink.ensure_folder(target).await?;
+            src.select(&mapping.source).await?;
+            let metas: Vec<MessageMeta> = src.fetch_meta(&mapping.source, None).await?;
+            let items: Vec<DestItem> = sink.list_items(&dest).await?;
             let ctx = FolderCtx { ledger, mailbox_id, folder: &mapping.source, label, deep };
             compare_folder(&ctx, &metas, &items, &mut v)?;
         }

@@ -51,7 +51,7 @@ impl Events {
 }
 
 /// What happened to one mailbox in one run.
-#[derive(Debug, Clone, Default, Serialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, Serialize, PartialEq)]
 pub struct MailboxSummary {
     pub mailbox: String,
     pub destination: String,

@@ -128,24 +128,27 @@ impl TokenClient {
         let mut attempt = 0u32;
         loop {
             attempt += 1;
-            let mut form = url::form_urlencoded::Serializer::new(String::new());
-            form.append_pair("grant_type", "client_credentials");
-            form.append_pair("client_id", &self.client_id);
-            form.append_pair("scope", scope);
-            match &self.credential {
-                Credential::Secret(s) => {
-                    form.append_pair("client_secret", s.expose());
+            // Built in its own scope: the serializer is not Send and must not live across an await.
+            let body = {
+                let mut form = url::form_urlencoded::Serializer::new(String::new());
+                form.append_pair("grant_type", "client_credentials");
+                form.append_pair("client_id", &self.client_id);
+                form.append_pair("scope", scope);
+                match &self.credential {
+                    Credential::Secret(s) => {
+                        form.append_pair("client_secret", s.expose());
+                    }
+                    Credential::Certificate(signer) => {
+                        let assertion = signer.assertion(&self.endpoint, &self.client_id)?;
+                        form.append_pair(
+                            "client_assertion_type",
+                            "urn:ietf:params:oauth:client-assertion-type:jwt-bearer",
+                        );
+                        form.append_pair("client_assertion", assertion.expose());
+                    }
                 }
-                Credential::Certificate(signer) => {
-                    let assertion = signer.assertion(&self.endpoint, &self.client_id)?;
-                    form.append_pair(
-                        "client_assertion_type",
-                        "urn:ietf:params:oauth:client-assertion-type:jwt-bearer",
-                    );
-                    form.append_pair("client_assertion", assertion.expose());
-                }
-            }
-            let body = Secret::new(form.finish());
+                Secret::new(form.finish())
+            };
             let sent = self
                 .client
                 .post(&self.endpoint)
