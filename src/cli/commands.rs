@@ -43,6 +43,9 @@ pub(super) async fn run(command: Command) -> u8 {
             migrate(&plan, opts, report_dir).await
         }
         Command::Status { plan } => status(&plan),
+        Command::Verify { plan, deep, concurrency, report_dir } => {
+            verify(&plan, deep, concurrency, report_dir).await
+        }
         Command::Emulator { listen, config, allow_remote } => {
             match crate::emulator::run_cli(listen, config, allow_remote).await {
                 Ok(()) => exit::OK,
@@ -202,4 +205,49 @@ fn status(args: &PlanArgs) -> u8 {
         print!("{}", output::status(&progress, &failures, &runs));
     }
     exit::OK
+}
+
+async fn verify(args: &PlanArgs, deep: bool, concurrency: usize, report_dir: Option<PathBuf>) -> u8 {
+    let Some(plan) = load_plan(args) else { return exit::USAGE };
+    let selected = match plan.select(&args.mailboxes) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("mailferry: {e}");
+            return exit::USAGE;
+        }
+    };
+    let state = state_path(args, &plan);
+    let ledger = if state.exists() {
+        match Ledger::open(&state) {
+            Ok(l) => Some(l),
+            Err(e) => {
+                eprintln!("mailferry: {e}");
+                return exit::FAILURES;
+            }
+        }
+    } else {
+        None
+    };
+    let report = engine::verify::verify(&plan, ledger.as_ref(), &selected, deep, concurrency).await;
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&report).unwrap_or_default());
+    } else {
+        print!("{}", output::verify(&report));
+    }
+    if let Some(dir) = report_dir {
+        let json = serde_json::to_vec_pretty(&report).unwrap_or_default();
+        let csv = output::verify_csv(&report);
+        for (name, body) in [("mailferry-verify.json", json), ("mailferry-verify.csv", csv.into_bytes())] {
+            if let Err(e) = report::files::write_private(&dir.join(name), &body) {
+                eprintln!("mailferry: {e}");
+            }
+        }
+    }
+    if report.mailboxes.iter().any(|m| m.verdict == "failed") {
+        exit::FAILURES
+    } else if report.perfect {
+        exit::OK
+    } else {
+        exit::DIFFERENCE
+    }
 }

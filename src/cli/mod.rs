@@ -86,6 +86,20 @@ pub enum Command {
         #[arg(long, value_name = "DIR")]
         report_dir: Option<PathBuf>,
     },
+    /// Compare source, ledger and destination per folder: did everything arrive, once?
+    Verify {
+        #[command(flatten)]
+        plan: PlanArgs,
+        /// Match every source message to exactly one destination item; compare flags and dates.
+        #[arg(long)]
+        deep: bool,
+        /// Mailboxes verified at once.
+        #[arg(long, default_value_t = 4)]
+        concurrency: usize,
+        /// Also write the result as JSON and CSV files into this directory.
+        #[arg(long, value_name = "DIR")]
+        report_dir: Option<PathBuf>,
+    },
     /// What the ledger knows: progress per mailbox, failures by reason, recent runs.
     Status {
         #[command(flatten)]

@@ -1,6 +1,7 @@
 //! Terminal renderings of survey and status results (JSON output is serde's).
 
 use crate::engine::survey::SurveyReport;
+use crate::engine::verify::VerifyReport;
 use crate::ledger::{FailureGroup, MailboxProgress, RunRow};
 use crate::report::table::{bytes, render};
 
@@ -150,4 +151,67 @@ pub fn status(progress: &[MailboxProgress], failures: &[FailureGroup], runs: &[R
         out.push_str(&render(&["run", "command", "started", "finished", "status"], &rows));
     }
     out
+}
+
+/// `verify` as a table of folders per mailbox, then the verdict and every discrepancy.
+pub fn verify(r: &VerifyReport) -> String {
+    let mut out = String::new();
+    for m in &r.mailboxes {
+        out.push_str(&format!("== {} -> {}: {}\n", m.mailbox, m.destination, m.verdict.to_uppercase()));
+        let rows: Vec<Vec<String>> = m
+            .folders
+            .iter()
+            .map(|f| {
+                vec![
+                    f.source.clone(),
+                    f.target.clone(),
+                    f.source_count.to_string(),
+                    f.ledger_done.to_string(),
+                    f.ledger_skipped.to_string(),
+                    f.destination_count.to_string(),
+                ]
+            })
+            .collect();
+        if !rows.is_empty() {
+            out.push_str(&render(&["folder", "destination", "source", "done", "skipped", "at destination"], &rows));
+        }
+        for reason in &m.reasons {
+            out.push_str(&format!("   {reason}\n"));
+        }
+        for d in m.missing.iter().chain(&m.doubled).chain(&m.changed) {
+            out.push_str(&format!(
+                "   {} {} UID {} {}: {}\n",
+                d.kind,
+                d.folder,
+                d.uid.map(|u| u.to_string()).unwrap_or_else(|| "-".into()),
+                d.message_id.as_deref().unwrap_or(""),
+                d.detail
+            ));
+        }
+        out.push('\n');
+    }
+    out.push_str(if r.perfect { "verdict: PERFECT\n" } else { "verdict: INVESTIGATE\n" });
+    out
+}
+
+/// One CSV line per discrepancy (and one per mailbox verdict).
+pub fn verify_csv(r: &VerifyReport) -> String {
+    let mut w = csv::Writer::from_writer(Vec::new());
+    let _ = w.write_record(["mailbox", "verdict", "kind", "folder", "uid", "message_id", "detail"]);
+    for m in &r.mailboxes {
+        let _ = w.write_record([m.mailbox.as_str(), m.verdict.as_str(), "verdict", "", "", "", &m.reasons.join("; ")]);
+        for d in m.missing.iter().chain(&m.doubled).chain(&m.changed) {
+            let uid = d.uid.map(|u| u.to_string()).unwrap_or_default();
+            let _ = w.write_record([
+                m.mailbox.as_str(),
+                m.verdict.as_str(),
+                d.kind.as_str(),
+                d.folder.as_str(),
+                uid.as_str(),
+                d.message_id.as_deref().unwrap_or(""),
+                d.detail.as_str(),
+            ]);
+        }
+    }
+    String::from_utf8(w.into_inner().unwrap_or_default()).unwrap_or_default()
 }

@@ -175,3 +175,51 @@ fn crlf(raw: &[u8]) -> Vec<u8> {
     }
     out
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn faults_at_the_destination_leave_every_message_exactly_once_and_verify_perfect() {
+    use mailferry::emulator::{FaultKind, FaultRule};
+    let rig = Rig::new(&["eve"], EmulatorConfig::default()).await;
+    write_maildir(&rig.tree("eve"), &[("", (0..40).map(|i| (generated(i, 3000), "S")).collect())]);
+    let insp = rig.emulator.inspect();
+    // Responses lost after the item was stored, 503s and resets: a blind retry would duplicate.
+    insp.add_fault(FaultRule::new(Some("POST"), "importMime", FaultKind::LostResponse).times(3));
+    insp.add_fault(FaultRule::new(Some("POST"), "importMime", FaultKind::ServiceUnavailable).times(3));
+    insp.add_fault(FaultRule::new(Some("PATCH"), "/messages/", FaultKind::Reset).times(2));
+    let first = rig.migrate(MigrateOptions::default()).await;
+    let eve = &first.mailboxes[0];
+    // Whatever one run could not settle, the next run settles; nothing is written twice.
+    let second = rig.migrate(MigrateOptions::default()).await;
+    let items = rig.items("eve");
+    assert_eq!(items.len(), 40, "first run: {eve:?}, second: {:?}", second.mailboxes[0]);
+    let mut raws: Vec<Vec<u8>> = items.into_iter().map(|(_, r)| r).collect();
+    raws.sort();
+    raws.dedup();
+    assert_eq!(raws.len(), 40, "an item was duplicated");
+    assert!(!insp.fault_log().is_empty(), "the faults were injected");
+
+    let plan = Plan::load(&rig.plan_path).unwrap();
+    let ledger = Ledger::open(&plan.default_state_path()).unwrap();
+    let selected = plan.select(&[]).unwrap();
+    let report = engine::verify::verify(&plan, Some(&ledger), &selected, true, 2).await;
+    assert!(report.perfect, "{:#?}", report.mailboxes);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn verify_finds_a_missing_item() {
+    let rig = Rig::new(&["fay"], EmulatorConfig::default()).await;
+    write_maildir(&rig.tree("fay"), &[("", (0..5).map(|i| (generated(i, 100), "")).collect())]);
+    rig.migrate(MigrateOptions::default()).await;
+    // A message that arrives at the source after the run is missing until the next run.
+    let cur = rig.tree("fay").join("cur");
+    std::fs::write(cur.join("1900000000.M7P1.host:2,"), generated(77, 100)).unwrap();
+    let plan = Plan::load(&rig.plan_path).unwrap();
+    let ledger = Ledger::open(&plan.default_state_path()).unwrap();
+    let selected = plan.select(&[]).unwrap();
+    let report = engine::verify::verify(&plan, Some(&ledger), &selected, true, 1).await;
+    assert!(!report.perfect);
+    let m = &report.mailboxes[0];
+    assert_eq!(m.verdict, "investigate");
+    assert_eq!(m.missing.len(), 1, "{m:#?}");
+    assert_eq!(m.missing[0].message_id.as_deref(), Some("<gen77@example.org>"));
+}
