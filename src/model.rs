@@ -101,7 +101,11 @@ impl FolderPath {
     /// (a leading or doubled delimiter). `None` when nothing is left.
     pub fn parse(name: &str, delimiter: Option<char>) -> Option<FolderPath> {
         let segments: Vec<String> = match delimiter {
-            Some(d) => name.split(d).filter(|s| !s.is_empty()).map(str::to_owned).collect(),
+            Some(d) => name
+                .split(d)
+                .filter(|s| !s.is_empty())
+                .map(str::to_owned)
+                .collect(),
             None => vec![name.to_owned()],
         };
         FolderPath::new(segments)
@@ -361,7 +365,13 @@ impl SourceIdentity {
         let sha256 = ContentHash::from_hex(it.next()?)?;
         let mailbox = it.next()?.to_owned();
         let folder = it.next()?.to_owned();
-        Some(SourceIdentity { mailbox, folder, uid_validity, uid, sha256 })
+        Some(SourceIdentity {
+            mailbox,
+            folder,
+            uid_validity,
+            uid,
+            sha256,
+        })
     }
 }
 

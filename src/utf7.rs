@@ -19,7 +19,10 @@ pub struct Utf7Error {
 
 /// Decodes a modified UTF-7 name to Unicode.
 pub fn decode(name: &str) -> Result<String, Utf7Error> {
-    let err = |position| Utf7Error { name: name.to_owned(), position };
+    let err = |position| Utf7Error {
+        name: name.to_owned(),
+        position,
+    };
     let mut out = String::with_capacity(name.len());
     let mut rest = name;
     let mut pos = 0;
@@ -35,8 +38,10 @@ pub fn decode(name: &str) -> Result<String, Utf7Error> {
             if bytes.len() % 2 != 0 {
                 return Err(err(pos + amp));
             }
-            let units: Vec<u16> =
-                bytes.chunks(2).map(|c| u16::from_be_bytes([c[0], c[1]])).collect();
+            let units: Vec<u16> = bytes
+                .chunks(2)
+                .map(|c| u16::from_be_bytes([c[0], c[1]]))
+                .collect();
             out.push_str(&String::from_utf16(&units).map_err(|_| err(pos + amp))?);
         }
         let consumed = amp + 1 + end + 1;
@@ -83,8 +88,14 @@ mod tests {
 
     #[test]
     fn known_answers_from_rfc_3501() {
-        assert_eq!(decode("~peter/mail/&U,BTFw-/&ZeVnLIqe-").unwrap(), "~peter/mail/台北/日本語");
-        assert_eq!(encode("~peter/mail/台北/日本語"), "~peter/mail/&U,BTFw-/&ZeVnLIqe-");
+        assert_eq!(
+            decode("~peter/mail/&U,BTFw-/&ZeVnLIqe-").unwrap(),
+            "~peter/mail/台北/日本語"
+        );
+        assert_eq!(
+            encode("~peter/mail/台北/日本語"),
+            "~peter/mail/&U,BTFw-/&ZeVnLIqe-"
+        );
         assert_eq!(decode("Entw&APw-rfe").unwrap(), "Entwürfe");
         assert_eq!(encode("Envoyés"), "Envoy&AOk-s");
         assert_eq!(encode("A&B"), "A&-B");
@@ -101,7 +112,14 @@ mod tests {
 
     #[test]
     fn round_trip_any_string() {
-        for s in ["", "plain", "Gel&öschte", "Ordner/Unter Ordner", "日本語 & more", "\u{1F600}x"] {
+        for s in [
+            "",
+            "plain",
+            "Gel&öschte",
+            "Ordner/Unter Ordner",
+            "日本語 & more",
+            "\u{1F600}x",
+        ] {
             assert_eq!(decode(&encode(s)).unwrap(), s);
         }
     }

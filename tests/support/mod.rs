@@ -1,2 +1,4 @@
 //! Shared test support: the Dovecot harness and helpers.
 #![allow(dead_code)]
+pub mod corpus;
+pub mod dovecot;
