@@ -4,6 +4,7 @@
 mod emulator;
 mod imap_source;
 mod migrate;
+mod migrate_imap;
 mod plan;
 #[path = "../support/mod.rs"]
 mod support;
