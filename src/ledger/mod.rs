@@ -1,1 +1,341 @@
-//! ledger (under construction).
+//! The ledger: a SQLite record of every mailbox, folder and message mailferry has seen, and of
+//! what happened to each. It is what makes a run resumable at any point and exactly-once.
+//!
+//! A message row moves `pending -> sending -> done` (or `skipped`/`failed`). The `sending` state is
+//! committed (and fsynced: WAL with `synchronous=FULL`) *before* the write reaches the sink, so a
+//! crash leaves the row in `sending` and the next run asks the destination whether the item exists
+//! before it sends anything again. Commits are batched per group of messages, not per message.
+//!
+//! The file never holds a message body or a secret: only identities (folder, UIDVALIDITY, UID,
+//! SHA-256, Message-ID), sizes, flags, dates, states and error texts. It is created 0600 and can be
+//! opened by operators with `sqlite3`.
+
+mod messages;
+mod queries;
+mod schema;
+
+pub use messages::{MessageRow, MessageState, NewMessage};
+pub use queries::{FailureGroup, FolderCounts, MailboxProgress, RunRow};
+
+use std::fs::{File, OpenOptions};
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
+use std::sync::{Mutex, MutexGuard};
+
+use rusqlite::{Connection, OptionalExtension, params};
+
+use crate::model::UidValidity;
+
+/// Errors from the ledger: each names the ledger file.
+#[derive(Debug, thiserror::Error)]
+pub enum LedgerError {
+    #[error("ledger {path}: {source}")]
+    Sqlite {
+        path: PathBuf,
+        #[source]
+        source: rusqlite::Error,
+    },
+    #[error("ledger {path}: cannot create the file: {source}")]
+    Create {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error(
+        "ledger {path} was written by a newer mailferry (schema {found}, this build knows {known})"
+    )]
+    TooNew {
+        path: PathBuf,
+        found: i64,
+        known: i64,
+    },
+    #[error(
+        "another mailferry run holds the lock on {path}; it is still running (or wait for it to finish)"
+    )]
+    Locked { path: PathBuf },
+    #[error("ledger {path}: {what}")]
+    Corrupt { path: PathBuf, what: String },
+}
+
+/// An open ledger. Cheap operations take an internal lock; share it behind an `Arc`.
+pub struct Ledger {
+    path: PathBuf,
+    conn: Mutex<Connection>,
+}
+
+/// A folder's row, as the engine needs it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FolderRow {
+    pub id: i64,
+    pub source_name: String,
+    pub mapped_name: Option<String>,
+    pub dest_id: Option<String>,
+    pub uid_validity: Option<UidValidity>,
+    pub highest_modseq: Option<u64>,
+    pub uid_next: Option<u32>,
+}
+
+/// Holds the run lock until dropped: two runs never work on one ledger at once.
+#[derive(Debug)]
+pub struct RunLock {
+    _file: File,
+}
+
+impl Ledger {
+    /// Opens (creating 0600 if needed) and migrates the ledger at `path`.
+    pub fn open(path: &Path) -> Result<Ledger, LedgerError> {
+        if !path.exists() {
+            OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .mode(0o600)
+                .open(path)
+                .map_err(|source| LedgerError::Create {
+                    path: path.to_owned(),
+                    source,
+                })?;
+        }
+        let conn = Connection::open(path).map_err(|e| sql_err(path, e))?;
+        let ledger = Ledger {
+            path: path.to_owned(),
+            conn: Mutex::new(conn),
+        };
+        ledger.with(|c| {
+            c.pragma_update(None, "journal_mode", "WAL")?;
+            c.pragma_update(None, "synchronous", "FULL")?;
+            c.pragma_update(None, "foreign_keys", "ON")?;
+            c.busy_timeout(std::time::Duration::from_secs(10))?;
+            Ok(())
+        })?;
+        schema::migrate(&ledger)?;
+        // WAL and SHM side files inherit the umask; tighten them as well.
+        for suffix in ["-wal", "-shm"] {
+            let side = PathBuf::from(format!("{}{suffix}", path.display()));
+            if side.exists() {
+                use std::os::unix::fs::PermissionsExt;
+                let _ = std::fs::set_permissions(&side, std::fs::Permissions::from_mode(0o600));
+            }
+        }
+        Ok(ledger)
+    }
+
+    /// The file this ledger lives in.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Takes the run lock (`<ledger>.lock`), or fails with [`LedgerError::Locked`] at once.
+    pub fn lock_run(path: &Path) -> Result<RunLock, LedgerError> {
+        let lock_path = PathBuf::from(format!("{}.lock", path.display()));
+        let file = OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .mode(0o600)
+            .open(&lock_path)
+            .map_err(|source| LedgerError::Create {
+                path: lock_path.clone(),
+                source,
+            })?;
+        match file.try_lock() {
+            Ok(()) => Ok(RunLock { _file: file }),
+            Err(std::fs::TryLockError::WouldBlock) => Err(LedgerError::Locked {
+                path: path.to_owned(),
+            }),
+            Err(std::fs::TryLockError::Error(source)) => Err(LedgerError::Create {
+                path: lock_path,
+                source,
+            }),
+        }
+    }
+
+    fn conn(&self) -> MutexGuard<'_, Connection> {
+        // A panic while holding the lock cannot leave SQLite inconsistent (transactions roll
+        // back), so a poisoned lock is still usable.
+        self.conn.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Runs `f` on the connection, mapping errors to this ledger's path.
+    pub(crate) fn with<T>(
+        &self,
+        f: impl FnOnce(&mut Connection) -> rusqlite::Result<T>,
+    ) -> Result<T, LedgerError> {
+        let mut conn = self.conn();
+        f(&mut conn).map_err(|e| sql_err(&self.path, e))
+    }
+
+    /// Records the start of a run; returns its id.
+    pub fn start_run(&self, command: &str) -> Result<i64, LedgerError> {
+        self.with(|c| {
+            c.execute(
+                "INSERT INTO runs (command, started_at, status) VALUES (?1, ?2, 'running')",
+                params![command, now()],
+            )?;
+            Ok(c.last_insert_rowid())
+        })
+    }
+
+    /// Records the end of a run.
+    pub fn finish_run(
+        &self,
+        run: i64,
+        status: &str,
+        summary_json: &str,
+    ) -> Result<(), LedgerError> {
+        self.with(|c| {
+            c.execute(
+                "UPDATE runs SET finished_at = ?2, status = ?3, summary = ?4 WHERE id = ?1",
+                params![run, now(), status, summary_json],
+            )?;
+            Ok(())
+        })
+    }
+
+    /// The mailbox row id for `key`, created on first use.
+    pub fn mailbox(&self, key: &str, destination: &str) -> Result<i64, LedgerError> {
+        self.with(|c| {
+            c.execute(
+                "INSERT INTO mailboxes (key, destination) VALUES (?1, ?2)
+                 ON CONFLICT(key) DO UPDATE SET destination = excluded.destination",
+                params![key, destination],
+            )?;
+            c.query_row("SELECT id FROM mailboxes WHERE key = ?1", [key], |r| {
+                r.get(0)
+            })
+        })
+    }
+
+    /// Records a mailbox-level outcome (`ok`, `failed`, `interrupted`) with its error, if any.
+    pub fn set_mailbox_state(
+        &self,
+        mailbox: i64,
+        run: i64,
+        state: &str,
+        error: Option<(&str, &str)>,
+    ) -> Result<(), LedgerError> {
+        self.with(|c| {
+            c.execute(
+                "UPDATE mailboxes SET state = ?2, last_run = ?3, last_error = ?4,
+                 last_error_class = ?5, updated_at = ?6 WHERE id = ?1",
+                params![
+                    mailbox,
+                    state,
+                    run,
+                    error.map(|e| e.0),
+                    error.map(|e| e.1),
+                    now()
+                ],
+            )?;
+            Ok(())
+        })
+    }
+
+    /// The folder row for a source folder, created on first use.
+    pub fn folder(&self, mailbox: i64, source_name: &str) -> Result<FolderRow, LedgerError> {
+        self.with(|c| {
+            c.execute(
+                "INSERT OR IGNORE INTO folders (mailbox_id, source_name) VALUES (?1, ?2)",
+                params![mailbox, source_name],
+            )?;
+            c.query_row(
+                "SELECT id, source_name, mapped_name, dest_id, uid_validity, highest_modseq, uid_next
+                 FROM folders WHERE mailbox_id = ?1 AND source_name = ?2",
+                params![mailbox, source_name],
+                folder_from_row,
+            )
+        })
+    }
+
+    /// All folder rows of a mailbox.
+    pub fn folders(&self, mailbox: i64) -> Result<Vec<FolderRow>, LedgerError> {
+        self.with(|c| {
+            let mut st = c.prepare(
+                "SELECT id, source_name, mapped_name, dest_id, uid_validity, highest_modseq, uid_next
+                 FROM folders WHERE mailbox_id = ?1 ORDER BY source_name",
+            )?;
+            let rows = st.query_map([mailbox], folder_from_row)?;
+            rows.collect()
+        })
+    }
+
+    /// Records where a folder goes at the destination.
+    pub fn set_folder_target(
+        &self,
+        folder: i64,
+        mapped_name: &str,
+        dest_id: &str,
+    ) -> Result<(), LedgerError> {
+        self.with(|c| {
+            c.execute(
+                "UPDATE folders SET mapped_name = ?2, dest_id = ?3 WHERE id = ?1",
+                params![folder, mapped_name, dest_id],
+            )?;
+            Ok(())
+        })
+    }
+
+    /// Records the source state a pass was completed against (for the next run's "nothing
+    /// changed" shortcut). Only call this when every message of the folder reached a final state.
+    pub fn set_folder_sync_point(
+        &self,
+        folder: i64,
+        uid_validity: UidValidity,
+        highest_modseq: Option<u64>,
+        uid_next: Option<u32>,
+    ) -> Result<(), LedgerError> {
+        self.with(|c| {
+            c.execute(
+                "UPDATE folders SET uid_validity = ?2, highest_modseq = ?3, uid_next = ?4 WHERE id = ?1",
+                params![folder, uid_validity.get(), highest_modseq.map(|m| m as i64), uid_next],
+            )?;
+            Ok(())
+        })
+    }
+
+    /// Forgets the sync point, so the next pass lists the folder in full.
+    pub fn clear_folder_sync_point(&self, folder: i64) -> Result<(), LedgerError> {
+        self.with(|c| {
+            c.execute(
+                "UPDATE folders SET highest_modseq = NULL, uid_next = NULL WHERE id = ?1",
+                [folder],
+            )?;
+            Ok(())
+        })
+    }
+
+    /// Looks up a mailbox id without creating it.
+    pub fn find_mailbox(&self, key: &str) -> Result<Option<i64>, LedgerError> {
+        self.with(|c| {
+            c.query_row("SELECT id FROM mailboxes WHERE key = ?1", [key], |r| {
+                r.get(0)
+            })
+            .optional()
+        })
+    }
+}
+
+fn folder_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<FolderRow> {
+    Ok(FolderRow {
+        id: r.get(0)?,
+        source_name: r.get(1)?,
+        mapped_name: r.get(2)?,
+        dest_id: r.get(3)?,
+        uid_validity: r.get::<_, Option<u32>>(4)?.and_then(UidValidity::new),
+        highest_modseq: r.get::<_, Option<i64>>(5)?.map(|m| m as u64),
+        uid_next: r.get(6)?,
+    })
+}
+
+pub(crate) fn sql_err(path: &Path, source: rusqlite::Error) -> LedgerError {
+    LedgerError::Sqlite {
+        path: path.to_owned(),
+        source,
+    }
+}
+
+pub(crate) fn now() -> String {
+    chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,1 +1,0 @@
-//! Maildir source (under construction).

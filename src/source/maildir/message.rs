@@ -1,0 +1,220 @@
+//! One message file's bytes: what mailferry hands on (CRLF line ends), its size in that form, and
+//! its Message-ID from the header block.
+//!
+//! Maildir files written by Dovecot (and most MDAs) have bare LF line ends; Dovecot turns every LF
+//! not preceded by CR into CRLF when it serves the message over IMAP, and its `W=` file-name field
+//! is that size. mailferry does the same, so the bytes, the size and the SHA-256 identity of a
+//! message read from disk equal those of the same message read from Dovecot over IMAP, and the
+//! sinks get the CRLF form RFC 5322 and IMAP APPEND expect. A file already stored with CRLF is
+//! passed through unchanged.
+
+use std::fs::File;
+use std::io::{self, Read};
+use std::path::Path;
+
+use super::error::MaildirError;
+
+/// Reading stops after this many header bytes even without a blank line: a header block that
+/// large is broken, and the Message-ID is near the top in practice. (MimeKit's corpus has a
+/// 136 KB `To:` header, well inside this.)
+const MAX_HEADER_BYTES: usize = 1 << 20;
+
+/// Copies `raw` with every LF not preceded by CR turned into CRLF.
+pub(super) fn to_crlf(raw: &[u8]) -> Vec<u8> {
+    let extra = bare_lf_count(raw, false);
+    let mut out = Vec::with_capacity(raw.len() + extra as usize);
+    let mut prev_cr = false;
+    for &b in raw {
+        if b == b'\n' && !prev_cr {
+            out.push(b'\r');
+        }
+        out.push(b);
+        prev_cr = b == b'\r';
+    }
+    out
+}
+
+/// Number of LFs not preceded by CR; `prev_cr` says whether the byte before `chunk` was a CR, so
+/// a file can be counted chunk by chunk.
+fn bare_lf_count(chunk: &[u8], mut prev_cr: bool) -> u64 {
+    let mut n = 0;
+    for &b in chunk {
+        if b == b'\n' && !prev_cr {
+            n += 1;
+        }
+        prev_cr = b == b'\r';
+    }
+    n
+}
+
+/// What fetch_meta needs from a file's contents.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) struct FileInfo {
+    /// Size of the CRLF form; `None` when only the header was read (the caller knows the size).
+    pub crlf_size: Option<u64>,
+    pub message_id: Option<String>,
+}
+
+/// Reads a message file's header block (and, when `count_size`, the whole file in bounded chunks
+/// to compute the CRLF size without holding it in memory).
+pub(super) fn inspect(path: &Path, count_size: bool) -> Result<FileInfo, MaildirError> {
+    let mut file = File::open(path).map_err(|e| MaildirError::io("opening", path, e))?;
+    let mut header = Vec::new();
+    let mut header_done = false;
+    let mut size: u64 = 0;
+    let mut prev_cr = false;
+    let mut buf = vec![0u8; 64 * 1024];
+    loop {
+        let n = match file.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(MaildirError::io("reading", path, e)),
+        };
+        let chunk = &buf[..n];
+        if !header_done {
+            let room = MAX_HEADER_BYTES.saturating_sub(header.len());
+            header.extend_from_slice(&chunk[..chunk.len().min(room)]);
+            if let Some(end) = header_end(&header) {
+                header.truncate(end);
+                header_done = true;
+            } else if header.len() >= MAX_HEADER_BYTES {
+                header_done = true;
+            }
+        }
+        if count_size {
+            size += n as u64 + bare_lf_count(chunk, prev_cr);
+            prev_cr = chunk.last() == Some(&b'\r');
+        } else if header_done {
+            break;
+        }
+    }
+    Ok(FileInfo {
+        crlf_size: count_size.then_some(size),
+        message_id: message_id(&header),
+    })
+}
+
+/// Index just past the blank line ending the header block (LF or CRLF line ends).
+fn header_end(buf: &[u8]) -> Option<usize> {
+    // A message that starts with a blank line has an empty header.
+    if buf.starts_with(b"\n") {
+        return Some(1);
+    }
+    if buf.starts_with(b"\r\n") {
+        return Some(2);
+    }
+    let mut i = 0;
+    while let Some(p) = buf[i..].iter().position(|&b| b == b'\n') {
+        let nl = i + p;
+        let rest = &buf[nl + 1..];
+        if rest.starts_with(b"\n") {
+            return Some(nl + 2);
+        }
+        if rest.starts_with(b"\r\n") {
+            return Some(nl + 3);
+        }
+        i = nl + 1;
+    }
+    None
+}
+
+/// The first Message-ID header's value, unfolded: the `<...>` token when there is one, else the
+/// trimmed value (some senders omit the brackets); `None` when absent or empty.
+pub(super) fn message_id(header: &[u8]) -> Option<String> {
+    let text = String::from_utf8_lossy(header);
+    let mut lines = text.split('\n').map(|l| l.trim_end_matches('\r'));
+    while let Some(line) = lines.next() {
+        if line.is_empty() {
+            // End of the header block: anything below is body.
+            break;
+        }
+        let Some((name, value)) = line.split_once(':') else {
+            continue;
+        };
+        if !name.trim_end().eq_ignore_ascii_case("message-id") || name.starts_with([' ', '\t']) {
+            continue;
+        }
+        let mut value = value.to_owned();
+        // Continuation lines start with white space.
+        for cont in lines.by_ref() {
+            if cont.starts_with([' ', '\t']) {
+                value.push_str(cont);
+            } else {
+                break;
+            }
+        }
+        let value = value.trim();
+        if let (Some(start), Some(end)) = (value.find('<'), value.rfind('>'))
+            && start < end
+        {
+            let id: String = value[start..=end]
+                .chars()
+                .filter(|c| !c.is_whitespace())
+                .collect();
+            return Some(id);
+        }
+        return (!value.is_empty()).then(|| value.to_owned());
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn crlf_conversion_keeps_existing_crlf_and_lone_cr() {
+        assert_eq!(to_crlf(b"a\nb\r\nc\rd\n"), b"a\r\nb\r\nc\rd\r\n");
+        assert_eq!(to_crlf(b"no newline"), b"no newline");
+        assert_eq!(to_crlf(b"\n\n"), b"\r\n\r\n");
+    }
+
+    #[test]
+    fn chunked_count_handles_cr_at_chunk_edge() {
+        let all = b"x\r\ny\nz\r";
+        let whole = bare_lf_count(all, false);
+        let split = bare_lf_count(&all[..2], false) + bare_lf_count(&all[2..], true);
+        assert_eq!(whole, 1);
+        assert_eq!(split, 1);
+    }
+
+    #[test]
+    fn message_id_folded_and_case_insensitive() {
+        let h = b"From: a@b\nMESSAGE-ID:\n <abc@\n example.org>\nSubject: x\n\n";
+        assert_eq!(message_id(h).as_deref(), Some("<abc@example.org>"));
+        assert_eq!(
+            message_id(b"Message-Id: bare@id\r\n\r\n").as_deref(),
+            Some("bare@id")
+        );
+        assert_eq!(message_id(b"Subject: x\n\nMessage-ID: <body@x>\n"), None);
+        assert_eq!(message_id(b"X-Message-ID: <no@x>\n"), None);
+        assert_eq!(message_id(b"Message-ID:   \n"), None);
+    }
+
+    #[test]
+    fn header_end_variants() {
+        assert_eq!(header_end(b"A: b\n\nbody"), Some(6));
+        assert_eq!(header_end(b"A: b\r\n\r\nbody"), Some(8));
+        assert_eq!(header_end(b"\nbody"), Some(1));
+        assert_eq!(header_end(b"A: b\nB: c\n"), None);
+    }
+
+    #[test]
+    fn inspect_counts_crlf_size_over_chunks() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("m");
+        // Larger than one read buffer, so the chunk-edge logic runs.
+        let mut body = b"Message-ID: <big@x>\nSubject: s\n\n".to_vec();
+        for _ in 0..20_000 {
+            body.extend_from_slice(b"line of text\n");
+        }
+        std::fs::write(&p, &body).unwrap();
+        let info = inspect(&p, true).unwrap();
+        assert_eq!(info.crlf_size, Some(to_crlf(&body).len() as u64));
+        assert_eq!(info.message_id.as_deref(), Some("<big@x>"));
+        let info = inspect(&p, false).unwrap();
+        assert_eq!(info.crlf_size, None);
+        assert_eq!(info.message_id.as_deref(), Some("<big@x>"));
+    }
+}

@@ -1,0 +1,213 @@
+//! The Maildir source: reads a user's Maildir or Maildir++ tree straight from disk (cPanel and
+//! Dovecot hosts), so an administrator with shell access to the old host can migrate without
+//! anyone's password and without loading the old IMAP server.
+//!
+//! What it owns, file by file:
+//! - [`layout`]: Maildir++ vs Dovecot `LAYOUT=fs`, folder names (modified UTF-7) and directories.
+//! - `filename`: `base:2,FLAGS` names, `S=`/`W=` sizes, flag letters and keywords.
+//! - `uidlist`: Dovecot's `dovecot-uidlist` and `dovecot-keywords`.
+//! - `scan`: one folder's files and their UIDs/UIDVALIDITY (the rules are documented there).
+//! - `message`: bytes handed on (CRLF line ends), sizes and the Message-ID.
+//!
+//! The bytes [`MaildirSource::fetch_bodies`] returns are the file's bytes with every bare LF turned
+//! into CRLF, exactly what Dovecot serves over IMAP for the same file; `MessageMeta::size` is
+//! the length of those bytes. INTERNALDATE is the file's mtime (Dovecot sets it to the internal
+//! date when it saves). A message whose file is renamed by a flag change or moved from `new/` to
+//! `cur/` keeps its UID: identity is the base name, never the full file name.
+//!
+//! Not read: `tmp/` (files still being written), Courier's `courierimapuiddb` and
+//! `courierimapkeywords/`, Dovecot setups whose control files live outside the Maildir
+//! (`CONTROL=`), and special-use folder roles (Dovecot keeps those in its config, not the tree;
+//! `translate` maps common names). The file system is only read, never written.
+
+mod error;
+mod filename;
+pub mod layout;
+mod message;
+mod scan;
+mod uidlist;
+
+#[cfg(test)]
+mod tests;
+
+use std::collections::HashMap;
+use std::fs;
+use std::path::{Path, PathBuf};
+
+use chrono::{DateTime, Utc};
+
+pub use error::MaildirError;
+pub use layout::Layout;
+
+use crate::model::{FolderStatus, MessageMeta, SourceFolder, Uid};
+use scan::FolderScan;
+
+/// One user's Maildir tree, opened for reading.
+#[derive(Debug)]
+pub struct MaildirSource {
+    root: PathBuf,
+    layout: Layout,
+    /// The last scan of each folder (by raw name): `fetch_bodies` finds files through it and
+    /// rescans only when a file has moved since.
+    scans: HashMap<String, FolderScan>,
+}
+
+impl MaildirSource {
+    /// `root` is one user's Maildir (the directory holding cur/ new/ tmp/ of INBOX, or for
+    /// Dovecot's LAYOUT=fs the Maildir root with INBOX/ and nested folder dirs). Detects the
+    /// layout.
+    pub fn open(root: &Path) -> Result<MaildirSource, MaildirError> {
+        let layout = layout::detect(root)?;
+        Ok(MaildirSource {
+            root: root.to_owned(),
+            layout,
+            scans: HashMap::new(),
+        })
+    }
+
+    /// The layout found by [`MaildirSource::open`].
+    pub fn layout(&self) -> &Layout {
+        &self.layout
+    }
+
+    /// The tree's root.
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    /// Every folder: INBOX first (special use `Inbox`), then the others by raw name. Parents
+    /// that only exist as containers are listed with `selectable: false`.
+    pub fn list_folders(&mut self) -> Result<Vec<SourceFolder>, MaildirError> {
+        layout::list(&self.root, &self.layout)
+    }
+
+    /// Scans the folder and reports its UIDVALIDITY, next UID and message count. This scan is
+    /// the snapshot the following `fetch_meta` and `fetch_bodies` calls serve, so the UIDs they
+    /// use always belong to the UIDVALIDITY reported here (call `select` again for a fresh look).
+    pub fn select(&mut self, folder: &SourceFolder) -> Result<FolderStatus, MaildirError> {
+        let scan = self.rescan(folder)?;
+        Ok(FolderStatus {
+            uid_validity: scan.uid_validity,
+            uid_next: Some(scan.uid_next),
+            exists: u32::try_from(scan.entries.len()).unwrap_or(u32::MAX),
+            highest_modseq: None,
+        })
+    }
+
+    /// Metadata of every message of the folder's last `select` (scanning first if there was
+    /// none), by ascending UID. Reads each file's header block for the Message-ID; reads the
+    /// whole file (in bounded chunks) only when its name does not carry a trustworthy `W=` size.
+    /// A message expunged since the scan is left out.
+    pub fn fetch_meta(&mut self, folder: &SourceFolder) -> Result<Vec<MessageMeta>, MaildirError> {
+        let scan = match self.scans.get(&folder.raw_name) {
+            Some(s) => s.clone(),
+            None => self.rescan(folder)?.clone(),
+        };
+        let mut out = Vec::with_capacity(scan.entries.len());
+        for entry in scan.entries.values() {
+            let known = entry.known_crlf_size();
+            let info = match message::inspect(&entry.path, known.is_none()) {
+                Ok(info) => info,
+                // Renamed (flag change) or expunged since the scan: look again once.
+                Err(MaildirError::Io { source, .. }) if layout::is_gone(&source) => {
+                    match self.relocate(folder, entry.uid, &entry.base)? {
+                        Some(path) => message::inspect(&path, known.is_none())?,
+                        None => continue,
+                    }
+                }
+                Err(e) => return Err(e),
+            };
+            let size = known.or(info.crlf_size).unwrap_or(entry.file_len);
+            let internal_date = DateTime::<Utc>::from(entry.mtime).fixed_offset();
+            out.push(MessageMeta {
+                uid: entry.uid,
+                size,
+                flags: entry.flags.clone(),
+                internal_date,
+                message_id: info.message_id,
+                modseq: None,
+            });
+        }
+        Ok(out)
+    }
+
+    /// The raw bytes (CRLF line ends, see the module docs) of the given UIDs of the folder's last
+    /// `select`, in the order asked. A UID that is not (or no longer) in the folder is left out,
+    /// as IMAP's UID FETCH does; a file renamed since the scan is found by its base name.
+    pub fn fetch_bodies(
+        &mut self,
+        folder: &SourceFolder,
+        uids: &[Uid],
+    ) -> Result<Vec<(Uid, Vec<u8>)>, MaildirError> {
+        if !self.scans.contains_key(&folder.raw_name) {
+            self.rescan(folder)?;
+        }
+        let mut out = Vec::with_capacity(uids.len());
+        for &uid in uids {
+            let Some(entry) = self
+                .scans
+                .get(&folder.raw_name)
+                .and_then(|s| s.entries.get(&uid))
+                .map(|e| (e.path.clone(), e.base.clone()))
+            else {
+                continue;
+            };
+            let (path, base) = entry;
+            let raw = match fs::read(&path) {
+                Ok(raw) => raw,
+                Err(e) if layout::is_gone(&e) => match self.relocate(folder, uid, &base)? {
+                    Some(p) => fs::read(&p).map_err(|e| MaildirError::io("reading", p, e))?,
+                    None => continue,
+                },
+                Err(e) => return Err(MaildirError::io("reading", path, e)),
+            };
+            out.push((uid, message::to_crlf(&raw)));
+        }
+        Ok(out)
+    }
+
+    fn folder_dir(&self, folder: &SourceFolder) -> Result<PathBuf, MaildirError> {
+        let unknown = || MaildirError::UnknownFolder {
+            root: self.root.clone(),
+            folder: folder.raw_name.clone(),
+        };
+        let dir =
+            layout::folder_dir(&self.root, &self.layout, &folder.raw_name).ok_or_else(unknown)?;
+        if !dir.is_dir() {
+            return Err(unknown());
+        }
+        Ok(dir)
+    }
+
+    fn rescan(&mut self, folder: &SourceFolder) -> Result<&FolderScan, MaildirError> {
+        let dir = self.folder_dir(folder)?;
+        let scan = scan::scan(&dir, &folder.raw_name)?;
+        Ok(self
+            .scans
+            .entry(folder.raw_name.clone())
+            .insert_entry(scan)
+            .into_mut())
+    }
+
+    /// Finds where the message with `base` lives now (after a flag change renamed it or a
+    /// `new/` -> `cur/` move) and records the new path in the snapshot. Only the snapshot's entry
+    /// is updated, never the UID assignment: the engine's UIDs keep meaning what they meant.
+    fn relocate(
+        &mut self,
+        folder: &SourceFolder,
+        uid: Uid,
+        base: &str,
+    ) -> Result<Option<PathBuf>, MaildirError> {
+        let dir = self.folder_dir(folder)?;
+        let found = scan::find_by_base(&dir, base)?;
+        if let (Some(path), Some(entry)) = (
+            &found,
+            self.scans
+                .get_mut(&folder.raw_name)
+                .and_then(|s| s.entries.get_mut(&uid)),
+        ) {
+            entry.path = path.clone();
+        }
+        Ok(found)
+    }
+}
