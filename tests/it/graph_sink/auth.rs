@@ -164,4 +164,5 @@ async fn app_without_import_permission_falls_back_to_json_for_the_run() {
         emu.inspect().mailbox(user).unwrap().items_in("Inbox").len(),
         3
     );
+    assert!(assert_requests_valid(&emu) > 0);
 }

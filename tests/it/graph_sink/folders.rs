@@ -92,6 +92,7 @@ async fn folders_are_created_once_cached_and_found_again() {
         .await
         .unwrap();
     assert_ne!(sub2, sub);
+    assert!(assert_requests_valid(&emu) > 0);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -35,8 +35,19 @@ Content-Disposition: attachment; filename=\"{name}\"\r\nContent-Transfer-Encodin
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn twenty_and_hundred_forty_mb_attachments_go_through_upload_sessions() {
-    let emu = emulator(emulator_config()).await;
-    let app = app(&emu, Route::ImportMime);
+    // Upload sessions live 15 service minutes: a slower clock keeps them alive through 160 MB of
+    // debug-build uploads; the byte budget is raised because this test is about sessions, not pacing.
+    let mut cfg = emulator_config();
+    cfg.time_scale = 10.0;
+    cfg.limits.upload_bytes_per_window = 1 << 40;
+    let emu = emulator(cfg).await;
+    let mut s = settings(&emu, Route::ImportMime);
+    s.governor = GovernorSettings {
+        bytes_per_window: 1 << 40,
+        ..GovernorSettings::default()
+    }
+    .scaled(10.0);
+    let app = mailferry::sink::graph::GraphApp::new(s).unwrap();
     let user = "large@contoso.example";
     let mb = app.mailbox(user);
     let inbox = mb.ensure_folder(Some("inbox"), &[]).await.unwrap();
@@ -77,4 +88,5 @@ async fn twenty_and_hundred_forty_mb_attachments_go_through_upload_sessions() {
         "every range <= 4 MiB"
     );
     assert!(puts.iter().all(|r| r.status == 200 || r.status == 201));
+    assert!(assert_requests_valid(&emu) > 0);
 }

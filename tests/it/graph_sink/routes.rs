@@ -171,6 +171,7 @@ async fn corpus_through_import_mime_is_byte_identical_stamped_and_not_draft() {
     stamps.sort();
     stamps.dedup();
     assert_eq!(stamps.len(), written.len());
+    assert!(assert_requests_valid(&emu) > 0);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -285,6 +286,7 @@ async fn corpus_through_json_carries_subject_addresses_dates_flags_attachments()
         with_attachments > 10,
         "the corpus exercises attachments ({with_attachments})"
     );
+    assert!(assert_requests_valid(&emu) > 0);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -328,4 +330,5 @@ async fn drafts_stay_drafts_only_on_the_json_route_and_big_mime_falls_back_to_js
     let item = mb.write(&inbox, &msg).await.unwrap();
     let view = emu.inspect().item(user, &item).unwrap();
     assert!(!view.is_draft && !view.has_raw_mime);
+    assert!(assert_requests_valid(&emu) > 0);
 }
