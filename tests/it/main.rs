@@ -2,6 +2,7 @@
 //! Each module below tests one area; `support` holds the Dovecot harness and shared helpers.
 
 mod emulator;
+mod graph_sink;
 mod imap_source;
 mod migrate;
 mod migrate_imap;

@@ -252,7 +252,7 @@ impl Http {
                         );
                         self.tokens.invalidate(&self.scope, t).await;
                     }
-                    attempt.token_renewed = true;
+                    attempt.token_renewals += 1;
                 }
                 Decision::Retry { after, scope } => {
                     tracing::debug!(

@@ -92,7 +92,7 @@ fn importance(m: &Message<'_>) -> Option<&'static str> {
 
 fn x_headers(m: &Message<'_>) -> Vec<Value> {
     m.headers_raw()
-        .filter(|(name, _)| name.len() > 2 && name[..2].eq_ignore_ascii_case("x-"))
+        .filter(|(name, _)| name.len() > 2 && name.as_bytes()[..2].eq_ignore_ascii_case(b"x-"))
         .filter_map(|(name, value)| {
             let v: String = value.split_whitespace().collect::<Vec<_>>().join(" ");
             (v.is_ascii() && !v.is_empty() && v.len() <= MAX_X_HEADER_VALUE && name.is_ascii())

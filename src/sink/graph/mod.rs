@@ -296,9 +296,9 @@ impl GraphMailbox {
         lookup::mime_of(self, item_id).await
     }
 
-    /// The route [`GraphMailbox::write`] would take for a message of `raw_len` bytes right now.
-    pub fn route_for(&self, raw_len: u64) -> Route {
-        write::choose_route(self, raw_len)
+    /// The route [`GraphMailbox::write`] would take for `msg` right now.
+    pub fn route_for(&self, msg: &OutgoingMessage<'_>) -> Route {
+        write::choose_route(self, msg.raw.len() as u64, msg.flags.draft)
     }
 
     /// Deletes a folder (doctor's scratch folder) and forgets it in the cache.

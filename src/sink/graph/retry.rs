@@ -5,7 +5,9 @@
 //! - 429, 503, 504 (and 500/502, 408): retried. A `Retry-After` (seconds, fractional seconds or an
 //!   HTTP date) is honoured first and pauses the whole mailbox (429, 503); without it, exponential
 //!   backoff with jitter from backon's builder, for this request only.
-//! - 401 `InvalidAuthenticationToken`: renew the token and retry, once.
+//! - 401 `InvalidAuthenticationToken`: renew the token and retry (a token can expire again during a
+//!   long retry sequence, so up to [`MAX_TOKEN_RENEWALS`] times; a token refused that often is not
+//!   an expired one).
 //! - 400, 403, 404, 413, 507 and other 4xx: not retried.
 //! - Connection failures before the request left: retried with backoff.
 //! - Response lost after the request was sent (timeout, reset): an idempotent request is retried;
@@ -67,12 +69,15 @@ pub enum Decision {
     Fail(FailureClass),
 }
 
-/// Where a request stands: attempts made so far (1 after the first) and whether the token was
-/// already renewed for it.
+/// Token renewals one request may trigger before a 401 counts as a real refusal.
+pub const MAX_TOKEN_RENEWALS: u32 = 3;
+
+/// Where a request stands: attempts made so far (1 after the first) and how many times the token
+/// was renewed for it.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Attempt {
     pub number: u32,
-    pub token_renewed: bool,
+    pub token_renewals: u32,
 }
 
 /// The policy. Pure except for backoff jitter (seedable through [`RetryPolicy::jitter_seed`]).
@@ -83,7 +88,7 @@ pub fn decide(attempt: Attempt, outcome: &Outcome, policy: &RetryPolicy) -> Deci
         Outcome::Response {
             status: 401, code, ..
         } => {
-            if !attempt.token_renewed
+            if attempt.token_renewals < MAX_TOKEN_RENEWALS
                 && code
                     .as_deref()
                     .is_none_or(|c| c == "InvalidAuthenticationToken")
@@ -184,7 +189,7 @@ mod tests {
     fn at(n: u32) -> Attempt {
         Attempt {
             number: n,
-            token_renewed: false,
+            token_renewals: 0,
         }
     }
     fn resp(status: u16, code: Option<&str>, ra: Option<f64>) -> Outcome {
@@ -297,12 +302,17 @@ mod tests {
     }
 
     #[test]
-    fn expired_token_is_renewed_once() {
+    fn expired_token_is_renewed_a_bounded_number_of_times() {
         let o = resp(401, Some("InvalidAuthenticationToken"), None);
         assert_eq!(decide(at(1), &o, &policy()), Decision::RenewToken);
+        let again = Attempt {
+            number: 4,
+            token_renewals: MAX_TOKEN_RENEWALS - 1,
+        };
+        assert_eq!(decide(again, &o, &policy()), Decision::RenewToken);
         let renewed = Attempt {
-            number: 2,
-            token_renewed: true,
+            number: 5,
+            token_renewals: MAX_TOKEN_RENEWALS,
         };
         assert_eq!(
             decide(renewed, &o, &policy()),

@@ -41,10 +41,12 @@ const NOT_SUPPORTED_CODES: &[&str] = &[
     "ErrorInvalidRequest",
 ];
 
-/// The route a message takes.
-pub(crate) fn choose_route(mb: &GraphMailbox, raw_len: u64) -> Route {
+/// The route a message takes. A draft goes JSON: importMime always makes a delivered item,
+/// and only PR_MESSAGE_FLAGS at creation can keep it a draft.
+pub(crate) fn choose_route(mb: &GraphMailbox, raw_len: u64, draft: bool) -> Route {
     let s = mb.app.settings();
-    if s.effective_route() == Route::Json
+    if draft
+        || s.effective_route() == Route::Json
         || mb.app.inner.import_mime_refused.load(Ordering::Relaxed)
     {
         return Route::Json;
@@ -65,15 +67,28 @@ pub(crate) async fn write(
     let size = msg.raw.len() as u64;
     let max = mb.app.settings().max_message_bytes;
     if size > max {
-        return Err(GraphError::Rejected {
-            mailbox: mb.user.clone(),
-            reason: format!(
-                "message {} of folder {} is {size} bytes, over the destination's limit of {max} bytes",
-                msg.identity.uid, msg.identity.folder
-            ),
-        });
+        // Exchange sizes the item it stores, not the base64-inflated MIME: a message whose raw
+        // form is over the limit may still fit once its attachments are decoded (JSON route).
+        let stored = if size <= max.saturating_mul(3) / 2 {
+            stored_size(msg.raw)
+        } else {
+            None
+        };
+        if stored.is_none_or(|s| s > max) {
+            return Err(GraphError::Rejected {
+                mailbox: mb.user.clone(),
+                reason: format!(
+                    "message {} of folder {} is {size} bytes ({} decoded), over the destination's limit of {max} bytes",
+                    msg.identity.uid,
+                    msg.identity.folder,
+                    stored
+                        .map(|s| s.to_string())
+                        .unwrap_or_else(|| "more".into())
+                ),
+            });
+        }
     }
-    match choose_route(mb, size) {
+    match choose_route(mb, size, msg.flags.draft) {
         Route::Json => write_json(mb, folder_id, msg).await,
         Route::ImportMime => match import_mime(mb, folder_id, msg).await {
             Ok(id) => Ok(id),
@@ -98,6 +113,18 @@ pub(crate) async fn write(
             Err(e) => Err(e),
         },
     }
+}
+
+/// The size of the item Exchange would store: decoded bodies and attachments.
+fn stored_size(raw: &[u8]) -> Option<u64> {
+    let m = mime_to_json::parse(raw)?;
+    let bodies: usize = m
+        .text_bodies()
+        .chain(m.html_bodies())
+        .map(|p| p.contents().len())
+        .sum();
+    let atts: usize = m.attachments().map(|p| p.contents().len()).sum();
+    Some((bodies + atts) as u64)
 }
 
 /// Worth retrying as JSON: importMime itself was refused (not throttling, not the mailbox).
