@@ -227,9 +227,12 @@ impl MailSink for AnySink {
         identity: &SourceIdentity,
         message_id: Option<&str>,
         size: u64,
+        flags: &Flags,
     ) -> Result<Vec<String>, StepError> {
         match self {
-            AnySink::Graph(g) => g.mailbox.find_by_stamp(folder_id, identity).await.map_err(graph_err),
+            AnySink::Graph(g) => {
+                g.mailbox.resolve(folder_id, identity, message_id, flags).await.map_err(graph_err)
+            }
             AnySink::Imap(s) => s
                 .sink
                 .find(folder_id, message_id, size, &identity.sha256)

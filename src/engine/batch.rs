@@ -110,7 +110,7 @@ async fn run<K: MailSink>(
         let result = match result {
             Err(e) if e.class == FailureClass::Ambiguous => {
                 // The write may have happened: look before deciding anything.
-                match b.sink.find(&b.dest, id, meta.message_id.as_deref(), meta.size).await {
+                match b.sink.find(&b.dest, id, meta.message_id.as_deref(), meta.size, &meta.flags).await {
                     Ok(found) if !found.is_empty() => Ok(found[0].clone()),
                     _ => Err(e),
                 }

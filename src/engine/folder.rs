@@ -232,7 +232,7 @@ async fn resolve_sending<K: MailSink>(
         return Ok(());
     };
     let id = identity(&ctx.mailbox_key, folder, status, row.uid, hash);
-    let found = ctx.sink.find(dest, &id, row.message_id.as_deref(), row.size).await?;
+    let found = ctx.sink.find(dest, &id, row.message_id.as_deref(), row.size, &row.flags).await?;
     match found.first() {
         Some(item) => {
             // The destination holds the flags the write carried: those the ledger recorded when

@@ -68,13 +68,15 @@ pub trait MailSink: Send + Sync + 'static {
         folder_id: &str,
         messages: &[OutgoingMessage<'_>],
     ) -> impl Future<Output = Vec<Result<String, StepError>>> + Send;
-    /// Items in the folder that are this message (for resolving a write that may have happened).
+    /// Items in the folder that are this message (for resolving a write that may have happened);
+    /// an item found without its identity stamp is completed with it and `flags`.
     fn find(
         &self,
         folder_id: &str,
         identity: &SourceIdentity,
         message_id: Option<&str>,
         size: u64,
+        flags: &Flags,
     ) -> impl Future<Output = Result<Vec<String>, StepError>> + Send;
     /// Brings an item's flags in line with the source.
     fn set_flags(

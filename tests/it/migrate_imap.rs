@@ -26,12 +26,27 @@ impl ImapRig {
     /// Users log in through the master user (AUTHENTICATE PLAIN with authzid); `extra_toml` is
     /// appended to the plan.
     pub async fn new(layout: Layout, users: &[&str], csv_rows: &str, extra_toml: &str) -> ImapRig {
+        Self::build(layout, users, csv_rows, extra_toml, EmulatorConfig::default()).await
+    }
+
+    /// A rig whose emulator runs with `config` (latency, faults, limits).
+    pub async fn with_emulator(layout: Layout, users: &[&str], config: EmulatorConfig) -> ImapRig {
+        Self::build(layout, users, "", "", config).await
+    }
+
+    async fn build(
+        layout: Layout,
+        users: &[&str],
+        csv_rows: &str,
+        extra_toml: &str,
+        config: EmulatorConfig,
+    ) -> ImapRig {
         let dir = tempfile::tempdir().unwrap();
         let dovecot = Dovecot::start(layout);
         for u in users {
             dovecot.add_user(u, &format!("pw-{u}"));
         }
-        let emulator = emulator::start(EmulatorConfig::default()).await.unwrap();
+        let emulator = emulator::start(config).await.unwrap();
         std::fs::write(dir.path().join("master"), MASTER_PASSWORD).unwrap();
         std::fs::write(dir.path().join("secret"), "demo-secret").unwrap();
         let plan = format!(

@@ -23,6 +23,7 @@ mod http;
 mod jwt;
 mod lookup;
 mod mime_to_json;
+mod resolve;
 pub mod retry;
 mod settings;
 mod upload;
@@ -268,6 +269,18 @@ impl GraphMailbox {
     }
 
     /// Items in `folder_id` with this `internetMessageId` (angle brackets included).
+    /// Finds the item(s) a possibly interrupted write left: by stamp, else an unstamped item with
+    /// the same content, which is then stamped. See the `resolve` module.
+    pub async fn resolve(
+        &self,
+        folder_id: &str,
+        identity: &SourceIdentity,
+        message_id: Option<&str>,
+        flags: &Flags,
+    ) -> Result<Vec<String>, GraphError> {
+        resolve::resolve(self, folder_id, identity, message_id, flags).await
+    }
+
     pub async fn find_by_message_id(
         &self,
         folder_id: &str,
