@@ -92,14 +92,16 @@ fn graph_err(e: crate::sink::graph::GraphError) -> StepError {
 pub struct ImapDestSink {
     sink: ImapSink,
     max_message_bytes: u64,
+    connections: usize,
 }
 
 impl ImapDestSink {
-    pub fn new(sink: ImapSink, max_message_bytes: u64) -> ImapDestSink {
-        ImapDestSink { sink, max_message_bytes }
+    pub fn new(sink: ImapSink, max_message_bytes: u64, connections: usize) -> ImapDestSink {
+        ImapDestSink { sink, max_message_bytes, connections }
     }
+    /// The destination's hierarchy delimiter (`/` for a flat server without one).
     pub fn delimiter(&self) -> char {
-        self.sink.delimiter()
+        self.sink.delimiter().unwrap_or('/')
     }
     pub fn sink(&self) -> &ImapSink {
         &self.sink
@@ -122,16 +124,7 @@ impl ImapDestSink {
 }
 
 fn imap_sink_err(e: ImapError) -> StepError {
-    let class = if e.is_auth_failure() {
-        FailureClass::Mailbox
-    } else if e.response_code().is_some_and(|c| c.eq_ignore_ascii_case("TOOBIG") || c.eq_ignore_ascii_case("LIMIT")) {
-        FailureClass::Rejected
-    } else if e.is_retryable() {
-        FailureClass::Ambiguous
-    } else {
-        FailureClass::Transient
-    };
-    StepError::new(class, e.to_string())
+    StepError::new(ImapSink::classify(&e), e.to_string())
 }
 
 /// A sink of either kind.
@@ -144,7 +137,7 @@ impl MailSink for AnySink {
     fn parallelism(&self) -> usize {
         match self {
             AnySink::Graph(g) => g.parallelism,
-            AnySink::Imap(s) => s.sink.connections(),
+            AnySink::Imap(s) => s.connections,
         }
     }
     fn max_message_bytes(&self) -> u64 {

@@ -104,7 +104,11 @@ impl<'p> Connector<'p> {
                 )
                 .await
                 .map_err(|e| StepError::new(FailureClass::Mailbox, e.to_string()))?;
-                Ok(AnySink::Imap(ImapDestSink::new(sink, self.plan.limits.max_message_bytes)))
+                Ok(AnySink::Imap(ImapDestSink::new(
+                    sink,
+                    self.plan.limits.max_message_bytes,
+                    d.connections.max(1),
+                )))
             }
         }
     }

@@ -4,9 +4,11 @@
 mod cli;
 mod emulator;
 mod graph_sink;
+mod imap_sink;
 mod imap_source;
 mod migrate;
 mod migrate_imap;
+mod migrate_split;
 mod plan;
 #[path = "../support/mod.rs"]
 mod support;
