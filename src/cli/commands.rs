@@ -24,13 +24,14 @@ pub(super) async fn run(command: Command) -> u8 {
             oldest_first,
             report_dir,
         } => {
-            let (since, before) = match (parse_date(since.as_deref()), parse_date(before.as_deref())) {
-                (Ok(s), Ok(b)) => (s, b),
-                (Err(e), _) | (_, Err(e)) => {
-                    eprintln!("mailferry: {e}");
-                    return exit::USAGE;
-                }
-            };
+            let (since, before) =
+                match (parse_date(since.as_deref()), parse_date(before.as_deref())) {
+                    (Ok(s), Ok(b)) => (s, b),
+                    (Err(e), _) | (_, Err(e)) => {
+                        eprintln!("mailferry: {e}");
+                        return exit::USAGE;
+                    }
+                };
             let opts = MigrateOptions {
                 dry_run,
                 since,
@@ -43,18 +44,23 @@ pub(super) async fn run(command: Command) -> u8 {
             migrate(&plan, opts, report_dir).await
         }
         Command::Status { plan } => status(&plan),
-        Command::Verify { plan, deep, concurrency, report_dir } => {
-            verify(&plan, deep, concurrency, report_dir).await
-        }
-        Command::Emulator { listen, config, allow_remote } => {
-            match crate::emulator::run_cli(listen, config, allow_remote).await {
-                Ok(()) => exit::OK,
-                Err(e) => {
-                    eprintln!("mailferry emulator: {e}");
-                    exit::USAGE
-                }
+        Command::Verify {
+            plan,
+            deep,
+            concurrency,
+            report_dir,
+        } => verify(&plan, deep, concurrency, report_dir).await,
+        Command::Emulator {
+            listen,
+            config,
+            allow_remote,
+        } => match crate::emulator::run_cli(listen, config, allow_remote).await {
+            Ok(()) => exit::OK,
+            Err(e) => {
+                eprintln!("mailferry emulator: {e}");
+                exit::USAGE
             }
-        }
+        },
     }
 }
 
@@ -78,7 +84,9 @@ pub(super) fn load_plan(args: &PlanArgs) -> Option<Plan> {
 }
 
 fn state_path(args: &PlanArgs, plan: &Plan) -> PathBuf {
-    args.state.clone().unwrap_or_else(|| plan.default_state_path())
+    args.state
+        .clone()
+        .unwrap_or_else(|| plan.default_state_path())
 }
 
 /// `YYYY-MM-DD` (midnight UTC) or RFC 3339.
@@ -89,11 +97,15 @@ fn parse_date(s: Option<&str>) -> Result<Option<DateTime<Utc>>, String> {
     }
     DateTime::parse_from_rfc3339(s)
         .map(|d| Some(d.with_timezone(&Utc)))
-        .map_err(|_| format!("invalid date {s:?}: use YYYY-MM-DD or RFC 3339 (2024-05-01T00:00:00Z)"))
+        .map_err(|_| {
+            format!("invalid date {s:?}: use YYYY-MM-DD or RFC 3339 (2024-05-01T00:00:00Z)")
+        })
 }
 
 async fn survey(args: &PlanArgs, concurrency: usize) -> u8 {
-    let Some(plan) = load_plan(args) else { return exit::USAGE };
+    let Some(plan) = load_plan(args) else {
+        return exit::USAGE;
+    };
     let selected = match plan.select(&args.mailboxes) {
         Ok(s) => s,
         Err(e) => {
@@ -103,7 +115,10 @@ async fn survey(args: &PlanArgs, concurrency: usize) -> u8 {
     };
     let report = engine::survey::survey(&plan, &selected, concurrency).await;
     if args.json {
-        println!("{}", serde_json::to_string_pretty(&report).unwrap_or_default());
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&report).unwrap_or_default()
+        );
     } else {
         print!("{}", output::survey(&report));
     }
@@ -115,7 +130,9 @@ async fn survey(args: &PlanArgs, concurrency: usize) -> u8 {
 }
 
 async fn migrate(args: &PlanArgs, opts: MigrateOptions, report_dir: Option<PathBuf>) -> u8 {
-    let Some(plan) = load_plan(args) else { return exit::USAGE };
+    let Some(plan) = load_plan(args) else {
+        return exit::USAGE;
+    };
     let state = state_path(args, &plan);
     let _lock = match Ledger::lock_run(&state) {
         Ok(l) => l,
@@ -162,7 +179,10 @@ async fn migrate(args: &PlanArgs, opts: MigrateOptions, report_dir: Option<PathB
     let stem = format!("mailferry-run-{}", summary.run_id);
     let written = report::files::write_run_reports(&dir, &stem, &summary);
     if args.json {
-        println!("{}", serde_json::json!({ "event": "run_finished", "summary": summary }));
+        println!(
+            "{}",
+            serde_json::json!({ "event": "run_finished", "summary": summary })
+        );
     } else {
         print!("{}", report::table::run_summary(&summary));
     }
@@ -171,14 +191,23 @@ async fn migrate(args: &PlanArgs, opts: MigrateOptions, report_dir: Option<PathB
         Ok(_) => {}
         Err(e) => eprintln!("mailferry: {e}"),
     }
-    if summary.has_failures() { exit::FAILURES } else { exit::OK }
+    if summary.has_failures() {
+        exit::FAILURES
+    } else {
+        exit::OK
+    }
 }
 
 fn status(args: &PlanArgs) -> u8 {
-    let Some(plan) = load_plan(args) else { return exit::USAGE };
+    let Some(plan) = load_plan(args) else {
+        return exit::USAGE;
+    };
     let state = state_path(args, &plan);
     if !Path::new(&state).exists() {
-        eprintln!("mailferry: no ledger at {}: nothing has run yet", state.display());
+        eprintln!(
+            "mailferry: no ledger at {}: nothing has run yet",
+            state.display()
+        );
         return exit::USAGE;
     }
     let ledger = match Ledger::open(&state) {
@@ -207,8 +236,15 @@ fn status(args: &PlanArgs) -> u8 {
     exit::OK
 }
 
-async fn verify(args: &PlanArgs, deep: bool, concurrency: usize, report_dir: Option<PathBuf>) -> u8 {
-    let Some(plan) = load_plan(args) else { return exit::USAGE };
+async fn verify(
+    args: &PlanArgs,
+    deep: bool,
+    concurrency: usize,
+    report_dir: Option<PathBuf>,
+) -> u8 {
+    let Some(plan) = load_plan(args) else {
+        return exit::USAGE;
+    };
     let selected = match plan.select(&args.mailboxes) {
         Ok(s) => s,
         Err(e) => {
@@ -230,14 +266,20 @@ async fn verify(args: &PlanArgs, deep: bool, concurrency: usize, report_dir: Opt
     };
     let report = engine::verify::verify(&plan, ledger.as_ref(), &selected, deep, concurrency).await;
     if args.json {
-        println!("{}", serde_json::to_string_pretty(&report).unwrap_or_default());
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&report).unwrap_or_default()
+        );
     } else {
         print!("{}", output::verify(&report));
     }
     if let Some(dir) = report_dir {
         let json = serde_json::to_vec_pretty(&report).unwrap_or_default();
         let csv = output::verify_csv(&report);
-        for (name, body) in [("mailferry-verify.json", json), ("mailferry-verify.csv", csv.into_bytes())] {
+        for (name, body) in [
+            ("mailferry-verify.json", json),
+            ("mailferry-verify.csv", csv.into_bytes()),
+        ] {
             if let Err(e) = report::files::write_private(&dir.join(name), &body) {
                 eprintln!("mailferry: {e}");
             }

@@ -18,7 +18,10 @@ fn duration(secs: f64) -> String {
 pub fn survey(r: &SurveyReport) -> String {
     let mut out = String::new();
     for m in &r.mailboxes {
-        out.push_str(&format!("== {} -> {} ({})\n", m.mailbox, m.destination, m.status));
+        out.push_str(&format!(
+            "== {} -> {} ({})\n",
+            m.mailbox, m.destination, m.status
+        ));
         if let Some(e) = &m.error {
             out.push_str(&format!("   error: {e}\n\n"));
             continue;
@@ -53,7 +56,10 @@ pub fn survey(r: &SurveyReport) -> String {
                 ]
             })
             .collect();
-        out.push_str(&render(&["folder", "destination", "messages", "size", "notes"], &rows));
+        out.push_str(&render(
+            &["folder", "destination", "messages", "size", "notes"],
+            &rows,
+        ));
         out.push_str(&format!(
             "   total {} messages, {}; {} over the limit ({}); {} without Message-ID; {} renamed folders\n",
             m.messages,
@@ -71,10 +77,18 @@ pub fn survey(r: &SurveyReport) -> String {
             ));
         }
         if let Some(l) = m.largest.first() {
-            out.push_str(&format!("   largest: {} in {} (UID {})\n", bytes(l.bytes), l.folder, l.uid));
+            out.push_str(&format!(
+                "   largest: {} in {} (UID {})\n",
+                bytes(l.bytes),
+                l.folder,
+                l.uid
+            ));
         }
         if let Some(t) = m.estimated_seconds {
-            out.push_str(&format!("   estimated upload time under Graph's limits: {}\n", duration(t)));
+            out.push_str(&format!(
+                "   estimated upload time under Graph's limits: {}\n",
+                duration(t)
+            ));
         }
         out.push('\n');
     }
@@ -86,7 +100,11 @@ pub fn survey(r: &SurveyReport) -> String {
         bytes(r.bytes)
     ));
     if let Some(t) = r.estimated_seconds {
-        out.push_str(&format!(", estimated {} at {} mailboxes at once", duration(t), r.concurrency));
+        out.push_str(&format!(
+            ", estimated {} at {} mailboxes at once",
+            duration(t),
+            r.concurrency
+        ));
     }
     out.push('\n');
     for e in &r.plan_errors {
@@ -120,17 +138,39 @@ pub fn status(progress: &[MailboxProgress], failures: &[FailureGroup], runs: &[R
         })
         .collect();
     let mut out = render(
-        &["mailbox", "destination", "last run", "done", "pending", "sending", "skipped", "failed", "bytes", "%"],
+        &[
+            "mailbox",
+            "destination",
+            "last run",
+            "done",
+            "pending",
+            "sending",
+            "skipped",
+            "failed",
+            "bytes",
+            "%",
+        ],
         &rows,
     );
     for p in progress.iter().filter(|p| p.last_error.is_some()) {
-        out.push_str(&format!("{}: {}\n", p.mailbox, p.last_error.as_deref().unwrap_or_default()));
+        out.push_str(&format!(
+            "{}: {}\n",
+            p.mailbox,
+            p.last_error.as_deref().unwrap_or_default()
+        ));
     }
     if !failures.is_empty() {
         out.push_str("\nfailures and skips by reason:\n");
         let rows: Vec<Vec<String>> = failures
             .iter()
-            .map(|f| vec![f.mailbox.clone(), f.class.clone(), f.count.to_string(), f.reason.clone()])
+            .map(|f| {
+                vec![
+                    f.mailbox.clone(),
+                    f.class.clone(),
+                    f.count.to_string(),
+                    f.reason.clone(),
+                ]
+            })
             .collect();
         out.push_str(&render(&["mailbox", "class", "count", "reason"], &rows));
     }
@@ -148,7 +188,10 @@ pub fn status(progress: &[MailboxProgress], failures: &[FailureGroup], runs: &[R
                 ]
             })
             .collect();
-        out.push_str(&render(&["run", "command", "started", "finished", "status"], &rows));
+        out.push_str(&render(
+            &["run", "command", "started", "finished", "status"],
+            &rows,
+        ));
     }
     out
 }
@@ -157,7 +200,12 @@ pub fn status(progress: &[MailboxProgress], failures: &[FailureGroup], runs: &[R
 pub fn verify(r: &VerifyReport) -> String {
     let mut out = String::new();
     for m in &r.mailboxes {
-        out.push_str(&format!("== {} -> {}: {}\n", m.mailbox, m.destination, m.verdict.to_uppercase()));
+        out.push_str(&format!(
+            "== {} -> {}: {}\n",
+            m.mailbox,
+            m.destination,
+            m.verdict.to_uppercase()
+        ));
         let rows: Vec<Vec<String>> = m
             .folders
             .iter()
@@ -173,7 +221,17 @@ pub fn verify(r: &VerifyReport) -> String {
             })
             .collect();
         if !rows.is_empty() {
-            out.push_str(&render(&["folder", "destination", "source", "done", "skipped", "at destination"], &rows));
+            out.push_str(&render(
+                &[
+                    "folder",
+                    "destination",
+                    "source",
+                    "done",
+                    "skipped",
+                    "at destination",
+                ],
+                &rows,
+            ));
         }
         for reason in &m.reasons {
             out.push_str(&format!("   {reason}\n"));
@@ -190,16 +248,36 @@ pub fn verify(r: &VerifyReport) -> String {
         }
         out.push('\n');
     }
-    out.push_str(if r.perfect { "verdict: PERFECT\n" } else { "verdict: INVESTIGATE\n" });
+    out.push_str(if r.perfect {
+        "verdict: PERFECT\n"
+    } else {
+        "verdict: INVESTIGATE\n"
+    });
     out
 }
 
 /// One CSV line per discrepancy (and one per mailbox verdict).
 pub fn verify_csv(r: &VerifyReport) -> String {
     let mut w = csv::Writer::from_writer(Vec::new());
-    let _ = w.write_record(["mailbox", "verdict", "kind", "folder", "uid", "message_id", "detail"]);
+    let _ = w.write_record([
+        "mailbox",
+        "verdict",
+        "kind",
+        "folder",
+        "uid",
+        "message_id",
+        "detail",
+    ]);
     for m in &r.mailboxes {
-        let _ = w.write_record([m.mailbox.as_str(), m.verdict.as_str(), "verdict", "", "", "", &m.reasons.join("; ")]);
+        let _ = w.write_record([
+            m.mailbox.as_str(),
+            m.verdict.as_str(),
+            "verdict",
+            "",
+            "",
+            "",
+            &m.reasons.join("; "),
+        ]);
         for d in m.missing.iter().chain(&m.doubled).chain(&m.changed) {
             let uid = d.uid.map(|u| u.to_string()).unwrap_or_default();
             let _ = w.write_record([

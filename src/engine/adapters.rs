@@ -1,7 +1,9 @@
 //! Binds the concrete sources (IMAP, Maildir) and sinks (Graph, IMAP) to the engine's ports, and
 //! turns each module's own error into a [`StepError`] that keeps its message and class.
 
-use crate::model::{Flags, FolderPath, FolderStatus, MessageMeta, SourceFolder, SourceIdentity, Uid};
+use crate::model::{
+    Flags, FolderPath, FolderStatus, MessageMeta, SourceFolder, SourceIdentity, Uid,
+};
 use crate::plan;
 use crate::sink::graph::GraphMailbox;
 use crate::sink::imap::{AppendItem, ImapSink};
@@ -31,13 +33,17 @@ impl MailSource for AnySource {
     async fn list_folders(&mut self) -> Result<Vec<SourceFolder>, StepError> {
         match self {
             AnySource::Imap(s) => s.list_folders().await.map_err(imap_err),
-            AnySource::Maildir(s) => s.list_folders().map_err(|e| StepError::new(FailureClass::Mailbox, e.to_string())),
+            AnySource::Maildir(s) => s
+                .list_folders()
+                .map_err(|e| StepError::new(FailureClass::Mailbox, e.to_string())),
         }
     }
     async fn select(&mut self, folder: &SourceFolder) -> Result<FolderStatus, StepError> {
         match self {
             AnySource::Imap(s) => s.select(folder).await.map_err(imap_err),
-            AnySource::Maildir(s) => s.select(folder).map_err(|e| StepError::new(FailureClass::Transient, e.to_string())),
+            AnySource::Maildir(s) => s
+                .select(folder)
+                .map_err(|e| StepError::new(FailureClass::Transient, e.to_string())),
         }
     }
     async fn fetch_meta(
@@ -47,7 +53,9 @@ impl MailSource for AnySource {
     ) -> Result<Vec<MessageMeta>, StepError> {
         match self {
             AnySource::Imap(s) => s.fetch_meta(folder, changed_since).await.map_err(imap_err),
-            AnySource::Maildir(s) => s.fetch_meta(folder).map_err(|e| StepError::new(FailureClass::Transient, e.to_string())),
+            AnySource::Maildir(s) => s
+                .fetch_meta(folder)
+                .map_err(|e| StepError::new(FailureClass::Transient, e.to_string())),
         }
     }
     async fn fetch_bodies(
@@ -57,7 +65,9 @@ impl MailSource for AnySource {
     ) -> Result<Vec<(Uid, Vec<u8>)>, StepError> {
         match self {
             AnySource::Imap(s) => s.fetch_bodies(folder, uids).await.map_err(imap_err),
-            AnySource::Maildir(s) => s.fetch_bodies(folder, uids).map_err(|e| StepError::new(FailureClass::Transient, e.to_string())),
+            AnySource::Maildir(s) => s
+                .fetch_bodies(folder, uids)
+                .map_err(|e| StepError::new(FailureClass::Transient, e.to_string())),
         }
     }
     async fn close(self) {
@@ -77,7 +87,10 @@ impl GraphMailboxSink {
     pub fn new(mailbox: GraphMailbox, dest: &plan::GraphDestination) -> GraphMailboxSink {
         // Enough writes in flight to fill the per-mailbox concurrency the governor allows; the
         // governor, not this number, keeps requests inside Microsoft's limits.
-        GraphMailboxSink { mailbox, parallelism: dest.concurrency_per_mailbox.max(1) as usize }
+        GraphMailboxSink {
+            mailbox,
+            parallelism: dest.concurrency_per_mailbox.max(1) as usize,
+        }
     }
     pub fn mailbox(&self) -> &GraphMailbox {
         &self.mailbox
@@ -97,7 +110,11 @@ pub struct ImapDestSink {
 
 impl ImapDestSink {
     pub fn new(sink: ImapSink, max_message_bytes: u64, connections: usize) -> ImapDestSink {
-        ImapDestSink { sink, max_message_bytes, connections }
+        ImapDestSink {
+            sink,
+            max_message_bytes,
+            connections,
+        }
     }
     /// The destination's hierarchy delimiter (`/` for a flat server without one).
     pub fn delimiter(&self) -> char {
@@ -119,7 +136,10 @@ impl ImapDestSink {
         };
         let path = FolderPath::parse(name, None).expect("non-empty literal");
         let special = (w != WellKnownFolder::Inbox).then(|| w.special_use());
-        self.sink.ensure_folder(&path, special).await.map_err(imap_sink_err)
+        self.sink
+            .ensure_folder(&path, special)
+            .await
+            .map_err(imap_sink_err)
     }
 }
 
@@ -161,15 +181,28 @@ impl MailSink for AnySink {
                         (under.map(|w| w.graph_name()), path.segments().to_vec())
                     }
                 };
-                g.mailbox.ensure_folder(root, &path).await.map_err(graph_err)
+                g.mailbox
+                    .ensure_folder(root, &path)
+                    .await
+                    .map_err(graph_err)
             }
             AnySink::Imap(s) => {
                 match target {
                     Target::WellKnown(w) => s.ensure_well_known(*w).await,
-                    Target::Path { under: None, path, special } => {
-                        s.sink.ensure_folder(path, *special).await.map_err(imap_sink_err)
-                    }
-                    Target::Path { under: Some(w), path, special } => {
+                    Target::Path {
+                        under: None,
+                        path,
+                        special,
+                    } => s
+                        .sink
+                        .ensure_folder(path, *special)
+                        .await
+                        .map_err(imap_sink_err),
+                    Target::Path {
+                        under: Some(w),
+                        path,
+                        special,
+                    } => {
                         // The child goes under wherever the destination keeps that special folder.
                         let parent = s.ensure_well_known(*w).await?;
                         let parent = crate::utf7::decode(&parent).unwrap_or(parent);
@@ -178,9 +211,15 @@ impl MailSink for AnySink {
                             |acc, seg| acc.and_then(|p| p.child(seg)),
                         );
                         let full = full.ok_or_else(|| {
-                            StepError::new(FailureClass::Rejected, format!("cannot build a folder path under {parent:?}"))
+                            StepError::new(
+                                FailureClass::Rejected,
+                                format!("cannot build a folder path under {parent:?}"),
+                            )
                         })?;
-                        s.sink.ensure_folder(&full, *special).await.map_err(imap_sink_err)
+                        s.sink
+                            .ensure_folder(&full, *special)
+                            .await
+                            .map_err(imap_sink_err)
                     }
                 }
             }
@@ -203,7 +242,11 @@ impl MailSink for AnySink {
             AnySink::Imap(s) => {
                 let items: Vec<AppendItem<'_>> = messages
                     .iter()
-                    .map(|m| AppendItem { raw: m.raw, flags: m.flags, internal_date: m.internal_date })
+                    .map(|m| AppendItem {
+                        raw: m.raw,
+                        flags: m.flags,
+                        internal_date: m.internal_date,
+                    })
                     .collect();
                 s.sink
                     .append_batch(folder_id, &items)
@@ -223,9 +266,11 @@ impl MailSink for AnySink {
         flags: &Flags,
     ) -> Result<Vec<String>, StepError> {
         match self {
-            AnySink::Graph(g) => {
-                g.mailbox.resolve(folder_id, identity, message_id, flags).await.map_err(graph_err)
-            }
+            AnySink::Graph(g) => g
+                .mailbox
+                .resolve(folder_id, identity, message_id, flags)
+                .await
+                .map_err(graph_err),
             AnySink::Imap(s) => s
                 .sink
                 .find(folder_id, message_id, size, &identity.sha256)
@@ -233,10 +278,19 @@ impl MailSink for AnySink {
                 .map_err(imap_sink_err),
         }
     }
-    async fn set_flags(&self, folder_id: &str, item_id: &str, flags: &Flags) -> Result<(), StepError> {
+    async fn set_flags(
+        &self,
+        folder_id: &str,
+        item_id: &str,
+        flags: &Flags,
+    ) -> Result<(), StepError> {
         match self {
             AnySink::Graph(g) => g.mailbox.set_flags(item_id, flags).await.map_err(graph_err),
-            AnySink::Imap(s) => s.sink.set_flags(folder_id, item_id, flags, None).await.map_err(imap_sink_err),
+            AnySink::Imap(s) => s
+                .sink
+                .set_flags(folder_id, item_id, flags, None)
+                .await
+                .map_err(imap_sink_err),
         }
     }
     async fn list_items(&self, folder_id: &str) -> Result<Vec<DestItem>, StepError> {

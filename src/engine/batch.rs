@@ -43,7 +43,10 @@ pub(crate) struct BatchOutcome {
 pub(crate) async fn write_batch<K: MailSink>(b: WriteBatch<K>) -> BatchOutcome {
     let mut sum = MailboxSummary::default();
     match run(&b, &mut sum).await {
-        Ok(abort) => BatchOutcome { summary: sum, abort },
+        Ok(abort) => BatchOutcome {
+            summary: sum,
+            abort,
+        },
         Err(e) => BatchOutcome {
             summary: sum,
             abort: Some(StepError::new(FailureClass::Fatal, e.to_string())),
@@ -64,7 +67,10 @@ async fn run<K: MailSink>(
     let mut to_write = Vec::with_capacity(hashed.len());
     for (meta, row, body, hash) in hashed {
         if b.rematch {
-            if let Some(old) = b.ledger.claim_by_hash(b.folder_id, b.status.uid_validity, meta.uid, &hash)? {
+            if let Some(old) =
+                b.ledger
+                    .claim_by_hash(b.folder_id, b.status.uid_validity, meta.uid, &hash)?
+            {
                 sum.already_present += 1;
                 if old.flags != meta.flags {
                     if let Some(item) = &old.dest_id {
@@ -110,7 +116,17 @@ async fn run<K: MailSink>(
         let result = match result {
             Err(e) if e.class == FailureClass::Ambiguous => {
                 // The write may have happened: look before deciding anything.
-                match b.sink.find(&b.dest, id, meta.message_id.as_deref(), meta.size, &meta.flags).await {
+                match b
+                    .sink
+                    .find(
+                        &b.dest,
+                        id,
+                        meta.message_id.as_deref(),
+                        meta.size,
+                        &meta.flags,
+                    )
+                    .await
+                {
                     Ok(found) if !found.is_empty() => Ok(found[0].clone()),
                     _ => Err(e),
                 }
@@ -129,9 +145,12 @@ async fn run<K: MailSink>(
                     FailureClass::Ambiguous => (MessageState::Sending, "ambiguous"),
                     FailureClass::Transient => (MessageState::Failed, "transient"),
                     // Not this message's fault: it waits for the mailbox to be fixed.
-                    FailureClass::Mailbox | FailureClass::Fatal => (MessageState::Pending, e.class.as_str()),
+                    FailureClass::Mailbox | FailureClass::Fatal => {
+                        (MessageState::Pending, e.class.as_str())
+                    }
                 };
-                b.ledger.mark_state(row.id, state, Some((&e.message, class)), b.run)?;
+                b.ledger
+                    .mark_state(row.id, state, Some((&e.message, class)), b.run)?;
                 let outcome = if state == MessageState::Skipped {
                     *sum.skipped.entry(e.message.clone()).or_default() += 1;
                     "skipped"
@@ -160,7 +179,11 @@ async fn run<K: MailSink>(
     sum.copied += copied;
     sum.copied_bytes += bytes;
     if copied > 0 {
-        b.events.send(Event::Copied { mailbox: b.mailbox.clone(), messages: copied, bytes });
+        b.events.send(Event::Copied {
+            mailbox: b.mailbox.clone(),
+            messages: copied,
+            bytes,
+        });
     }
     Ok(abort)
 }

@@ -28,7 +28,10 @@ impl Budget {
     /// A budget of `bytes` (at least 1 MiB).
     pub fn new(bytes: u64) -> Budget {
         let total = (bytes.max(1 << 20) / UNIT).min(u32::MAX as u64) as u32;
-        Budget { sem: Arc::new(Semaphore::new(total as usize)), total }
+        Budget {
+            sem: Arc::new(Semaphore::new(total as usize)),
+            total,
+        }
     }
 
     /// Waits until `bytes` fit in the budget (capped at the whole budget) and holds them.

@@ -27,7 +27,11 @@ pub struct Connector<'p> {
 
 impl<'p> Connector<'p> {
     pub fn new(plan: &'p Plan) -> Connector<'p> {
-        Connector { plan, hosts: Mutex::default(), apps: Mutex::default() }
+        Connector {
+            plan,
+            hosts: Mutex::default(),
+            apps: Mutex::default(),
+        }
     }
 
     /// Waits for a connection slot on the mailbox's source host (none needed for Maildir).
@@ -39,7 +43,11 @@ impl<'p> Connector<'p> {
         let sem = {
             let mut hosts = self.hosts.lock().unwrap_or_else(|p| p.into_inner());
             let limit = self.plan.source.max_connections_per_host.max(1);
-            Arc::clone(hosts.entry(ep.host.to_ascii_lowercase()).or_insert_with(|| Arc::new(Semaphore::new(limit))))
+            Arc::clone(
+                hosts
+                    .entry(ep.host.to_ascii_lowercase())
+                    .or_insert_with(|| Arc::new(Semaphore::new(limit))),
+            )
         };
         sem.acquire_owned().await.ok()
     }
@@ -52,7 +60,10 @@ impl<'p> Connector<'p> {
                 .map_err(|e| StepError::new(FailureClass::Mailbox, e.to_string())),
             MailboxSource::Imap { login, .. } => {
                 if self.plan.source.kind != SourceKind::Imap {
-                    return Err(StepError::new(FailureClass::Fatal, "the plan's source is not IMAP"));
+                    return Err(StepError::new(
+                        FailureClass::Fatal,
+                        "the plan's source is not IMAP",
+                    ));
                 }
                 let ep = self.plan.source.endpoint.as_ref().ok_or_else(|| {
                     StepError::new(FailureClass::Fatal, "the plan has no [source] host")
@@ -70,13 +81,19 @@ impl<'p> Connector<'p> {
     /// Opens the mailbox's destination.
     pub async fn sink(&self, mb: &Mailbox) -> Result<AnySink, StepError> {
         let dest = self.plan.destination(&mb.destination).ok_or_else(|| {
-            StepError::new(FailureClass::Fatal, format!("unknown destination {:?}", mb.destination))
+            StepError::new(
+                FailureClass::Fatal,
+                format!("unknown destination {:?}", mb.destination),
+            )
         })?;
         match dest {
             Destination::Graph(g) => {
                 let app = self.graph_app(g)?;
                 let mailbox = app.mailbox(&mb.destination_user);
-                mailbox.check_access().await.map_err(|e| StepError::new(e.class(), e.to_string()))?;
+                mailbox
+                    .check_access()
+                    .await
+                    .map_err(|e| StepError::new(e.class(), e.to_string()))?;
                 Ok(AnySink::Graph(GraphMailboxSink::new(mailbox, g)))
             }
             Destination::Imap(d) => {
@@ -117,13 +134,18 @@ impl<'p> Connector<'p> {
     pub fn mapper(&self, sink: &AnySink) -> FolderMapper {
         let kind = match sink {
             AnySink::Graph(_) => TargetKind::Graph,
-            AnySink::Imap(s) => TargetKind::Imap { delimiter: s.delimiter() },
+            AnySink::Imap(s) => TargetKind::Imap {
+                delimiter: s.delimiter(),
+            },
         };
         FolderMapper::new(&self.plan.folders, kind)
     }
 
     /// Source, sink and mapper for one mailbox.
-    pub async fn open(&self, mb: &Mailbox) -> Result<(AnySource, AnySink, FolderMapper), StepError> {
+    pub async fn open(
+        &self,
+        mb: &Mailbox,
+    ) -> Result<(AnySource, AnySink, FolderMapper), StepError> {
         let sink = self.sink(mb).await?;
         let src = self.source(mb).await?;
         let mapper = self.mapper(&sink);
@@ -169,21 +191,28 @@ pub fn imap_auth(login: &SourceLogin, method: plan::AuthMethod) -> ImapAuth {
                 authcid: user.clone(),
                 password: password.clone(),
             },
-            plan::AuthMethod::XOAuth2 => {
-                ImapAuth::XOAuth2 { user: user.clone(), token: password.clone() }
-            }
-            plan::AuthMethod::Login => {
-                ImapAuth::Login { user: user.clone(), password: password.clone() }
-            }
+            plan::AuthMethod::XOAuth2 => ImapAuth::XOAuth2 {
+                user: user.clone(),
+                token: password.clone(),
+            },
+            plan::AuthMethod::Login => ImapAuth::Login {
+                user: user.clone(),
+                password: password.clone(),
+            },
         },
-        SourceLogin::Proxy { authzid, authcid, password } => ImapAuth::Plain {
+        SourceLogin::Proxy {
+            authzid,
+            authcid,
+            password,
+        } => ImapAuth::Plain {
             authzid: Some(authzid.clone()),
             authcid: authcid.clone(),
             password: password.clone(),
         },
-        SourceLogin::XOAuth2 { user, token } => {
-            ImapAuth::XOAuth2 { user: user.clone(), token: token.clone() }
-        }
+        SourceLogin::XOAuth2 { user, token } => ImapAuth::XOAuth2 {
+            user: user.clone(),
+            token: token.clone(),
+        },
     }
 }
 
@@ -196,9 +225,14 @@ pub fn graph_settings(g: &plan::GraphDestination, max_message_bytes: u64) -> gra
                 .extension()
                 .is_some_and(|e| e.eq_ignore_ascii_case("p12") || e.eq_ignore_ascii_case("pfx"));
             if is_p12 {
-                graph::GraphCredential::Pkcs12 { path: path.clone(), password: password.clone() }
+                graph::GraphCredential::Pkcs12 {
+                    path: path.clone(),
+                    password: password.clone(),
+                }
             } else {
-                graph::GraphCredential::CertificatePem { cert_and_key_pem: path.clone() }
+                graph::GraphCredential::CertificatePem {
+                    cert_and_key_pem: path.clone(),
+                }
             }
         }
     };

@@ -41,8 +41,13 @@ pub(crate) async fn folder_pass<S: MailSource, K: MailSink>(
 ) -> Result<FolderResult, StepError> {
     let ledger = &ctx.ledger;
     let lerr = |e: crate::ledger::LedgerError| StepError::new(FailureClass::Fatal, e.to_string());
-    let mut sum = MailboxSummary { folders: 1, ..Default::default() };
-    let frow = ledger.folder(ctx.mailbox_id, &folder.raw_name).map_err(lerr)?;
+    let mut sum = MailboxSummary {
+        folders: 1,
+        ..Default::default()
+    };
+    let frow = ledger
+        .folder(ctx.mailbox_id, &folder.raw_name)
+        .map_err(lerr)?;
     let status = src.select(folder).await?;
 
     // Nothing changed at the source since the last complete pass (CONDSTORE): skip the listing.
@@ -57,14 +62,19 @@ pub(crate) async fn folder_pass<S: MailSource, K: MailSink>(
         sum.folders_unchanged = 1;
         sum.listed = status.exists as u64;
         sum.already_present = status.exists as u64;
-        return Ok(FolderResult { summary: sum, abort: None });
+        return Ok(FolderResult {
+            summary: sum,
+            abort: None,
+        });
     }
 
     let metas = src.fetch_meta(folder, None).await?;
     sum.listed = metas.len() as u64;
     let rematch = frow.uid_validity.is_some_and(|v| v != status.uid_validity);
 
-    let mut rows = ledger.folder_messages(frow.id, status.uid_validity).map_err(lerr)?;
+    let mut rows = ledger
+        .folder_messages(frow.id, status.uid_validity)
+        .map_err(lerr)?;
     let new: Vec<NewMessage> = metas
         .iter()
         .filter(|m| !rows.contains_key(&m.uid))
@@ -82,18 +92,30 @@ pub(crate) async fn folder_pass<S: MailSource, K: MailSink>(
         sum.pending = n;
         sum.pending_bytes = b;
         sum.already_present = metas.len() as u64 - n;
-        return Ok(FolderResult { summary: sum, abort: None });
+        return Ok(FolderResult {
+            summary: sum,
+            abort: None,
+        });
     }
 
     let dest = ctx.sink.ensure_folder(target).await?;
-    ledger.set_folder_target(frow.id, mapped_name, &dest).map_err(lerr)?;
+    ledger
+        .set_folder_target(frow.id, mapped_name, &dest)
+        .map_err(lerr)?;
     if !new.is_empty() {
-        ledger.insert_pending(frow.id, status.uid_validity, &new).map_err(lerr)?;
-        rows = ledger.folder_messages(frow.id, status.uid_validity).map_err(lerr)?;
+        ledger
+            .insert_pending(frow.id, status.uid_validity, &new)
+            .map_err(lerr)?;
+        rows = ledger
+            .folder_messages(frow.id, status.uid_validity)
+            .map_err(lerr)?;
     }
 
     // Writes a crash or a lost response left open: ask the destination before re-sending.
-    for row in rows.values_mut().filter(|r| r.state == MessageState::Sending) {
+    for row in rows
+        .values_mut()
+        .filter(|r| r.state == MessageState::Sending)
+    {
         resolve_sending(ctx, folder, &status, &dest, row, &mut sum).await?;
     }
 
@@ -102,7 +124,9 @@ pub(crate) async fn folder_pass<S: MailSource, K: MailSink>(
     let mut flag_updates: Vec<(&MessageMeta, MessageRow)> = Vec::new();
     let mut deferred = false;
     for m in &metas {
-        let Some(row) = rows.get(&m.uid) else { continue };
+        let Some(row) = rows.get(&m.uid) else {
+            continue;
+        };
         match row.state {
             MessageState::Done => {
                 sum.already_present += 1;
@@ -118,7 +142,12 @@ pub(crate) async fn folder_pass<S: MailSource, K: MailSink>(
             _ => {
                 if let Some(reason) = skip_reason(ctx, m) {
                     ledger
-                        .mark_state(row.id, MessageState::Skipped, Some((&reason, "rejected")), ctx.run)
+                        .mark_state(
+                            row.id,
+                            MessageState::Skipped,
+                            Some((&reason, "rejected")),
+                            ctx.run,
+                        )
                         .map_err(lerr)?;
                     *sum.skipped.entry(reason.clone()).or_default() += 1;
                     ctx.events.send(Event::ItemProblem {
@@ -139,7 +168,11 @@ pub(crate) async fn folder_pass<S: MailSource, K: MailSink>(
         }
     }
     if ctx.opts.newest_first {
-        todo.sort_by(|a, b| b.0.internal_date.cmp(&a.0.internal_date).then(b.0.uid.cmp(&a.0.uid)));
+        todo.sort_by(|a, b| {
+            b.0.internal_date
+                .cmp(&a.0.internal_date)
+                .then(b.0.uid.cmp(&a.0.uid))
+        });
     } else {
         todo.sort_by_key(|t| t.0.uid);
     }
@@ -150,7 +183,10 @@ pub(crate) async fn folder_pass<S: MailSource, K: MailSink>(
         bytes: todo.iter().map(|t| t.0.size).sum(),
     });
 
-    let abort = copy(ctx, src, folder, frow.id, &status, &dest, rematch, todo, &mut sum).await?;
+    let abort = copy(
+        ctx, src, folder, frow.id, &status, &dest, rematch, todo, &mut sum,
+    )
+    .await?;
     if abort.is_none() && !cancelled(&ctx.cancel) {
         sync_flags(ctx, &dest, flag_updates, &mut sum).await;
     }
@@ -180,10 +216,18 @@ pub(crate) async fn folder_pass<S: MailSource, K: MailSink>(
         ledger.clear_folder_sync_point(frow.id).map_err(lerr)?;
     } else {
         ledger
-            .set_folder_sync_point(frow.id, status.uid_validity, status.highest_modseq, status.uid_next)
+            .set_folder_sync_point(
+                frow.id,
+                status.uid_validity,
+                status.highest_modseq,
+                status.uid_next,
+            )
             .map_err(lerr)?;
     }
-    Ok(FolderResult { summary: sum, abort })
+    Ok(FolderResult {
+        summary: sum,
+        abort,
+    })
 }
 
 /// What a dry run would copy: messages not yet done, inside the window and the size limit.
@@ -194,7 +238,10 @@ fn plan_counts<K>(
 ) -> (u64, u64) {
     metas
         .iter()
-        .filter(|m| rows.get(&m.uid).is_none_or(|r| r.state != MessageState::Done))
+        .filter(|m| {
+            rows.get(&m.uid)
+                .is_none_or(|r| r.state != MessageState::Done)
+        })
         .filter(|m| skip_reason(ctx, m).is_none() && in_window(ctx, m))
         .fold((0, 0), |(n, b), m| (n + 1, b + m.size))
 }
@@ -227,12 +274,17 @@ async fn resolve_sending<K: MailSink>(
 ) -> Result<(), StepError> {
     let lerr = |e: crate::ledger::LedgerError| StepError::new(FailureClass::Fatal, e.to_string());
     let Some(hash) = row.sha256 else {
-        ctx.ledger.mark_state(row.id, MessageState::Pending, None, ctx.run).map_err(lerr)?;
+        ctx.ledger
+            .mark_state(row.id, MessageState::Pending, None, ctx.run)
+            .map_err(lerr)?;
         row.state = MessageState::Pending;
         return Ok(());
     };
     let id = identity(&ctx.mailbox_key, folder, status, row.uid, hash);
-    let found = ctx.sink.find(dest, &id, row.message_id.as_deref(), row.size, &row.flags).await?;
+    let found = ctx
+        .sink
+        .find(dest, &id, row.message_id.as_deref(), row.size, &row.flags)
+        .await?;
     match found.first() {
         Some(item) => {
             // The destination holds the flags the write carried: those the ledger recorded when
@@ -245,12 +297,17 @@ async fn resolve_sending<K: MailSink>(
             sum.resolved += 1;
             if found.len() > 1 {
                 *sum.failures
-                    .entry(format!("{} copies at the destination of one source message", found.len()))
+                    .entry(format!(
+                        "{} copies at the destination of one source message",
+                        found.len()
+                    ))
                     .or_default() += 1;
             }
         }
         None => {
-            ctx.ledger.mark_state(row.id, MessageState::Pending, None, ctx.run).map_err(lerr)?;
+            ctx.ledger
+                .mark_state(row.id, MessageState::Pending, None, ctx.run)
+                .map_err(lerr)?;
             row.state = MessageState::Pending;
         }
     }
@@ -282,7 +339,9 @@ async fn copy<S: MailSource, K: MailSink>(
         }
         let mut j = i;
         let mut bytes = 0;
-        while j < todo.len() && j - i < max_items && (j == i || bytes + todo[j].0.size <= BATCH_BYTES)
+        while j < todo.len()
+            && j - i < max_items
+            && (j == i || bytes + todo[j].0.size <= BATCH_BYTES)
         {
             bytes += todo[j].0.size;
             j += 1;
@@ -350,7 +409,10 @@ fn absorb(
             }
         }
         Err(e) => {
-            *abort = Some(StepError::new(FailureClass::Fatal, format!("write task failed: {e}")))
+            *abort = Some(StepError::new(
+                FailureClass::Fatal,
+                format!("write task failed: {e}"),
+            ))
         }
     }
 }
@@ -379,7 +441,9 @@ async fn sync_flags<K: MailSink>(
                 }
             }
             Err(e) => {
-                *sum.failures.entry(format!("flag update: {}", e.message)).or_default() += 1;
+                *sum.failures
+                    .entry(format!("flag update: {}", e.message))
+                    .or_default() += 1;
             }
         }
     }

@@ -55,7 +55,9 @@ async fn run<S: MailSource, K: MailSink>(
         if cancelled(&ctx.cancel) {
             break;
         }
-        let Some(target) = &mapping.target else { continue };
+        let Some(target) = &mapping.target else {
+            continue;
+        };
         if !mapping.source.selectable {
             continue;
         }
@@ -74,9 +76,11 @@ async fn run<S: MailSource, K: MailSink>(
                 // This folder failed (source gone away mid-pass, a folder the destination refuses):
                 // record it, keep going with the rest of the mailbox.
                 sum.failed += 1;
-                *sum
-                    .failures
-                    .entry(format!("folder {:?}: {}", mapping.source.raw_name, e.message))
+                *sum.failures
+                    .entry(format!(
+                        "folder {:?}: {}",
+                        mapping.source.raw_name, e.message
+                    ))
                     .or_default() += 1;
             }
         }

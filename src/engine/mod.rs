@@ -125,7 +125,11 @@ pub async fn migrate(
 ) -> Result<RunSummary, EngineError> {
     let started = Instant::now();
     let selected = plan.select(&opts.mailboxes)?;
-    let command = if opts.dry_run { "migrate --dry-run" } else { "migrate" };
+    let command = if opts.dry_run {
+        "migrate --dry-run"
+    } else {
+        "migrate"
+    };
     let run = ledger.start_run(command)?;
     let connector = Connector::new(plan);
     let budget = Budget::new(plan.limits.memory_budget_bytes);
@@ -172,7 +176,11 @@ pub async fn migrate(
     } else {
         "ok"
     };
-    ledger.finish_run(run, status, &serde_json::to_string(&summary).unwrap_or_default())?;
+    ledger.finish_run(
+        run,
+        status,
+        &serde_json::to_string(&summary).unwrap_or_default(),
+    )?;
     Ok(summary)
 }
 
@@ -234,6 +242,8 @@ async fn run_mailbox(
         let err = summary.error.as_deref().map(|e| (e, "mailbox"));
         let _ = ledger.set_mailbox_state(id, run, &summary.status, err);
     }
-    events.send(Event::MailboxFinished { summary: summary.clone() });
+    events.send(Event::MailboxFinished {
+        summary: summary.clone(),
+    });
     summary
 }

@@ -21,7 +21,10 @@ pub struct StepError {
 
 impl StepError {
     pub fn new(class: FailureClass, message: impl Into<String>) -> StepError {
-        StepError { class, message: message.into() }
+        StepError {
+            class,
+            message: message.into(),
+        }
     }
 }
 
@@ -60,8 +63,10 @@ pub trait MailSink: Send + Sync + 'static {
     /// How many messages one `write_batch` call should carry at most.
     fn batch_size(&self) -> usize;
     /// Makes sure the target folder exists; returns the destination's folder id.
-    fn ensure_folder(&self, target: &Target)
-    -> impl Future<Output = Result<String, StepError>> + Send;
+    fn ensure_folder(
+        &self,
+        target: &Target,
+    ) -> impl Future<Output = Result<String, StepError>> + Send;
     /// Writes messages into one folder; one result per message, in order.
     fn write_batch(
         &self,

@@ -115,8 +115,14 @@ pub async fn survey(plan: &Plan, mailboxes: &[&Mailbox], concurrency: usize) -> 
 
 /// Upload time of one mailbox under Graph's per-mailbox budgets: whichever of the request
 /// budget and the byte budget binds.
-pub fn graph_estimate(messages: u64, bytes: u64, requests_per_10min: u32, bytes_per_5min: u64) -> f64 {
-    let by_requests = messages as f64 * REQUESTS_PER_MESSAGE / (requests_per_10min.max(1) as f64 / 600.0);
+pub fn graph_estimate(
+    messages: u64,
+    bytes: u64,
+    requests_per_10min: u32,
+    bytes_per_5min: u64,
+) -> f64 {
+    let by_requests =
+        messages as f64 * REQUESTS_PER_MESSAGE / (requests_per_10min.max(1) as f64 / 600.0);
     let by_bytes = bytes as f64 * BASE64_GROWTH / (bytes_per_5min.max(1) as f64 / 300.0);
     by_requests.max(by_bytes)
 }
@@ -197,7 +203,11 @@ async fn survey_folders<S: MailSource>(
         let mut f = FolderSurvey {
             source: mapping.source.path.to_string(),
             target: mapping.target.as_ref().map(target_label),
-            changes: mapping.changes.iter().map(|c| format!("{} -> {}: {}", c.from, c.to, c.reason)).collect(),
+            changes: mapping
+                .changes
+                .iter()
+                .map(|c| format!("{} -> {}: {}", c.from, c.to, c.reason))
+                .collect(),
             excluded_by: mapping.excluded_by.clone(),
             server_count: 0,
             messages: 0,
@@ -224,7 +234,12 @@ async fn survey_folders<S: MailSource>(
                     largest.sort_by(|a, b| b.bytes.cmp(&a.bytes));
                     largest.truncate(LARGEST);
                 }
-                Err(e) if matches!(e.class, crate::sink::FailureClass::Mailbox | crate::sink::FailureClass::Fatal) => {
+                Err(e)
+                    if matches!(
+                        e.class,
+                        crate::sink::FailureClass::Mailbox | crate::sink::FailureClass::Fatal
+                    ) =>
+                {
                     return Err(e);
                 }
                 Err(e) => f.error = Some(e.message),
@@ -275,7 +290,10 @@ mod tests {
     #[test]
     fn estimate_takes_the_binding_budget() {
         // 10,000 small messages: 20,000 requests at 10,000 per 600 s = 1,200 s.
-        assert_eq!(graph_estimate(10_000, 10_000_000, 10_000, 150_000_000), 1200.0);
+        assert_eq!(
+            graph_estimate(10_000, 10_000_000, 10_000, 150_000_000),
+            1200.0
+        );
         // 1 GB in 100 messages: bytes bind, 1e9 * 4/3 / (150e6/300) = 2,666.7 s.
         let t = graph_estimate(100, 1_000_000_000, 10_000, 150_000_000);
         assert!((t - 2666.67).abs() < 0.1, "{t}");

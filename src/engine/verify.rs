@@ -81,7 +81,10 @@ pub async fn verify(
         .await;
     out.sort_by(|a, b| a.mailbox.cmp(&b.mailbox));
     let perfect = out.iter().all(|m| m.verdict == "perfect");
-    VerifyReport { mailboxes: out, perfect }
+    VerifyReport {
+        mailboxes: out,
+        perfect,
+    }
 }
 
 async fn verify_mailbox(
@@ -115,7 +118,9 @@ async fn verify_mailbox(
             );
         }
         for mapping in mapper.map(&folders) {
-            let Some(target) = &mapping.target else { continue };
+            let Some(target) = &mapping.target else {
+                continue;
+            };
             if !mapping.source.selectable {
                 continue;
             }
@@ -127,7 +132,14 @@ async fn verify_mailbox(
             // Graph's importMime lets the tenant choose the received time (graph.md unknown 1;
             // `doctor` shows what a tenant does), so only IMAP destinations promise INTERNALDATE.
             let compare_dates = matches!(sink, super::adapters::AnySink::Imap(_));
-            let ctx = FolderCtx { ledger, mailbox_id, folder: &mapping.source, label, deep, compare_dates };
+            let ctx = FolderCtx {
+                ledger,
+                mailbox_id,
+                folder: &mapping.source,
+                label,
+                deep,
+                compare_dates,
+            };
             compare_folder(&ctx, &metas, &items, &mut v)?;
         }
         src.close().await;
@@ -140,13 +152,16 @@ async fn verify_mailbox(
         return v;
     }
     if !v.missing.is_empty() {
-        v.reasons.push(format!("{} missing at the destination", v.missing.len()));
+        v.reasons
+            .push(format!("{} missing at the destination", v.missing.len()));
     }
     if !v.doubled.is_empty() {
-        v.reasons.push(format!("{} doubled at the destination", v.doubled.len()));
+        v.reasons
+            .push(format!("{} doubled at the destination", v.doubled.len()));
     }
     if !v.changed.is_empty() {
-        v.reasons.push(format!("{} with different flags or dates", v.changed.len()));
+        v.reasons
+            .push(format!("{} with different flags or dates", v.changed.len()));
     }
     for f in &v.folders {
         if f.source_count != f.ledger_done + f.ledger_skipped && mailbox_id_known(&v) {
@@ -183,7 +198,9 @@ fn compare_folder(
     items: &[DestItem],
     v: &mut MailboxVerify,
 ) -> Result<(), StepError> {
-    let lerr = |e: crate::ledger::LedgerError| StepError::new(crate::sink::FailureClass::Fatal, e.to_string());
+    let lerr = |e: crate::ledger::LedgerError| {
+        StepError::new(crate::sink::FailureClass::Fatal, e.to_string())
+    };
     let mut f = FolderVerify {
         source: ctx.folder.path.to_string(),
         target: ctx.label.clone(),
@@ -232,7 +249,9 @@ fn compare_folder(
             if let Some(id) = m.message_id.as_deref() {
                 match dest_ids.get_mut(id) {
                     Some(n) if *n > 0 => *n -= 1,
-                    _ => v.missing.push(disc(m, "missing", "no item with this Message-ID".into())),
+                    _ => v
+                        .missing
+                        .push(disc(m, "missing", "no item with this Message-ID".into())),
                 }
             }
         }
@@ -253,7 +272,10 @@ fn compare_folder(
     let mut by_stamp: HashMap<(u32, u32), Vec<&DestItem>> = HashMap::new();
     for i in items {
         if let Some(s) = &i.stamp {
-            by_stamp.entry((s.uid_validity.get(), s.uid.get())).or_default().push(i);
+            by_stamp
+                .entry((s.uid_validity.get(), s.uid.get()))
+                .or_default()
+                .push(i);
         }
     }
     let mut claimed: HashSet<&str> = HashSet::new();
@@ -263,13 +285,21 @@ fn compare_folder(
             continue;
         }
         let Some(row) = row.filter(|r| r.state == MessageState::Done) else {
-            v.missing.push(disc(m, "missing", "not yet copied (no done row in the ledger)".into()));
+            v.missing.push(disc(
+                m,
+                "missing",
+                "not yet copied (no done row in the ledger)".into(),
+            ));
             continue;
         };
         let stamped = by_stamp.get(&(row.uid_validity.get(), row.uid.get()));
         let item = match (stamped, row.dest_id.as_deref().and_then(|d| by_id.get(d))) {
             (Some(list), _) if list.len() > 1 => {
-                v.doubled.push(disc(m, "doubled", format!("{} items carry this message's stamp", list.len())));
+                v.doubled.push(disc(
+                    m,
+                    "doubled",
+                    format!("{} items carry this message's stamp", list.len()),
+                ));
                 claimed.extend(list.iter().map(|i| i.id.as_str()));
                 list.first().copied()
             }
@@ -278,31 +308,55 @@ fn compare_folder(
             (None, None) => None,
         };
         let Some(item) = item else {
-            v.missing.push(disc(m, "missing", format!("destination item {:?} not found", row.dest_id)));
+            v.missing.push(disc(
+                m,
+                "missing",
+                format!("destination item {:?} not found", row.dest_id),
+            ));
             continue;
         };
         claimed.insert(item.id.as_str());
         if ctx.deep {
             if let (Some(s), Some(h)) = (&item.stamp, row.sha256) {
                 if s.sha256 != h {
-                    v.changed.push(disc(m, "changed", "content hash differs from the stamp".into()));
+                    v.changed.push(disc(
+                        m,
+                        "changed",
+                        "content hash differs from the stamp".into(),
+                    ));
                 }
             }
             if let Some(size) = item.size {
                 if size != m.size {
-                    v.changed.push(disc(m, "changed", format!("size {} at the destination, {} at the source", size, m.size)));
+                    v.changed.push(disc(
+                        m,
+                        "changed",
+                        format!("size {} at the destination, {} at the source", size, m.size),
+                    ));
                 }
             }
             if !flags_match(&m.flags, &item.flags) {
                 v.changed.push(disc(
                     m,
                     "changed",
-                    format!("flags {:?} at the destination, {:?} at the source", item.flags.to_ledger_string(), m.flags.to_ledger_string()),
+                    format!(
+                        "flags {:?} at the destination, {:?} at the source",
+                        item.flags.to_ledger_string(),
+                        m.flags.to_ledger_string()
+                    ),
                 ));
             }
             if let Some(r) = item.received.filter(|_| ctx.compare_dates) {
                 if (r.timestamp() - m.internal_date.timestamp()).abs() > 1 {
-                    v.changed.push(disc(m, "changed", format!("received {} at the destination, {} at the source", r.to_rfc3339(), m.internal_date.to_rfc3339())));
+                    v.changed.push(disc(
+                        m,
+                        "changed",
+                        format!(
+                            "received {} at the destination, {} at the source",
+                            r.to_rfc3339(),
+                            m.internal_date.to_rfc3339()
+                        ),
+                    ));
                 }
             }
         }
@@ -312,12 +366,18 @@ fn compare_folder(
         // second copy of something.
         // Without stamps (IMAP), an unclaimed item with a source message's Message-ID and size is
         // a second copy too.
-        let source_keys: HashSet<(Option<&str>, u64)> =
-            metas.iter().map(|m| (m.message_id.as_deref(), m.size)).collect();
+        let source_keys: HashSet<(Option<&str>, u64)> = metas
+            .iter()
+            .map(|m| (m.message_id.as_deref(), m.size))
+            .collect();
         for i in items.iter().filter(|i| !claimed.contains(i.id.as_str())) {
-            let stamped_here = i.stamp.as_ref().is_some_and(|s| s.folder == ctx.folder.raw_name);
+            let stamped_here = i
+                .stamp
+                .as_ref()
+                .is_some_and(|s| s.folder == ctx.folder.raw_name);
             let same_as_source = i.stamp.is_none()
-                && i.size.is_some_and(|size| source_keys.contains(&(i.message_id.as_deref(), size)));
+                && i.size
+                    .is_some_and(|size| source_keys.contains(&(i.message_id.as_deref(), size)));
             if stamped_here || same_as_source {
                 v.doubled.push(Discrepancy {
                     folder: ctx.folder.raw_name.clone(),

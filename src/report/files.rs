@@ -18,7 +18,10 @@ pub struct ReportError {
 
 /// Creates (or replaces) a file readable only by its owner and writes `content`.
 pub fn write_private(path: &Path, content: &[u8]) -> Result<(), ReportError> {
-    let err = |source| ReportError { path: path.to_owned(), source };
+    let err = |source| ReportError {
+        path: path.to_owned(),
+        source,
+    };
     let _ = std::fs::remove_file(path);
     let mut f = std::fs::OpenOptions::new()
         .write(true)

@@ -17,16 +17,39 @@ use tokio::sync::mpsc;
 #[derive(Debug, Clone, Serialize)]
 #[serde(tag = "event", rename_all = "snake_case")]
 pub enum Event {
-    MailboxStarted { mailbox: String, destination: String },
+    MailboxStarted {
+        mailbox: String,
+        destination: String,
+    },
     /// A folder's work is known: how many messages and bytes it will copy.
-    FolderPlanned { mailbox: String, folder: String, messages: u64, bytes: u64 },
+    FolderPlanned {
+        mailbox: String,
+        folder: String,
+        messages: u64,
+        bytes: u64,
+    },
     /// Messages written (increments).
-    Copied { mailbox: String, messages: u64, bytes: u64 },
+    Copied {
+        mailbox: String,
+        messages: u64,
+        bytes: u64,
+    },
     /// One message was not copied, and why.
-    ItemProblem { mailbox: String, folder: String, uid: u32, outcome: String, reason: String },
+    ItemProblem {
+        mailbox: String,
+        folder: String,
+        uid: u32,
+        outcome: String,
+        reason: String,
+    },
     /// The destination asked us to slow down.
-    Throttled { mailbox: String, detail: String },
-    MailboxFinished { summary: MailboxSummary },
+    Throttled {
+        mailbox: String,
+        detail: String,
+    },
+    MailboxFinished {
+        summary: MailboxSummary,
+    },
 }
 
 /// Where the engine sends events; sending never blocks and never fails the run.
@@ -127,11 +150,17 @@ impl RunSummary {
     pub fn has_failures(&self) -> bool {
         !self.plan_errors.is_empty()
             || self.interrupted
-            || self.mailboxes.iter().any(|m| m.status == "failed" || m.failed > 0)
+            || self
+                .mailboxes
+                .iter()
+                .any(|m| m.status == "failed" || m.failed > 0)
     }
     /// Totals across mailboxes.
     pub fn total(&self) -> MailboxSummary {
-        let mut t = MailboxSummary { mailbox: "TOTAL".into(), ..Default::default() };
+        let mut t = MailboxSummary {
+            mailbox: "TOTAL".into(),
+            ..Default::default()
+        };
         for m in &self.mailboxes {
             t.absorb(m);
         }

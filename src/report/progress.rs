@@ -32,7 +32,9 @@ impl Mode {
         } else if std::io::stderr().is_terminal() {
             Mode::Terminal
         } else {
-            Mode::Plain { interval: Duration::from_secs(10) }
+            Mode::Plain {
+                interval: Duration::from_secs(10),
+            }
         }
     }
 }
@@ -54,11 +56,9 @@ pub async fn show(mode: Mode, mut rx: UnboundedReceiver<Event>) -> Vec<MailboxSu
         Mode::Terminal => ProgressDrawTarget::stderr(),
         _ => ProgressDrawTarget::hidden(),
     });
-    let style = ProgressStyle::with_template(
-        "{prefix:30!} [{bar:25}] {pos}/{len} msgs {msg}",
-    )
-    .unwrap_or_else(|_| ProgressStyle::default_bar())
-    .progress_chars("=> ");
+    let style = ProgressStyle::with_template("{prefix:30!} [{bar:25}] {pos}/{len} msgs {msg}")
+        .unwrap_or_else(|_| ProgressStyle::default_bar())
+        .progress_chars("=> ");
     let mut active: BTreeMap<String, Active> = BTreeMap::new();
     let mut finished = Vec::new();
     let mut last_plain = Instant::now();
@@ -78,9 +78,20 @@ pub async fn show(mode: Mode, mut rx: UnboundedReceiver<Event>) -> Vec<MailboxSu
                     b.set_prefix(mailbox.clone());
                     b
                 });
-                active.insert(mailbox, Active { bar, ..Default::default() });
+                active.insert(
+                    mailbox,
+                    Active {
+                        bar,
+                        ..Default::default()
+                    },
+                );
             }
-            Event::FolderPlanned { mailbox, messages, bytes: b, .. } => {
+            Event::FolderPlanned {
+                mailbox,
+                messages,
+                bytes: b,
+                ..
+            } => {
                 if let Some(a) = active.get_mut(&mailbox) {
                     a.planned += messages;
                     a.planned_bytes += b;
@@ -89,7 +100,11 @@ pub async fn show(mode: Mode, mut rx: UnboundedReceiver<Event>) -> Vec<MailboxSu
                     }
                 }
             }
-            Event::Copied { mailbox, messages, bytes: b } => {
+            Event::Copied {
+                mailbox,
+                messages,
+                bytes: b,
+            } => {
                 total_msgs += messages;
                 total_bytes += b;
                 if let Some(a) = active.get_mut(&mailbox) {
@@ -158,6 +173,15 @@ fn rate_text(done: u64, planned: u64, throttled: u64, started: Instant) -> Strin
     } else {
         String::new()
     };
-    let thr = if throttled > 0 { format!(", throttled {throttled}x") } else { String::new() };
-    format!("{} of {}, {}/s{eta}{thr}", bytes(done), bytes(planned), bytes(rate as u64))
+    let thr = if throttled > 0 {
+        format!(", throttled {throttled}x")
+    } else {
+        String::new()
+    };
+    format!(
+        "{} of {}, {}/s{eta}{thr}",
+        bytes(done),
+        bytes(planned),
+        bytes(rate as u64)
+    )
 }

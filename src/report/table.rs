@@ -28,7 +28,14 @@ pub fn render(header: &[&str], rows: &[Vec<String>]) -> String {
         s.trim_end().to_owned() + "\n"
     };
     let mut out = line(&mut header.iter().copied());
-    out.push_str(&line(&mut widths.iter().map(|w| "-".repeat(*w)).collect::<Vec<_>>().iter().map(String::as_str)));
+    out.push_str(&line(
+        &mut widths
+            .iter()
+            .map(|w| "-".repeat(*w))
+            .collect::<Vec<_>>()
+            .iter()
+            .map(String::as_str),
+    ));
     for r in rows {
         out.push_str(&line(&mut r.iter().map(String::as_str)));
     }
@@ -44,7 +51,11 @@ pub fn bytes(n: u64) -> String {
         v /= 1000.0;
         u += 1;
     }
-    if u == 0 { format!("{n} B") } else { format!("{v:.1} {}", UNITS[u]) }
+    if u == 0 {
+        format!("{n} B")
+    } else {
+        format!("{v:.1} {}", UNITS[u])
+    }
 }
 
 fn summary_row(m: &MailboxSummary) -> Vec<String> {
@@ -103,7 +114,13 @@ mod tests {
 
     #[test]
     fn columns_align_and_units_are_decimal() {
-        let t = render(&["a", "bb"], &[vec!["xyz".into(), "1".into()], vec!["q".into(), "100".into()]]);
+        let t = render(
+            &["a", "bb"],
+            &[
+                vec!["xyz".into(), "1".into()],
+                vec!["q".into(), "100".into()],
+            ],
+        );
         assert_eq!(t, "a     bb\n---  ---\nxyz    1\nq    100\n");
         assert_eq!(bytes(999), "999 B");
         assert_eq!(bytes(1_500_000), "1.5 MB");

@@ -42,13 +42,21 @@ async fn wait_for_items(rig: &ImapRig, user: &str, n: usize) {
 fn slow() -> EmulatorConfig {
     // Each request takes a few milliseconds, as the real service does, so a run lasts long enough
     // to be interrupted in the middle.
-    EmulatorConfig { latency: Latency { fixed_ms: 4, jitter_ms: 2 }, ..EmulatorConfig::default() }
+    EmulatorConfig {
+        latency: Latency {
+            fixed_ms: 4,
+            jitter_ms: 2,
+        },
+        ..EmulatorConfig::default()
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigkill_at_several_points_then_resume_loses_and_doubles_nothing() {
     let rig = ImapRig::with_emulator(Layout::Fs, &["kim"], slow()).await;
-    let msgs: Vec<Vec<u8>> = (0..300).map(|i| generated_message(i, 1200 + (i * 37) % 3000)).collect();
+    let msgs: Vec<Vec<u8>> = (0..300)
+        .map(|i| generated_message(i, 1200 + (i * 37) % 3000))
+        .collect();
     // Two identical messages, and messages without a Message-ID, must each arrive exactly once.
     let mut msgs = msgs;
     msgs.push(msgs[10].clone());
@@ -57,7 +65,13 @@ async fn sigkill_at_several_points_then_resume_loses_and_doubles_nothing() {
     let batch: Vec<_> = msgs
         .iter()
         .enumerate()
-        .map(|(i, m)| (m.clone(), Default::default(), crate::support::corpus::date_for(i)))
+        .map(|(i, m)| {
+            (
+                m.clone(),
+                Default::default(),
+                crate::support::corpus::date_for(i),
+            )
+        })
         .collect();
     rig.dovecot.load("kim", &["INBOX"], &batch);
     let plan = rig.plan_path.to_str().unwrap().to_owned();
@@ -79,15 +93,25 @@ async fn sigkill_at_several_points_then_resume_loses_and_doubles_nothing() {
     assert_eq!(code, 0, "{err}");
 
     // Exactly the source's messages, once each (a multiset: the twin is there twice).
-    let view = rig.emulator.inspect().mailbox("kim@contoso.example").unwrap();
+    let view = rig
+        .emulator
+        .inspect()
+        .mailbox("kim@contoso.example")
+        .unwrap();
     let mut at_dest: HashMap<Vec<u8>, usize> = HashMap::new();
     for item in &view.items {
-        let raw = rig.emulator.inspect().raw_mime("kim@contoso.example", &item.id).unwrap();
+        let raw = rig
+            .emulator
+            .inspect()
+            .raw_mime("kim@contoso.example", &item.id)
+            .unwrap();
         *at_dest.entry(raw).or_default() += 1;
     }
     let mut expected: HashMap<Vec<u8>, usize> = HashMap::new();
     for m in &msgs {
-        *expected.entry(crate::support::corpus::imap_ready(m)).or_default() += 1;
+        *expected
+            .entry(crate::support::corpus::imap_ready(m))
+            .or_default() += 1;
     }
     assert_eq!(view.items.len(), msgs.len(), "lost or duplicated");
     assert_eq!(at_dest, expected);
@@ -101,7 +125,13 @@ async fn sigkill_at_several_points_then_resume_loses_and_doubles_nothing() {
 async fn a_second_run_is_refused_by_the_lock_with_exit_code_3() {
     let rig = ImapRig::with_emulator(Layout::Fs, &["lou"], slow()).await;
     let msgs: Vec<_> = (0..200)
-        .map(|i| (generated_message(i, 2000), Default::default(), crate::support::corpus::date_for(i)))
+        .map(|i| {
+            (
+                generated_message(i, 2000),
+                Default::default(),
+                crate::support::corpus::date_for(i),
+            )
+        })
         .collect();
     rig.dovecot.load("lou", &["INBOX"], &msgs);
     let plan = rig.plan_path.to_str().unwrap().to_owned();
@@ -116,21 +146,33 @@ async fn a_second_run_is_refused_by_the_lock_with_exit_code_3() {
     first.kill().unwrap();
     first.wait().unwrap();
     assert_eq!(code, 3, "{err}");
-    assert!(err.contains("another mailferry run holds the lock"), "{err}");
+    assert!(
+        err.contains("another mailferry run holds the lock"),
+        "{err}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn survey_status_and_exit_codes() {
     let rig = ImapRig::with_emulator(Layout::Fs, &["max"], EmulatorConfig::default()).await;
     let msgs: Vec<_> = (0..10)
-        .map(|i| (generated_message(i, 800), Default::default(), crate::support::corpus::date_for(i)))
+        .map(|i| {
+            (
+                generated_message(i, 800),
+                Default::default(),
+                crate::support::corpus::date_for(i),
+            )
+        })
         .collect();
     rig.dovecot.load("max", &["INBOX"], &msgs);
     let plan = rig.plan_path.to_str().unwrap().to_owned();
 
     let (code, out, err) = run(&["survey", "--plan", &plan]);
     assert_eq!(code, 0, "{err}");
-    assert!(out.contains("max@contoso.example") && out.contains("10"), "{out}");
+    assert!(
+        out.contains("max@contoso.example") && out.contains("10"),
+        "{out}"
+    );
     let (code, out, _) = run(&["survey", "--plan", &plan, "--json"]);
     assert_eq!(code, 0);
     let doc: serde_json::Value = serde_json::from_str(&out).unwrap();
@@ -140,7 +182,12 @@ async fn survey_status_and_exit_codes() {
     assert_eq!(code, 2, "no ledger yet: {err}");
     let (code, _, err) = run(&["migrate", "--plan", &plan, "--dry-run"]);
     assert_eq!(code, 0, "{err}");
-    assert!(rig.emulator.inspect().mailbox("max@contoso.example").is_none_or(|m| m.items.is_empty()));
+    assert!(
+        rig.emulator
+            .inspect()
+            .mailbox("max@contoso.example")
+            .is_none_or(|m| m.items.is_empty())
+    );
     let (code, out, err) = run(&["migrate", "--plan", &plan, "--json"]);
     assert_eq!(code, 0, "{err}");
     assert!(out.lines().any(|l| l.contains("\"run_finished\"")), "{out}");
@@ -153,11 +200,20 @@ async fn survey_status_and_exit_codes() {
     let reports: Vec<_> = std::fs::read_dir(rig.dir.path())
         .unwrap()
         .map(|e| e.unwrap().path())
-        .filter(|p| p.file_name().unwrap().to_string_lossy().starts_with("mailferry-run-"))
+        .filter(|p| {
+            p.file_name()
+                .unwrap()
+                .to_string_lossy()
+                .starts_with("mailferry-run-")
+        })
         .collect();
     assert!(!reports.is_empty());
     for r in reports {
-        assert_eq!(std::fs::metadata(&r).unwrap().permissions().mode() & 0o777, 0o600, "{r:?}");
+        assert_eq!(
+            std::fs::metadata(&r).unwrap().permissions().mode() & 0o777,
+            0o600,
+            "{r:?}"
+        );
     }
 
     // A plan error is exit code 2 and names the file.

@@ -19,12 +19,18 @@ pub fn corpus_messages(limit: usize) -> Vec<Vec<u8>> {
         .filter(|p| p.extension().is_some_and(|e| e == "txt"))
         .collect();
     names.sort();
-    names.into_iter().take(limit).map(|p| std::fs::read(p).unwrap()).collect()
+    names
+        .into_iter()
+        .take(limit)
+        .map(|p| std::fs::read(p).unwrap())
+        .collect()
 }
 
 /// A generated message with a unique Message-ID.
 pub fn generated(i: usize, body_bytes: usize) -> Vec<u8> {
-    let body: String = (0..body_bytes).map(|j| (b'a' + ((i + j) % 26) as u8) as char).collect();
+    let body: String = (0..body_bytes)
+        .map(|j| (b'a' + ((i + j) % 26) as u8) as char)
+        .collect();
     format!(
         "From: sender{i}@example.org\r\nTo: user@example.com\r\nSubject: message {i}\r\n\
          Date: Mon, 1 Jan 2024 10:{:02}:00 +0000\r\nMessage-ID: <gen{i}@example.org>\r\n\r\n{body}\r\n",
@@ -36,12 +42,19 @@ pub fn generated(i: usize, body_bytes: usize) -> Vec<u8> {
 /// Writes a Maildir++ tree: `folders` maps a folder name ("" = INBOX) to messages with flag letters.
 pub fn write_maildir(root: &Path, folders: &[(&str, Vec<(Vec<u8>, &str)>)]) {
     for (name, msgs) in folders {
-        let dir = if name.is_empty() { root.to_path_buf() } else { root.join(format!(".{name}")) };
+        let dir = if name.is_empty() {
+            root.to_path_buf()
+        } else {
+            root.join(format!(".{name}"))
+        };
         for sub in ["cur", "new", "tmp"] {
             std::fs::create_dir_all(dir.join(sub)).unwrap();
         }
         for (i, (raw, flags)) in msgs.iter().enumerate() {
-            let file = dir.join("cur").join(format!("17000000{i:02}.M{i}P1.host,S={}:2,{flags}", raw.len()));
+            let file = dir.join("cur").join(format!(
+                "17000000{i:02}.M{i}P1.host,S={}:2,{flags}",
+                raw.len()
+            ));
             std::fs::write(file, raw).unwrap();
         }
     }
@@ -74,7 +87,11 @@ impl Rig {
         );
         let plan_path = dir.path().join("plan.toml");
         std::fs::write(&plan_path, plan).unwrap();
-        Rig { dir, emulator, plan_path }
+        Rig {
+            dir,
+            emulator,
+            plan_path,
+        }
     }
 
     pub fn tree(&self, mailbox: &str) -> PathBuf {
@@ -84,14 +101,18 @@ impl Rig {
     pub async fn migrate(&self, opts: MigrateOptions) -> RunSummary {
         let plan = Plan::load(&self.plan_path).unwrap();
         let ledger = Arc::new(Ledger::open(&plan.default_state_path()).unwrap());
-        engine::migrate(&plan, ledger, &opts, Events::discard(), Cancel::default()).await.unwrap()
+        engine::migrate(&plan, ledger, &opts, Events::discard(), Cancel::default())
+            .await
+            .unwrap()
     }
 
     /// Every item in a mailbox at the emulator, as raw MIME.
     pub fn items(&self, mailbox: &str) -> Vec<(String, Vec<u8>)> {
         let insp = self.emulator.inspect();
         let address = format!("{mailbox}@contoso.example");
-        let Some(view) = insp.mailbox(&address) else { return Vec::new() };
+        let Some(view) = insp.mailbox(&address) else {
+            return Vec::new();
+        };
         let mut out = Vec::new();
         for f in &view.folders {
             for item in view.items_in(&f.path) {
@@ -111,14 +132,30 @@ async fn first_run_copies_everything_byte_exact_then_reruns_copy_nothing() {
         &rig.tree("ann"),
         &[
             ("", corpus[..10].iter().map(|m| (m.clone(), "S")).collect()),
-            ("Sent", corpus[10..15].iter().map(|m| (m.clone(), "S")).collect()),
-            ("Archive.2019", corpus[15..].iter().map(|m| (m.clone(), "")).collect()),
+            (
+                "Sent",
+                corpus[10..15].iter().map(|m| (m.clone(), "S")).collect(),
+            ),
+            (
+                "Archive.2019",
+                corpus[15..].iter().map(|m| (m.clone(), "")).collect(),
+            ),
         ],
     );
-    write_maildir(&rig.tree("bob"), &[("", (0..12).map(|i| (generated(i, 2000), "F")).collect())]);
+    write_maildir(
+        &rig.tree("bob"),
+        &[("", (0..12).map(|i| (generated(i, 2000), "F")).collect())],
+    );
 
     let first = rig.migrate(MigrateOptions::default()).await;
-    let by = |n: &str| first.mailboxes.iter().find(|m| m.mailbox.starts_with(n)).unwrap().clone();
+    let by = |n: &str| {
+        first
+            .mailboxes
+            .iter()
+            .find(|m| m.mailbox.starts_with(n))
+            .unwrap()
+            .clone()
+    };
     assert_eq!(by("ann").status, "ok", "{:?}", by("ann"));
     assert_eq!((by("ann").copied, by("bob").copied), (20, 12));
     assert!(!first.has_failures());
@@ -139,9 +176,15 @@ async fn first_run_copies_everything_byte_exact_then_reruns_copy_nothing() {
         .skip(rebuilt)
         .map(|m| String::from_utf8_lossy(&m[..m.len().min(120)]).into_owned())
         .collect();
-    assert!(missing.is_empty(), "not byte-identical at the destination: {missing:#?}");
+    assert!(
+        missing.is_empty(),
+        "not byte-identical at the destination: {missing:#?}"
+    );
     let folders: Vec<String> = rig.items("ann").into_iter().map(|(f, _)| f).collect();
-    assert!(folders.iter().any(|f| f.contains("Sent Items")), "{folders:?}");
+    assert!(
+        folders.iter().any(|f| f.contains("Sent Items")),
+        "{folders:?}"
+    );
     assert!(folders.iter().any(|f| f.ends_with("2019")), "{folders:?}");
 
     let second = rig.migrate(MigrateOptions::default()).await;
@@ -153,12 +196,23 @@ async fn first_run_copies_everything_byte_exact_then_reruns_copy_nothing() {
     // New mail and a flag change at the source arrive on the next run.
     let inbox = rig.tree("bob").join("cur");
     std::fs::write(inbox.join("1800000000.M99P1.host:2,"), generated(99, 500)).unwrap();
-    let old = std::fs::read_dir(&inbox).unwrap().map(|e| e.unwrap().path()).find(|p| p.to_string_lossy().ends_with(":2,F")).unwrap();
+    let old = std::fs::read_dir(&inbox)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| p.to_string_lossy().ends_with(":2,F"))
+        .unwrap();
     let renamed = PathBuf::from(old.to_string_lossy().replace(":2,F", ":2,FS"));
     std::fs::rename(&old, &renamed).unwrap();
     let third = rig.migrate(MigrateOptions::default()).await;
-    let bob = third.mailboxes.iter().find(|m| m.mailbox.starts_with("bob")).unwrap();
-    assert_eq!((bob.copied, bob.flags_updated, bob.already_present), (1, 1, 12));
+    let bob = third
+        .mailboxes
+        .iter()
+        .find(|m| m.mailbox.starts_with("bob"))
+        .unwrap();
+    assert_eq!(
+        (bob.copied, bob.flags_updated, bob.already_present),
+        (1, 1, 12)
+    );
     assert_eq!(rig.items("bob").len(), 13);
 }
 
@@ -180,18 +234,28 @@ fn crlf(raw: &[u8]) -> Vec<u8> {
 async fn faults_at_the_destination_leave_every_message_exactly_once_and_verify_perfect() {
     use mailferry::emulator::{FaultKind, FaultRule};
     let rig = Rig::new(&["eve"], EmulatorConfig::default()).await;
-    write_maildir(&rig.tree("eve"), &[("", (0..40).map(|i| (generated(i, 3000), "S")).collect())]);
+    write_maildir(
+        &rig.tree("eve"),
+        &[("", (0..40).map(|i| (generated(i, 3000), "S")).collect())],
+    );
     let insp = rig.emulator.inspect();
     // Responses lost after the item was stored, 503s and resets: a blind retry would duplicate.
     insp.add_fault(FaultRule::new(Some("POST"), "importMime", FaultKind::LostResponse).times(3));
-    insp.add_fault(FaultRule::new(Some("POST"), "importMime", FaultKind::ServiceUnavailable).times(3));
+    insp.add_fault(
+        FaultRule::new(Some("POST"), "importMime", FaultKind::ServiceUnavailable).times(3),
+    );
     insp.add_fault(FaultRule::new(Some("PATCH"), "/messages/", FaultKind::Reset).times(2));
     let first = rig.migrate(MigrateOptions::default()).await;
     let eve = &first.mailboxes[0];
     // Whatever one run could not settle, the next run settles; nothing is written twice.
     let second = rig.migrate(MigrateOptions::default()).await;
     let items = rig.items("eve");
-    assert_eq!(items.len(), 40, "first run: {eve:?}, second: {:?}", second.mailboxes[0]);
+    assert_eq!(
+        items.len(),
+        40,
+        "first run: {eve:?}, second: {:?}",
+        second.mailboxes[0]
+    );
     let mut raws: Vec<Vec<u8>> = items.into_iter().map(|(_, r)| r).collect();
     raws.sort();
     raws.dedup();
@@ -208,7 +272,10 @@ async fn faults_at_the_destination_leave_every_message_exactly_once_and_verify_p
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn verify_finds_a_missing_item() {
     let rig = Rig::new(&["fay"], EmulatorConfig::default()).await;
-    write_maildir(&rig.tree("fay"), &[("", (0..5).map(|i| (generated(i, 100), "")).collect())]);
+    write_maildir(
+        &rig.tree("fay"),
+        &[("", (0..5).map(|i| (generated(i, 100), "")).collect())],
+    );
     rig.migrate(MigrateOptions::default()).await;
     // A message that arrives at the source after the run is missing until the next run.
     let cur = rig.tree("fay").join("cur");
@@ -221,5 +288,8 @@ async fn verify_finds_a_missing_item() {
     let m = &report.mailboxes[0];
     assert_eq!(m.verdict, "investigate");
     assert_eq!(m.missing.len(), 1, "{m:#?}");
-    assert_eq!(m.missing[0].message_id.as_deref(), Some("<gen77@example.org>"));
+    assert_eq!(
+        m.missing[0].message_id.as_deref(),
+        Some("<gen77@example.org>")
+    );
 }

@@ -26,7 +26,14 @@ impl ImapRig {
     /// Users log in through the master user (AUTHENTICATE PLAIN with authzid); `extra_toml` is
     /// appended to the plan.
     pub async fn new(layout: Layout, users: &[&str], csv_rows: &str, extra_toml: &str) -> ImapRig {
-        Self::build(layout, users, csv_rows, extra_toml, EmulatorConfig::default()).await
+        Self::build(
+            layout,
+            users,
+            csv_rows,
+            extra_toml,
+            EmulatorConfig::default(),
+        )
+        .await
     }
 
     /// A rig whose emulator runs with `config` (latency, faults, limits).
@@ -66,7 +73,12 @@ impl ImapRig {
         std::fs::write(dir.path().join("mailboxes.csv"), csv).unwrap();
         let plan_path = dir.path().join("plan.toml");
         std::fs::write(&plan_path, plan).unwrap();
-        ImapRig { dir, dovecot, emulator, plan_path }
+        ImapRig {
+            dir,
+            dovecot,
+            emulator,
+            plan_path,
+        }
     }
 
     pub fn plan(&self) -> Plan {
@@ -76,9 +88,15 @@ impl ImapRig {
     pub async fn migrate(&self) -> RunSummary {
         let plan = self.plan();
         let ledger = Arc::new(Ledger::open(&plan.default_state_path()).unwrap());
-        engine::migrate(&plan, ledger, &MigrateOptions::default(), Events::discard(), Cancel::default())
-            .await
-            .unwrap()
+        engine::migrate(
+            &plan,
+            ledger,
+            &MigrateOptions::default(),
+            Events::discard(),
+            Cancel::default(),
+        )
+        .await
+        .unwrap()
     }
 
     pub fn items(&self, user: &str) -> usize {
@@ -91,22 +109,38 @@ impl ImapRig {
 }
 
 fn summary<'a>(run: &'a RunSummary, user: &str) -> &'a MailboxSummary {
-    run.mailboxes.iter().find(|m| m.mailbox.starts_with(user)).unwrap()
+    run.mailboxes
+        .iter()
+        .find(|m| m.mailbox.starts_with(user))
+        .unwrap()
 }
 
 fn load(d: &Dovecot, user: &str, folder: &[&str], msgs: &[Vec<u8>], first: usize) {
-    let batch: Vec<_> =
-        msgs.iter().enumerate().map(|(i, m)| (m.clone(), flags_for(first + i), date_for(first + i))).collect();
+    let batch: Vec<_> = msgs
+        .iter()
+        .enumerate()
+        .map(|(i, m)| (m.clone(), flags_for(first + i), date_for(first + i)))
+        .collect();
     d.load(user, folder, &batch);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_multi_mailbox_plan_migrates_then_reruns_incrementally() {
     let rig = ImapRig::new(Layout::Fs, &["ann", "bob"], "", "").await;
-    let corpus: Vec<Vec<u8>> = corpus_messages().into_iter().map(|(_, m)| m).take(60).collect();
+    let corpus: Vec<Vec<u8>> = corpus_messages()
+        .into_iter()
+        .map(|(_, m)| m)
+        .take(60)
+        .collect();
     load(&rig.dovecot, "ann", &["INBOX"], &corpus[..30], 0);
     load(&rig.dovecot, "ann", &["Sent"], &corpus[30..40], 30);
-    load(&rig.dovecot, "ann", &["Projekte", "Größe", "2024"], &corpus[40..], 40);
+    load(
+        &rig.dovecot,
+        "ann",
+        &["Projekte", "Größe", "2024"],
+        &corpus[40..],
+        40,
+    );
     let generated: Vec<Vec<u8>> = (0..25).map(|i| generated_message(i, 4000)).collect();
     load(&rig.dovecot, "bob", &["INBOX"], &generated, 0);
 
@@ -117,7 +151,11 @@ async fn a_multi_mailbox_plan_migrates_then_reruns_incrementally() {
     assert_eq!((ann.copied, summary(&first, "bob").copied), (60, 25));
     assert_eq!((rig.items("ann"), rig.items("bob")), (60, 25));
     // No item is a draft unless its source was (flags_for sets \Draft on every 13th).
-    let view = rig.emulator.inspect().mailbox("bob@contoso.example").unwrap();
+    let view = rig
+        .emulator
+        .inspect()
+        .mailbox("bob@contoso.example")
+        .unwrap();
     let drafts = view.items.iter().filter(|i| i.is_draft).count();
     assert_eq!(drafts, (0..25).filter(|i| flags_for(*i).draft).count());
     let read = view.items.iter().filter(|i| i.is_read).count();
@@ -130,7 +168,13 @@ async fn a_multi_mailbox_plan_migrates_then_reruns_incrementally() {
     assert!(t.folders_unchanged >= 4, "{t:?}");
 
     // New mail and a flag change at the source arrive on the next run.
-    load(&rig.dovecot, "bob", &["INBOX"], &[generated_message(100, 500)], 100);
+    load(
+        &rig.dovecot,
+        "bob",
+        &["INBOX"],
+        &[generated_message(100, 500)],
+        100,
+    );
     let mut f = Flags::default();
     f.flagged = true;
     rig.dovecot.store_flags("bob", &["INBOX"], 2, &f);
@@ -141,7 +185,8 @@ async fn a_multi_mailbox_plan_migrates_then_reruns_incrementally() {
 
     let plan = rig.plan();
     let ledger = Ledger::open(&plan.default_state_path()).unwrap();
-    let report = engine::verify::verify(&plan, Some(&ledger), &plan.select(&[]).unwrap(), true, 2).await;
+    let report =
+        engine::verify::verify(&plan, Some(&ledger), &plan.select(&[]).unwrap(), true, 2).await;
     assert!(report.perfect, "{:#?}", report.mailboxes);
 }
 
@@ -179,28 +224,49 @@ async fn a_refused_login_and_a_too_large_item_do_not_stop_the_rest() {
         "EmailAddress,UserName,Password\neli@contoso.example,eli,\ndan@contoso.example,dan*nobody,wrong\n",
     )
     .unwrap();
-    let msgs: Vec<Vec<u8>> = vec![generated_message(1, 2000), generated_message(2, 60_000), generated_message(3, 3000)];
+    let msgs: Vec<Vec<u8>> = vec![
+        generated_message(1, 2000),
+        generated_message(2, 60_000),
+        generated_message(3, 3000),
+    ];
     load(&rig.dovecot, "eli", &["INBOX"], &msgs, 0);
     let run = rig.migrate().await;
     let eli = summary(&run, "eli");
     assert_eq!(eli.copied, 2);
     assert_eq!(eli.skipped_total(), 1);
-    assert!(eli.skipped.keys().next().unwrap().contains("larger than"), "{:?}", eli.skipped);
+    assert!(
+        eli.skipped.keys().next().unwrap().contains("larger than"),
+        "{:?}",
+        eli.skipped
+    );
     let dan = summary(&run, "dan");
     assert_eq!(dan.status, "failed");
     let err = dan.error.as_deref().unwrap();
     assert!(err.contains("dan"), "the error names the login: {err}");
-    assert!(!err.contains("wrong"), "the error never shows the password: {err}");
+    assert!(
+        !err.contains("wrong"),
+        "the error never shows the password: {err}"
+    );
     assert!(run.has_failures());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn survey_counts_equal_status_and_renames_are_reported() {
     let rig = ImapRig::new(Layout::MaildirPlusPlus, &["fox"], "", "").await;
-    let corpus: Vec<Vec<u8>> = corpus_messages().into_iter().map(|(_, m)| m).take(40).collect();
+    let corpus: Vec<Vec<u8>> = corpus_messages()
+        .into_iter()
+        .map(|(_, m)| m)
+        .take(40)
+        .collect();
     load(&rig.dovecot, "fox", &["INBOX"], &corpus[..20], 0);
     load(&rig.dovecot, "fox", &["Kunden/Alt"], &corpus[20..30], 20);
-    load(&rig.dovecot, "fox", &["a", "b", "c", "d", "e", "f", "g"], &corpus[30..], 30);
+    load(
+        &rig.dovecot,
+        "fox",
+        &["a", "b", "c", "d", "e", "f", "g"],
+        &corpus[30..],
+        30,
+    );
     let plan = rig.plan();
     let report = engine::survey::survey(&plan, &plan.select(&[]).unwrap(), 2).await;
     let fox = &report.mailboxes[0];
@@ -209,9 +275,19 @@ async fn survey_counts_equal_status_and_renames_are_reported() {
     for f in &fox.folders {
         assert_eq!(f.messages, f.server_count, "{f:?}");
     }
-    let status_bytes: u64 = corpus.iter().map(|m| crate::support::corpus::imap_ready(m).len() as u64).sum();
+    let status_bytes: u64 = corpus
+        .iter()
+        .map(|m| crate::support::corpus::imap_ready(m).len() as u64)
+        .sum();
     assert_eq!(fox.bytes, status_bytes);
-    let slash = fox.folders.iter().find(|f| f.source.contains("Kunden")).unwrap();
-    assert!(!slash.changes.is_empty(), "a '/' inside a name is renamed and reported: {slash:?}");
+    let slash = fox
+        .folders
+        .iter()
+        .find(|f| f.source.contains("Kunden"))
+        .unwrap();
+    assert!(
+        !slash.changes.is_empty(),
+        "a '/' inside a name is renamed and reported: {slash:?}"
+    );
     assert!(fox.estimated_seconds.is_some());
 }

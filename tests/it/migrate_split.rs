@@ -19,13 +19,23 @@ use crate::support::dovecot::{Dovecot, Layout, MASTER_PASSWORD};
 async fn run(plan: &std::path::Path) -> RunSummary {
     let plan = Plan::load(plan).unwrap();
     let ledger = Arc::new(Ledger::open(&plan.default_state_path()).unwrap());
-    engine::migrate(&plan, ledger, &MigrateOptions::default(), Events::discard(), Cancel::default())
-        .await
-        .unwrap()
+    engine::migrate(
+        &plan,
+        ledger,
+        &MigrateOptions::default(),
+        Events::discard(),
+        Cancel::default(),
+    )
+    .await
+    .unwrap()
 }
 
 /// (folder path, flags, INTERNALDATE as UTC seconds, bytes) of everything in a mailbox.
-async fn snapshot(d: &Dovecot, user: &str, password: &str) -> BTreeMap<String, Vec<(String, i64, Vec<u8>)>> {
+async fn snapshot(
+    d: &Dovecot,
+    user: &str,
+    password: &str,
+) -> BTreeMap<String, Vec<(String, i64, Vec<u8>)>> {
     let ep = ImapEndpoint {
         host: "localhost".into(),
         port: d.port_tls(),
@@ -34,7 +44,10 @@ async fn snapshot(d: &Dovecot, user: &str, password: &str) -> BTreeMap<String, V
         insecure: false,
         timeout: Duration::from_secs(20),
     };
-    let auth = ImapAuth::Login { user: user.into(), password: Secret::from(password) };
+    let auth = ImapAuth::Login {
+        user: user.into(),
+        password: Secret::from(password),
+    };
     let mut src = ImapSource::connect(ep, auth).await.unwrap();
     let mut out = BTreeMap::new();
     for f in src.list_folders().await.unwrap() {
@@ -44,13 +57,22 @@ async fn snapshot(d: &Dovecot, user: &str, password: &str) -> BTreeMap<String, V
         src.select(&f).await.unwrap();
         let metas = src.fetch_meta(&f, None).await.unwrap();
         let uids: Vec<_> = metas.iter().map(|m| m.uid).collect();
-        let bodies: BTreeMap<_, _> = src.fetch_bodies(&f, &uids).await.unwrap().into_iter().collect();
+        let bodies: BTreeMap<_, _> = src
+            .fetch_bodies(&f, &uids)
+            .await
+            .unwrap()
+            .into_iter()
+            .collect();
         let mut items: Vec<(String, i64, Vec<u8>)> = metas
             .iter()
             .map(|m| {
                 let mut flags = m.flags.clone();
                 flags.keywords.clear();
-                (flags.to_ledger_string(), m.internal_date.timestamp(), bodies[&m.uid].clone())
+                (
+                    flags.to_ledger_string(),
+                    m.internal_date.timestamp(),
+                    bodies[&m.uid].clone(),
+                )
             })
             .collect();
         items.sort();
@@ -86,7 +108,9 @@ async fn one_plan_sends_some_mailboxes_to_graph_and_others_to_imap() {
     let half = corpus.len() / 2;
     load("bob", &["INBOX"], &corpus[..half], 0);
     load("bob", &["Sent"], &corpus[half..], half);
-    let generated: Vec<Vec<u8>> = (0..150).map(|i| generated_message(i, 500 + i * 97)).collect();
+    let generated: Vec<Vec<u8>> = (0..150)
+        .map(|i| generated_message(i, 500 + i * 97))
+        .collect();
     load("bob", &["Archiv", "2023"], &generated, 1000);
     load("ann", &["INBOX"], &corpus[..20], 0);
 
@@ -116,28 +140,49 @@ async fn one_plan_sends_some_mailboxes_to_graph_and_others_to_imap() {
 
     let first = run(&plan_path).await;
     assert!(!first.has_failures(), "{:#?}", first.mailboxes);
-    let bob = first.mailboxes.iter().find(|m| m.mailbox.starts_with("bob")).unwrap();
-    assert_eq!(bob.copied as usize, corpus.len() + generated.len(), "nothing skipped: {bob:?}");
-    let ann_items = emulator.inspect().mailbox("ann@contoso.example").unwrap().items.len();
+    let bob = first
+        .mailboxes
+        .iter()
+        .find(|m| m.mailbox.starts_with("bob"))
+        .unwrap();
+    assert_eq!(
+        bob.copied as usize,
+        corpus.len() + generated.len(),
+        "nothing skipped: {bob:?}"
+    );
+    let ann_items = emulator
+        .inspect()
+        .mailbox("ann@contoso.example")
+        .unwrap()
+        .items
+        .len();
     assert_eq!(ann_items, 20);
 
     // Byte-identical, with flags and INTERNALDATE, in the same folders, at the IMAP destination.
     let src = snapshot(&source, "bob", "pw-bob").await;
     let dst = snapshot(&target, "bob", "new-bob").await;
-    assert_eq!(src.keys().collect::<Vec<_>>(), dst.keys().collect::<Vec<_>>());
+    assert_eq!(
+        src.keys().collect::<Vec<_>>(),
+        dst.keys().collect::<Vec<_>>()
+    );
     for (folder, items) in &src {
         let theirs = &dst[folder];
         assert_eq!(items.len(), theirs.len(), "{folder}");
         assert!(items == theirs, "{folder}: flags, dates or bytes differ");
     }
     // (The source serves CRLF bytes; what was loaded arrives exactly.)
-    assert!(dst["2023"].iter().any(|(_, _, b)| *b == imap_ready(&generated[7])));
+    assert!(
+        dst["2023"]
+            .iter()
+            .any(|(_, _, b)| *b == imap_ready(&generated[7]))
+    );
 
     let second = run(&plan_path).await;
     assert_eq!(second.total().copied, 0);
 
     let plan = Plan::load(&plan_path).unwrap();
     let ledger = Ledger::open(&plan.default_state_path()).unwrap();
-    let report = engine::verify::verify(&plan, Some(&ledger), &plan.select(&[]).unwrap(), true, 2).await;
+    let report =
+        engine::verify::verify(&plan, Some(&ledger), &plan.select(&[]).unwrap(), true, 2).await;
     assert!(report.perfect, "{:#?}", report.mailboxes);
 }
