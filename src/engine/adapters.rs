@@ -150,7 +150,7 @@ fn imap_sink_err(e: ImapError) -> StepError {
 /// A sink of either kind.
 pub enum AnySink {
     Graph(GraphMailboxSink),
-    Imap(ImapDestSink),
+    Imap(Box<ImapDestSink>),
 }
 
 impl MailSink for AnySink {

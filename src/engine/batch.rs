@@ -66,22 +66,21 @@ async fn run<K: MailSink>(
 
     let mut to_write = Vec::with_capacity(hashed.len());
     for (meta, row, body, hash) in hashed {
-        if b.rematch {
-            if let Some(old) =
-                b.ledger
-                    .claim_by_hash(b.folder_id, b.status.uid_validity, meta.uid, &hash)?
+        let claimed = if b.rematch {
+            b.ledger
+                .claim_by_hash(b.folder_id, b.status.uid_validity, meta.uid, &hash)?
+        } else {
+            None
+        };
+        if let Some(old) = claimed {
+            sum.already_present += 1;
+            if let Some(item) = old.dest_id.as_deref().filter(|_| old.flags != meta.flags)
+                && b.sink.set_flags(&b.dest, item, &meta.flags).await.is_ok()
             {
-                sum.already_present += 1;
-                if old.flags != meta.flags {
-                    if let Some(item) = &old.dest_id {
-                        if b.sink.set_flags(&b.dest, item, &meta.flags).await.is_ok() {
-                            b.ledger.set_flags(old.id, &meta.flags)?;
-                            sum.flags_updated += 1;
-                        }
-                    }
-                }
-                continue;
+                b.ledger.set_flags(old.id, &meta.flags)?;
+                sum.flags_updated += 1;
             }
+            continue;
         }
         to_write.push((meta, row, body, hash));
     }

@@ -121,11 +121,11 @@ impl<'p> Connector<'p> {
                 )
                 .await
                 .map_err(|e| StepError::new(FailureClass::Mailbox, e.to_string()))?;
-                Ok(AnySink::Imap(ImapDestSink::new(
+                Ok(AnySink::Imap(Box::new(ImapDestSink::new(
                     sink,
                     self.plan.limits.max_message_bytes,
                     d.connections.max(1),
-                )))
+                ))))
             }
         }
     }
@@ -236,11 +236,13 @@ pub fn graph_settings(g: &plan::GraphDestination, max_message_bytes: u64) -> gra
             }
         }
     };
-    let mut governor = graph::GovernorSettings::default();
-    governor.requests_per_window = g.requests_per_10min;
-    governor.bytes_per_window = g.bytes_per_5min;
-    governor.mailbox_max_in_flight = g.concurrency_per_mailbox;
-    governor.app_max_in_flight = g.concurrency_per_app;
+    let governor = graph::GovernorSettings {
+        requests_per_window: g.requests_per_10min,
+        bytes_per_window: g.bytes_per_5min,
+        mailbox_max_in_flight: g.concurrency_per_mailbox,
+        app_max_in_flight: g.concurrency_per_app,
+        ..Default::default()
+    };
     graph::GraphSettings {
         tenant: g.tenant.clone(),
         client_id: g.client_id.clone(),

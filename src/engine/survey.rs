@@ -231,7 +231,7 @@ async fn survey_folders<S: MailSource>(
                         uid: m.uid.get(),
                         bytes: m.size,
                     }));
-                    largest.sort_by(|a, b| b.bytes.cmp(&a.bytes));
+                    largest.sort_by_key(|l| std::cmp::Reverse(l.bytes));
                     largest.truncate(LARGEST);
                 }
                 Err(e)

@@ -317,23 +317,23 @@ fn compare_folder(
         };
         claimed.insert(item.id.as_str());
         if ctx.deep {
-            if let (Some(s), Some(h)) = (&item.stamp, row.sha256) {
-                if s.sha256 != h {
-                    v.changed.push(disc(
-                        m,
-                        "changed",
-                        "content hash differs from the stamp".into(),
-                    ));
-                }
+            if let (Some(s), Some(h)) = (&item.stamp, row.sha256)
+                && s.sha256 != h
+            {
+                v.changed.push(disc(
+                    m,
+                    "changed",
+                    "content hash differs from the stamp".into(),
+                ));
             }
-            if let Some(size) = item.size {
-                if size != m.size {
-                    v.changed.push(disc(
-                        m,
-                        "changed",
-                        format!("size {} at the destination, {} at the source", size, m.size),
-                    ));
-                }
+            if let Some(size) = item.size
+                && size != m.size
+            {
+                v.changed.push(disc(
+                    m,
+                    "changed",
+                    format!("size {} at the destination, {} at the source", size, m.size),
+                ));
             }
             if !flags_match(&m.flags, &item.flags) {
                 v.changed.push(disc(
@@ -346,18 +346,18 @@ fn compare_folder(
                     ),
                 ));
             }
-            if let Some(r) = item.received.filter(|_| ctx.compare_dates) {
-                if (r.timestamp() - m.internal_date.timestamp()).abs() > 1 {
-                    v.changed.push(disc(
-                        m,
-                        "changed",
-                        format!(
-                            "received {} at the destination, {} at the source",
-                            r.to_rfc3339(),
-                            m.internal_date.to_rfc3339()
-                        ),
-                    ));
-                }
+            if let Some(r) = item.received.filter(|_| ctx.compare_dates)
+                && (r.timestamp() - m.internal_date.timestamp()).abs() > 1
+            {
+                v.changed.push(disc(
+                    m,
+                    "changed",
+                    format!(
+                        "received {} at the destination, {} at the source",
+                        r.to_rfc3339(),
+                        m.internal_date.to_rfc3339()
+                    ),
+                ));
             }
         }
     }

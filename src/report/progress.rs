@@ -64,11 +64,11 @@ pub async fn show(mode: Mode, mut rx: UnboundedReceiver<Event>) -> Vec<MailboxSu
     let mut last_plain = Instant::now();
     let (mut total_msgs, mut total_bytes) = (0u64, 0u64);
     while let Some(ev) = rx.recv().await {
-        if mode == Mode::Json {
-            if let Ok(line) = serde_json::to_string(&ev) {
-                let mut out = std::io::stdout().lock();
-                let _ = writeln!(out, "{line}");
-            }
+        if mode == Mode::Json
+            && let Ok(line) = serde_json::to_string(&ev)
+        {
+            let mut out = std::io::stdout().lock();
+            let _ = writeln!(out, "{line}");
         }
         match ev {
             Event::MailboxStarted { mailbox, .. } => {
@@ -123,10 +123,8 @@ pub async fn show(mode: Mode, mut rx: UnboundedReceiver<Event>) -> Vec<MailboxSu
             }
             Event::ItemProblem { .. } => {}
             Event::MailboxFinished { summary } => {
-                if let Some(a) = active.remove(&summary.mailbox) {
-                    if let Some(bar) = a.bar {
-                        bar.finish_and_clear();
-                    }
+                if let Some(bar) = active.remove(&summary.mailbox).and_then(|a| a.bar) {
+                    bar.finish_and_clear();
                 }
                 if let Mode::Plain { .. } = mode {
                     eprintln!(
@@ -142,23 +140,24 @@ pub async fn show(mode: Mode, mut rx: UnboundedReceiver<Event>) -> Vec<MailboxSu
                 finished.push(summary);
             }
         }
-        if let Mode::Plain { interval } = mode {
-            if last_plain.elapsed() >= interval && !active.is_empty() {
-                last_plain = Instant::now();
-                for (name, a) in &active {
-                    eprintln!(
-                        "{name}: {}/{} msgs, {}",
-                        a.copied,
-                        a.planned,
-                        rate_text(a.bytes, a.planned_bytes, a.throttled, started)
-                    );
-                }
+        if let Mode::Plain { interval } = mode
+            && last_plain.elapsed() >= interval
+            && !active.is_empty()
+        {
+            last_plain = Instant::now();
+            for (name, a) in &active {
                 eprintln!(
-                    "total: {total_msgs} msgs, {} in {:.0}s",
-                    bytes(total_bytes),
-                    started.elapsed().as_secs_f64()
+                    "{name}: {}/{} msgs, {}",
+                    a.copied,
+                    a.planned,
+                    rate_text(a.bytes, a.planned_bytes, a.throttled, started)
                 );
             }
+            eprintln!(
+                "total: {total_msgs} msgs, {} in {:.0}s",
+                bytes(total_bytes),
+                started.elapsed().as_secs_f64()
+            );
         }
     }
     let _ = multi.clear();
