@@ -40,7 +40,11 @@ pub fn generated(i: usize, body_bytes: usize) -> Vec<u8> {
 }
 
 /// Writes a Maildir++ tree: `folders` maps a folder name ("" = INBOX) to messages with flag letters.
-pub fn write_maildir(root: &Path, folders: &[(&str, Vec<(Vec<u8>, &str)>)]) {
+/// Messages of one folder: raw bytes and the Maildir flag letters.
+pub type FolderMessages<'a> = Vec<(Vec<u8>, &'a str)>;
+
+/// Writes a Maildir++ tree.
+pub fn write_maildir(root: &Path, folders: &[(&str, FolderMessages<'_>)]) {
     for (name, msgs) in folders {
         let dir = if name.is_empty() {
             root.to_path_buf()

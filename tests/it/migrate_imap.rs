@@ -175,8 +175,10 @@ async fn a_multi_mailbox_plan_migrates_then_reruns_incrementally() {
         &[generated_message(100, 500)],
         100,
     );
-    let mut f = Flags::default();
-    f.flagged = true;
+    let f = Flags {
+        flagged: true,
+        ..Flags::default()
+    };
     rig.dovecot.store_flags("bob", &["INBOX"], 2, &f);
     let third = rig.migrate().await;
     let bob = summary(&third, "bob");
