@@ -28,6 +28,8 @@ mod scan;
 mod uidlist;
 
 #[cfg(test)]
+mod fixture_tests;
+#[cfg(test)]
 mod tests;
 
 use std::collections::HashMap;
