@@ -1,0 +1,248 @@
+//! Reading messages: the JSON form of an item (with `$select`, `$expand` of extended properties
+//! and attachments), message lists with `$filter`, `$top` 1..=1000 and `@odata.nextLink`, and
+//! `$value` (the stored bytes of importMime items, generated MIME for the rest).
+//!
+//! PR_MESSAGE_FLAGS (0x0E07), the delivery time (0x0E06) and the submit time (0x0039) are
+//! computed from the item's state, as Exchange's are, so a client reads back what it set.
+
+use serde_json::{Map, Value, json};
+
+use super::dispatch::{Body, Reply};
+use super::errors::ApiError;
+use super::folders::resolve_chain;
+use super::routes::Ctx;
+use super::store::{Attachment, Mailbox, Message, ext_id_eq};
+use super::{lock, mime};
+
+pub(crate) const FLAGS: &str = "Integer 0x0E07";
+pub(crate) const DELIVERY_TIME: &str = "SystemTime 0x0E06";
+pub(crate) const SUBMIT_TIME: &str = "SystemTime 0x0039";
+
+/// One page of `all`, with `@odata.context` and, when more remain, `@odata.nextLink`.
+pub(crate) fn page(ctx: &Ctx<'_>, context: String, all: Vec<Value>, top: usize) -> Value {
+    let skip = ctx.query.skip;
+    let more = all.len() > skip + top;
+    let value: Vec<Value> = all.into_iter().skip(skip).take(top).collect();
+    let mut out = json!({"@odata.context": context, "value": value});
+    if more {
+        out["@odata.nextLink"] = Value::String(ctx.query.next_link(&ctx.url(), top));
+    }
+    out
+}
+
+/// The item's extended properties as Exchange reports them.
+pub(crate) fn ext_view(m: &Message) -> Vec<Value> {
+    let mut flags = 0u32;
+    if m.is_read() {
+        flags |= 0x01;
+    }
+    if m.is_draft() {
+        flags |= 0x08;
+    }
+    if !m.attachments.is_empty() {
+        flags |= 0x10;
+    }
+    let mut out = vec![json!({"id": FLAGS, "value": flags.to_string()})];
+    if let Some(t) = m.str_prop("receivedDateTime") {
+        out.push(json!({"id": DELIVERY_TIME, "value": t}));
+    }
+    if let Some(t) = m.str_prop("sentDateTime") {
+        out.push(json!({"id": SUBMIT_TIME, "value": t}));
+    }
+    for e in &m.ext {
+        if ![FLAGS, DELIVERY_TIME, SUBMIT_TIME]
+            .iter()
+            .any(|c| ext_id_eq(c, &e.id))
+        {
+            out.push(json!({"id": e.id, "value": e.value}));
+        }
+    }
+    out
+}
+
+pub(crate) fn attachment_json(a: &Attachment, with_content: bool) -> Value {
+    use base64::Engine as _;
+    let mut v = json!({
+        "@odata.type": "#microsoft.graph.fileAttachment",
+        "id": a.id,
+        "lastModifiedDateTime": a.last_modified,
+        "name": a.name,
+        "contentType": a.content_type,
+        "size": a.content.len(),
+        "isInline": a.is_inline,
+        "contentId": a.content_id,
+        "contentLocation": null,
+    });
+    if with_content {
+        v["contentBytes"] =
+            Value::String(base64::engine::general_purpose::STANDARD.encode(&a.content));
+    }
+    v
+}
+
+/// The full JSON form used by filters (every property and every extended property).
+fn filter_view(m: &Message) -> Value {
+    let mut o = m.props.clone();
+    o.insert("id".into(), Value::String(m.id.clone()));
+    o.insert("parentFolderId".into(), Value::String(m.folder_id.clone()));
+    o.insert(
+        "singleValueExtendedProperties".into(),
+        Value::Array(ext_view(m)),
+    );
+    Value::Object(o)
+}
+
+/// The JSON form a client sees, after `$select` and `$expand`.
+pub(crate) fn message_json(ctx: &Ctx<'_>, m: &Message) -> Map<String, Value> {
+    let q = &ctx.query;
+    let mut o = Map::new();
+    o.insert(
+        "@odata.etag".into(),
+        Value::String(format!("W/\"CQAAABYAAAD{:08}\"", m.change)),
+    );
+    o.insert("id".into(), Value::String(m.id.clone()));
+    for (k, v) in &m.props {
+        o.insert(k.clone(), v.clone());
+    }
+    o.insert(
+        "changeKey".into(),
+        Value::String(format!("CQAAABYAAAD{:08}", m.change)),
+    );
+    o.insert("parentFolderId".into(), Value::String(m.folder_id.clone()));
+    o.insert(
+        "hasAttachments".into(),
+        Value::Bool(m.attachments.iter().any(|a| !a.is_inline)),
+    );
+    let headers_selected = q.select.as_ref().is_some_and(|s| {
+        s.iter()
+            .any(|x| x.eq_ignore_ascii_case("internetMessageHeaders"))
+    });
+    if !headers_selected {
+        o.remove("internetMessageHeaders");
+    }
+    q.apply_select(&mut o);
+    if let Some(filter) = &q.expand_ext {
+        let props: Vec<Value> = ext_view(m)
+            .into_iter()
+            .filter(|e| filter.as_ref().is_none_or(|f| f.matches(e)))
+            .collect();
+        o.insert("singleValueExtendedProperties".into(), Value::Array(props));
+    }
+    if q.expand_attachments {
+        let atts = m
+            .attachments
+            .iter()
+            .map(|a| attachment_json(a, true))
+            .collect();
+        o.insert("attachments".into(), Value::Array(atts));
+    }
+    o
+}
+
+/// `@odata.context` tail for messages, with the `$select` list when present.
+fn messages_context(ctx: &Ctx<'_>, entity: bool) -> String {
+    let sel = ctx
+        .query
+        .select
+        .as_ref()
+        .map(|s| format!("({})", s.join(",")))
+        .unwrap_or_default();
+    ctx.context(&format!(
+        "messages{sel}{}",
+        if entity { "/$entity" } else { "" }
+    ))
+}
+
+/// Finds a message, checking it lies in the folder the URL names (when it names one).
+pub(crate) fn find<'a>(
+    mb: &'a Mailbox,
+    folder: Option<&[String]>,
+    id: &str,
+) -> Result<&'a Message, ApiError> {
+    let m = mb
+        .messages
+        .get(id)
+        .ok_or_else(|| ApiError::not_found(&format!("message {id}")))?;
+    if let Some(chain) = folder
+        && resolve_chain(mb, chain)? != m.folder_id
+    {
+        return Err(ApiError::not_found(&format!("message {id} in this folder")));
+    }
+    Ok(m)
+}
+
+pub(crate) fn list_messages(ctx: &Ctx<'_>, folder: Option<&[String]>) -> Result<Reply, ApiError> {
+    let store = lock(&ctx.emu.store);
+    let mb = store
+        .mailboxes
+        .get(&ctx.mailbox)
+        .ok_or_else(|| ApiError::not_found("mailbox"))?;
+    let folder_id = folder.map(|c| resolve_chain(mb, c)).transpose()?;
+    let top = ctx.query.page_size(ctx.emu.config.page_size, 1000)?;
+    let mut items: Vec<&Message> = mb
+        .messages
+        .values()
+        .filter(|m| folder_id.as_ref().is_none_or(|f| &m.folder_id == f))
+        .collect();
+    if let Some(f) = &ctx.query.filter {
+        items.retain(|m| f.matches(&filter_view(m)));
+    }
+    // Newest first, as Graph lists messages by default.
+    items.sort_by(|a, b| {
+        let ka = (a.str_prop("receivedDateTime").unwrap_or(""), a.seq);
+        let kb = (b.str_prop("receivedDateTime").unwrap_or(""), b.seq);
+        kb.cmp(&ka)
+    });
+    let values: Vec<Value> = items
+        .iter()
+        .map(|m| Value::Object(message_json(ctx, m)))
+        .collect();
+    Ok(Reply::json(
+        200,
+        page(ctx, messages_context(ctx, false), values, top),
+    ))
+}
+
+pub(crate) fn get_message(
+    ctx: &Ctx<'_>,
+    folder: Option<&[String]>,
+    id: &str,
+) -> Result<Reply, ApiError> {
+    let store = lock(&ctx.emu.store);
+    let mb = store
+        .mailboxes
+        .get(&ctx.mailbox)
+        .ok_or_else(|| ApiError::not_found("mailbox"))?;
+    let m = find(mb, folder, id)?;
+    let mut o = message_json(ctx, m);
+    o.insert(
+        "@odata.context".into(),
+        Value::String(messages_context(ctx, true)),
+    );
+    Ok(Reply::json(200, Value::Object(o)))
+}
+
+pub(crate) fn message_value(
+    ctx: &Ctx<'_>,
+    folder: Option<&[String]>,
+    id: &str,
+) -> Result<Reply, ApiError> {
+    let store = lock(&ctx.emu.store);
+    let mb = store
+        .mailboxes
+        .get(&ctx.mailbox)
+        .ok_or_else(|| ApiError::not_found("mailbox"))?;
+    let m = find(mb, folder, id)?;
+    let data = match &m.raw_mime {
+        Some(raw) => raw.clone(),
+        None => mime::generate(m),
+    };
+    Ok(Reply {
+        status: 200,
+        headers: Vec::new(),
+        body: Body::Raw {
+            content_type: "text/plain".into(),
+            data,
+        },
+    })
+}
