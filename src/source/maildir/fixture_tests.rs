@@ -102,3 +102,30 @@ fn demo_carol_has_no_uidlist_and_stable_uids() {
         "numbered 1..n without a uidlist"
     );
 }
+
+#[test]
+fn demo_plan_loads_and_every_folder_maps_to_graph() {
+    use crate::plan::{MailboxSource, Plan};
+    use crate::translate::{FolderMapper, TargetKind};
+
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("fixtures/demo");
+    let env = |name: &str| (name == "MAILFERRY_DEMO_SECRET").then(|| "demo-secret".into());
+    let plan = Plan::load_with_env(&dir.join("plan.toml"), &env).unwrap();
+    assert!(plan.row_errors.is_empty(), "{:?}", plan.row_errors);
+    assert_eq!(plan.mailboxes.len(), 3);
+    let mapper = FolderMapper::new(&plan.folders, TargetKind::Graph);
+    for mb in &plan.mailboxes {
+        let MailboxSource::Maildir { path } = &mb.source else {
+            panic!("{} is not a Maildir row", mb.email);
+        };
+        let mut src = MaildirSource::open(path).unwrap();
+        let folders = src.list_folders().unwrap();
+        let mapped = mapper.map(&folders);
+        assert_eq!(mapped.len(), folders.len());
+        assert!(
+            mapped.iter().all(|m| m.target.is_some()),
+            "{}: {mapped:?}",
+            mb.email
+        );
+    }
+}
