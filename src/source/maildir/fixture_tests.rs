@@ -13,8 +13,11 @@ fn demo(user: &str) -> MaildirSource {
     MaildirSource::open(&root).unwrap()
 }
 
-/// Reads every selectable folder; returns (display path, message count, metas, bodies).
-fn read_all(src: &mut MaildirSource) -> Vec<(String, Vec<MessageMeta>, Vec<(Uid, Vec<u8>)>)> {
+/// One folder read completely: display path, metadata, bodies.
+type FolderRead = (String, Vec<MessageMeta>, Vec<(Uid, Vec<u8>)>);
+
+/// Reads every selectable folder, checking sizes against the bytes.
+fn read_all(src: &mut MaildirSource) -> Vec<FolderRead> {
     let mut out = Vec::new();
     for f in src.list_folders().unwrap() {
         if !f.selectable {

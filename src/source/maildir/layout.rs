@@ -43,9 +43,14 @@ fn is_dir(path: &Path) -> bool {
     fs::metadata(path).map(|m| m.is_dir()).unwrap_or(false)
 }
 
-/// A directory that holds messages (`cur/` or `new/`).
+/// A directory that is a mailbox: it has `cur/` or `new/`, or Dovecot's marks of a mailbox it
+/// created but has not put mail in yet (Dovecot creates `cur/` `new/` `tmp/` lazily, after
+/// writing `dovecot-uidlist`, and Maildir++ folders get an empty `maildirfolder` file).
 pub(super) fn is_mail_dir(path: &Path) -> bool {
-    is_dir(&path.join("cur")) || is_dir(&path.join("new"))
+    is_dir(&path.join("cur"))
+        || is_dir(&path.join("new"))
+        || path.join(super::uidlist::UIDLIST).is_file()
+        || path.join("maildirfolder").is_file()
 }
 
 /// Subdirectory names of `dir` as UTF-8 strings (names that are not UTF-8 are skipped with a
@@ -162,7 +167,9 @@ pub(super) fn list(root: &Path, layout: &Layout) -> Result<Vec<SourceFolder>, Ma
                 if raw.is_empty() || raw == "." {
                     continue;
                 }
-                found.push((raw.to_owned(), is_mail_dir(&root.join(&name))));
+                // Every dot-directory is a folder in Maildir++, even before it has cur/ and
+                // new/ (Dovecot lists and selects it; it creates them on first use).
+                found.push((raw.to_owned(), true));
             }
         }
         Layout::Fs { inbox } => {

@@ -36,7 +36,7 @@ use std::collections::HashMap;
 use std::fs;
 use std::path::{Path, PathBuf};
 
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, Timelike, Utc};
 
 pub use error::MaildirError;
 pub use layout::Layout;
@@ -120,7 +120,11 @@ impl MaildirSource {
                 Err(e) => return Err(e),
             };
             let size = known.or(info.crlf_size).unwrap_or(entry.file_len);
-            let internal_date = DateTime::<Utc>::from(entry.mtime).fixed_offset();
+            // Whole seconds, as IMAP's INTERNALDATE has them (Dovecot sets the mtime from it).
+            let internal_date = DateTime::<Utc>::from(entry.mtime)
+                .with_nanosecond(0)
+                .unwrap_or_else(|| DateTime::<Utc>::from(entry.mtime))
+                .fixed_offset();
             out.push(MessageMeta {
                 uid: entry.uid,
                 size,

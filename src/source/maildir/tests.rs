@@ -449,3 +449,35 @@ fn unknown_and_hostile_folder_names_are_refused() {
         );
     }
 }
+
+#[test]
+fn folders_dovecot_created_but_never_used_are_selectable() {
+    // Dovecot's CREATE writes dovecot-uidlist (and maildirfolder in Maildir++) and makes cur/
+    // new/ tmp/ only on first use.
+    let t = tempfile::tempdir().unwrap();
+    let pp = t.path().join("pp");
+    mkmaildir(&pp);
+    fs::create_dir(pp.join(".Fresh")).unwrap();
+    fs::write(pp.join(".Fresh/maildirfolder"), "").unwrap();
+    fs::write(pp.join(".Fresh/dovecot-uidlist"), "3 V77 N1\n").unwrap();
+    let mut src = MaildirSource::open(&pp).unwrap();
+    let fresh = folder(&src.list_folders().unwrap(), "Fresh").clone();
+    assert!(fresh.selectable);
+    let st = src.select(&fresh).unwrap();
+    assert_eq!(
+        (st.uid_validity.get(), st.exists, st.uid_next),
+        (77, 0, Some(1))
+    );
+
+    let fsl = t.path().join("fs");
+    mkmaildir(&fsl.join("INBOX"));
+    fs::create_dir_all(fsl.join("Archive/2019")).unwrap();
+    fs::write(fsl.join("Archive/2019/dovecot-uidlist"), "3 V78 N1\n").unwrap();
+    let mut src = MaildirSource::open(&fsl).unwrap();
+    let folders = src.list_folders().unwrap();
+    assert!(!folder(&folders, "Archive").selectable);
+    let y = folder(&folders, "Archive/2019").clone();
+    assert!(y.selectable);
+    assert_eq!(src.select(&y).unwrap().uid_validity.get(), 78);
+    assert!(src.fetch_meta(&y).unwrap().is_empty());
+}
