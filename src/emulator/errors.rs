@@ -79,7 +79,7 @@ impl ApiError {
 /// Formats Retry-After the way Graph does: integer seconds when whole, else up to 3 decimals.
 pub(crate) fn retry_after_header(secs: f64) -> String {
     let ms = (secs.max(0.0) * 1000.0).ceil() as u64;
-    if ms % 1000 == 0 {
+    if ms.is_multiple_of(1000) {
         (ms / 1000).to_string()
     } else {
         format!("{}.{:03}", ms / 1000, ms % 1000)

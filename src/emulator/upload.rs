@@ -204,8 +204,10 @@ pub(crate) fn create_session(
     let life = cfg.limits.upload_session_secs / cfg.time_scale;
     let expires_text = (chrono::Utc::now()
         + chrono::Duration::milliseconds((life * 1000.0) as i64))
-    .format("%Y-%m-%dT%H:%M:%S%.7fZ")
-    .to_string();
+    .format("%Y-%m-%dT%H:%M:%S%.6f")
+    .to_string()
+        // Graph prints seven fractional digits; chrono stops at six.
+        + "0Z";
     let session = UploadSession {
         mailbox: ctx.mailbox.clone(),
         client_id: ctx.client_id.clone(),

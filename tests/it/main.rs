@@ -1,6 +1,8 @@
 //! Integration tests, in one binary so the 2-core machine links once.
 //! Each module below tests one area; `support` holds the Dovecot harness and shared helpers.
 
+mod emulator;
+mod imap_source;
 mod plan;
 #[path = "../support/mod.rs"]
 mod support;
