@@ -481,3 +481,42 @@ fn folders_dovecot_created_but_never_used_are_selectable() {
     assert_eq!(src.select(&y).unwrap().uid_validity.get(), 78);
     assert!(src.fetch_meta(&y).unwrap().is_empty());
 }
+
+#[test]
+fn listescaped_names_read_as_dovecot_lists_them() {
+    let t = tempfile::tempdir().unwrap();
+    let root = t.path();
+    mkmaildir(root);
+    for d in [
+        ".a\\2fb",
+        ".Q1\\2fQ2.sub",
+        ".x\\5c2024",
+        ".Plain \\ Backslash",
+    ] {
+        mkmaildir(&root.join(d));
+    }
+    put(&root.join(".a\\2fb"), "cur", "1.M1P1.h:2,S", &msg("esc"), 1);
+    let mut src = MaildirSource::open(root).unwrap();
+    let folders = src.list_folders().unwrap();
+    let names: Vec<&str> = folders.iter().map(|f| f.raw_name.as_str()).collect();
+    assert_eq!(
+        names,
+        [
+            "INBOX",
+            "Plain \\ Backslash",
+            "Q1/Q2",
+            "Q1/Q2.sub",
+            "a/b",
+            "x\\2024"
+        ]
+    );
+    assert!(!folder(&folders, "Q1/Q2").selectable);
+    assert_eq!(
+        folder(&folders, "Q1/Q2.sub").path.segments(),
+        ["Q1/Q2", "sub"]
+    );
+    let ab = folder(&folders, "a/b").clone();
+    assert_eq!(ab.path.segments(), ["a/b"]);
+    src.select(&ab).unwrap();
+    assert_eq!(src.fetch_meta(&ab).unwrap().len(), 1);
+}
