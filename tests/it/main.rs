@@ -3,6 +3,7 @@
 
 mod emulator;
 mod imap_source;
+mod maildir_source;
 mod plan;
 #[path = "../support/mod.rs"]
 mod support;
