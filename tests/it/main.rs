@@ -6,6 +6,7 @@ mod emulator;
 mod graph_sink;
 mod imap_sink;
 mod imap_source;
+mod maildir_source;
 mod migrate;
 mod migrate_imap;
 mod migrate_split;
