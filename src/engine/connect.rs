@@ -130,6 +130,16 @@ impl<'p> Connector<'p> {
         }
     }
 
+    /// Every Graph app client opened so far (for the throttling display).
+    pub fn graph_apps(&self) -> Vec<GraphApp> {
+        self.apps
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .values()
+            .cloned()
+            .collect()
+    }
+
     /// The folder mapper for a mailbox's destination.
     pub fn mapper(&self, sink: &AnySink) -> FolderMapper {
         let kind = match sink {

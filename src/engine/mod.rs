@@ -124,6 +124,7 @@ pub async fn migrate(
     cancel: Cancel,
 ) -> Result<RunSummary, EngineError> {
     let started = Instant::now();
+    let started_at = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
     let selected = plan.select(&opts.mailboxes)?;
     let command = if opts.dry_run {
         "migrate --dry-run"
@@ -141,7 +142,7 @@ pub async fn migrate(
         newest_first: opts.newest_first,
         migrate_deleted: plan.folders.migrate_deleted,
     };
-    let mailboxes: Vec<MailboxSummary> = futures::stream::iter(selected)
+    let work = futures::stream::iter(selected)
         .map(|mb| {
             run_mailbox(
                 plan,
@@ -156,13 +157,16 @@ pub async fn migrate(
             )
         })
         .buffer_unordered(opts.concurrency.max(1))
-        .collect()
-        .await;
-    let mut mailboxes = mailboxes;
+        .collect::<Vec<MailboxSummary>>();
+    // The throttling watcher never ends on its own: the run is over when the work is.
+    let mut mailboxes = tokio::select! {
+        m = work => m,
+        () = watch_throttling(&connector, &events) => unreachable!("the watcher loops forever"),
+    };
     mailboxes.sort_by(|a, b| a.mailbox.cmp(&b.mailbox));
     let summary = RunSummary {
         run_id: run,
-        started_at: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+        started_at,
         seconds: started.elapsed().as_secs_f64(),
         dry_run: opts.dry_run,
         interrupted: cancel.is_cancelled(),
@@ -246,4 +250,32 @@ async fn run_mailbox(
         summary: summary.clone(),
     });
     summary
+}
+
+/// Turns the Graph governors' 429 counters into progress events, so the operator sees when and
+/// where Microsoft pushes back (and that mailferry is slowing down rather than failing).
+async fn watch_throttling(connector: &Connector<'_>, events: &Events) {
+    let mut seen: std::collections::HashMap<String, u64> = std::collections::HashMap::new();
+    let mut tick = tokio::time::interval(std::time::Duration::from_secs(2));
+    loop {
+        tick.tick().await;
+        for app in connector.graph_apps() {
+            for snap in app.governor_snapshot() {
+                let before = seen.insert(snap.scope.clone(), snap.throttled).unwrap_or(0);
+                if snap.throttled > before {
+                    let pause = snap
+                        .paused_for
+                        .map(|p| format!(", paused {:.1}s", p.as_secs_f64()))
+                        .unwrap_or_default();
+                    events.send(Event::Throttled {
+                        mailbox: snap.scope.to_lowercase(),
+                        detail: format!(
+                            "{} throttled (429) so far, {}/{} requests in flight{pause}",
+                            snap.throttled, snap.in_flight, snap.in_flight_limit
+                        ),
+                    });
+                }
+            }
+        }
+    }
 }
