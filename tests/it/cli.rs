@@ -223,3 +223,70 @@ async fn survey_status_and_exit_codes() {
     assert_eq!(code, 2);
     assert!(err.contains("bad.toml"), "{err}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ctrl_c_drains_the_writes_in_flight_and_records_them() {
+    let rig = ImapRig::with_emulator(Layout::Fs, &["ned"], slow()).await;
+    let msgs: Vec<_> = (0..250)
+        .map(|i| {
+            (
+                generated_message(i, 1500),
+                Default::default(),
+                crate::support::corpus::date_for(i),
+            )
+        })
+        .collect();
+    rig.dovecot.load("ned", &["INBOX"], &msgs);
+    let plan = rig.plan_path.to_str().unwrap().to_owned();
+    let child = mailferry()
+        .args(["migrate", "--plan", &plan, "--json"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    wait_for_items(&rig, "ned", 20).await;
+    let status = Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let out = child.wait_with_output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "interrupted runs exit 1: {stdout}"
+    );
+    assert!(String::from_utf8_lossy(&out.stderr).contains("interrupted"));
+    let done = rig
+        .emulator
+        .inspect()
+        .mailbox("ned@contoso.example")
+        .unwrap()
+        .items
+        .len();
+    assert!(done < 250, "the run stopped early ({done} copied)");
+
+    // Every write that started was recorded: nothing is left `sending`.
+    let (code, out, _) = run(&["status", "--plan", &plan, "--json"]);
+    assert_eq!(code, 0);
+    let doc: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(doc["mailboxes"][0]["sending"], 0, "{doc}");
+    assert_eq!(
+        doc["mailboxes"][0]["done"].as_u64(),
+        Some(done as u64),
+        "{doc}"
+    );
+
+    let (code, _, err) = run(&["migrate", "--plan", &plan]);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(
+        rig.emulator
+            .inspect()
+            .mailbox("ned@contoso.example")
+            .unwrap()
+            .items
+            .len(),
+        250
+    );
+}
