@@ -51,6 +51,7 @@ pub struct Dovecot {
     port_plain: u16,
     port_tls: u16,
     uid: u32,
+    extra: String,
 }
 
 /// Serialises port picking and start-up inside one test binary, so two instances never race for the
@@ -60,6 +61,12 @@ static START_LOCK: Mutex<()> = Mutex::new(());
 impl Dovecot {
     /// Starts a fresh instance (panics with an install hint if Dovecot is missing).
     pub fn start(layout: Layout) -> Dovecot {
+        Dovecot::start_with(layout, "")
+    }
+
+    /// Starts with extra `dovecot.conf` lines (for example an `imap_capability` override that
+    /// hides UIDPLUS, MULTIAPPEND and LITERAL+ to exercise a client's fallbacks).
+    pub fn start_with(layout: Layout, extra_config: &str) -> Dovecot {
         let has = |bin: &str, arg: &str| {
             Command::new(bin)
                 .arg(arg)
@@ -100,6 +107,7 @@ impl Dovecot {
             port_plain: 0,
             port_tls: 0,
             uid,
+            extra: extra_config.to_owned(),
         };
         let _guard = START_LOCK.lock().unwrap_or_else(|e| e.into_inner());
         for attempt in 0..5 {
@@ -327,7 +335,9 @@ service imap-login {{
 service anvil {{
   chroot =
 }}
+{extra}
 "#,
+            extra = self.extra,
             plain = self.port_plain,
             tls = self.port_tls,
         );

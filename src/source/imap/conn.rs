@@ -476,6 +476,44 @@ impl Conn {
         }
     }
 
+    /// Reads the completions of several pipelined commands (in any order). The outer error is a
+    /// connection failure (every command's outcome unknown); the inner ones are per-command NO/BAD.
+    pub(crate) async fn finish_all(
+        &mut self,
+        tags: &[String],
+        label: &str,
+        mut on_untagged: impl FnMut(Response),
+    ) -> Result<Vec<Result<RespText, ImapError>>, ImapError> {
+        let mut results: Vec<Option<Result<RespText, ImapError>>> =
+            tags.iter().map(|_| None).collect();
+        let mut pending = tags.len();
+        while pending > 0 {
+            match self.read_response(label).await? {
+                Response::Tagged { tag, status, text } => {
+                    let Some(i) = tags.iter().position(|t| *t == tag) else {
+                        self.broken = true;
+                        return Err(ImapError::Protocol {
+                            ctx: self.ctx(label),
+                            detail: format!("completion for unknown tag {tag}"),
+                        });
+                    };
+                    if results[i].is_none() {
+                        pending -= 1;
+                    }
+                    results[i] = Some(self.completion(status, text, label));
+                }
+                Response::UntaggedStatus {
+                    status: Status::Bye,
+                    text,
+                } => {
+                    tracing::debug!(host = %self.host, "server said BYE: {}", text.text);
+                }
+                other => on_untagged(other),
+            }
+        }
+        Ok(results.into_iter().flatten().collect())
+    }
+
     async fn write(&mut self, data: &[u8], label: &str) -> Result<(), ImapError> {
         let t = self.timeout;
         match tokio::time::timeout(t, self.io.get_mut().write_all(data)).await {

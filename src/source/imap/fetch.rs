@@ -128,7 +128,6 @@ pub(crate) fn parse_internal_date(s: &str) -> Option<DateTime<FixedOffset>> {
 }
 
 /// Formats an INTERNALDATE for APPEND (`"07-Jul-2017 10:00:00 +0200"`, quotes included).
-#[allow(dead_code)] // the IMAP sink (next commit) uses it
 pub(crate) fn format_internal_date(d: &DateTime<FixedOffset>) -> String {
     format!("\"{}\"", d.format("%d-%b-%Y %H:%M:%S %z"))
 }
@@ -200,7 +199,6 @@ pub(crate) fn uid_set(uids: &[u32]) -> String {
 }
 
 /// Parses a UID set (`5`, `5:7`, `5,7:9`) into UIDs (used for APPENDUID).
-#[allow(dead_code)] // the IMAP sink (next commit) uses it
 pub(crate) fn parse_uid_set(set: &str) -> Option<Vec<u32>> {
     let mut out = Vec::new();
     for part in set.split(',') {
