@@ -145,6 +145,23 @@ impl ImapSink {
         Ok(raw)
     }
 
+    /// Runs an idempotent operation on a pooled connection; a connection that turns out to be
+    /// dead (the server restarted since it was pooled) is replaced once.
+    async fn with_lease<T>(
+        &self,
+        mut op: impl AsyncFnMut(&mut Conn) -> Result<T, ImapError>,
+    ) -> Result<T, ImapError> {
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            let mut lease = self.pool.get().await?;
+            match op(lease.conn()).await {
+                Err(e) if attempt < 2 && e.is_connection_drop() => continue,
+                other => return other,
+            }
+        }
+    }
+
     /// The wire name of a path: modified UTF-7 segments joined by the delimiter, under the prefix.
     fn wire_name(&self, path: &FolderPath) -> Result<String, ImapError> {
         let segments = path.segments();
