@@ -21,9 +21,7 @@ impl ImapSink {
         size: u64,
         sha256: &ContentHash,
     ) -> Result<Vec<String>, ImapError> {
-        let mut lease = self.pool.get().await?;
-        self.find_on(lease.conn(), folder, message_id, size, sha256)
-            .await
+        with_lease!(self, |c| self.find_on(c, folder, message_id, size, sha256))
     }
 
     pub(super) async fn find_on(
@@ -105,8 +103,7 @@ impl ImapSink {
     /// Every item of a folder: id, size, flags, INTERNALDATE, Message-ID. The count is checked
     /// against EXISTS.
     pub async fn list_items(&self, folder: &str) -> Result<Vec<DestItem>, ImapError> {
-        self.with_lease(async |c: &mut Conn| list_on(c, folder).await)
-            .await
+        with_lease!(self, |c| list_on(c, folder))
     }
 
     /// Replaces an item's flags (`UID STORE ... FLAGS.SILENT`), with `UNCHANGEDSINCE` when given
@@ -119,11 +116,13 @@ impl ImapSink {
         flags: &Flags,
         unchanged_since: Option<u64>,
     ) -> Result<(), ImapError> {
-        self.with_lease(async |c: &mut Conn| {
-            self.store_on(c, folder, item_id, flags, unchanged_since)
-                .await
-        })
-        .await
+        with_lease!(self, |c| self.store_on(
+            c,
+            folder,
+            item_id,
+            flags,
+            unchanged_since
+        ))
     }
 
     async fn store_on(
