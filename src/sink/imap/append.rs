@@ -26,17 +26,23 @@ impl ImapSink {
         if items.is_empty() {
             return Vec::new();
         }
-        let mut lease = match self.pool.get().await {
-            Ok(l) => l,
-            Err(e) => return items.iter().map(|_| Err(clone_err(&e, folder))).collect(),
+        // SELECTing the target first saves the server work on every APPEND and tells us
+        // PERMANENTFLAGS and UIDVALIDITY. Nothing is written yet, so a pooled connection that
+        // turns out to be dead is simply replaced once.
+        let mut attempt = 0;
+        let (mut lease, info) = loop {
+            attempt += 1;
+            let mut lease = match self.pool.get().await {
+                Ok(l) => l,
+                Err(e) => return items.iter().map(|_| Err(clone_err(&e, folder))).collect(),
+            };
+            match select(lease.conn(), folder).await {
+                Ok(info) => break (lease, info),
+                Err(e) if attempt < 2 && e.is_connection_drop() => continue,
+                Err(e) => return items.iter().map(|_| Err(clone_err(&e, folder))).collect(),
+            }
         };
         let conn = lease.conn();
-        // SELECTing the target first saves the server work on every APPEND and tells us
-        // PERMANENTFLAGS and UIDVALIDITY.
-        let info = match select(conn, folder).await {
-            Ok(i) => i,
-            Err(e) => return items.iter().map(|_| Err(clone_err(&e, folder))).collect(),
-        };
         let mut out: Vec<Result<String, ImapError>> = Vec::with_capacity(items.len());
         if self.caps.multiappend() && items.len() > 1 {
             for chunk in chunks(items) {
@@ -310,9 +316,9 @@ pub(super) fn message_id_of(raw: &[u8]) -> Option<String> {
 pub(super) fn clone_err(e: &ImapError, folder: &str) -> ImapError {
     let ctx = Box::new(e.context().clone());
     let out = match e {
-        ImapError::Connect { source, .. } => ImapError::ConnectionLost {
+        ImapError::Connect { source, .. } => ImapError::Connect {
             ctx,
-            reason: format!("connect: {source}"),
+            source: std::io::Error::new(source.kind(), source.to_string()),
         },
         ImapError::Tls { reason, .. } => ImapError::Tls {
             ctx,

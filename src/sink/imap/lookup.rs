@@ -21,9 +21,7 @@ impl ImapSink {
         size: u64,
         sha256: &ContentHash,
     ) -> Result<Vec<String>, ImapError> {
-        let mut lease = self.pool.get().await?;
-        self.find_on(lease.conn(), folder, message_id, size, sha256)
-            .await
+        with_lease!(self, |c| self.find_on(c, folder, message_id, size, sha256))
     }
 
     pub(super) async fn find_on(
@@ -105,49 +103,7 @@ impl ImapSink {
     /// Every item of a folder: id, size, flags, INTERNALDATE, Message-ID. The count is checked
     /// against EXISTS.
     pub async fn list_items(&self, folder: &str) -> Result<Vec<DestItem>, ImapError> {
-        let mut lease = self.pool.get().await?;
-        let conn = lease.conn();
-        let info = select(conn, folder).await?;
-        let validity = info.uid_validity.ok_or_else(|| ImapError::Protocol {
-            ctx: conn.ctx("SELECT"),
-            detail: "no UIDVALIDITY".into(),
-        })?;
-        let outcome = conn
-            .uid_fetch(
-                "1:*",
-                "UID FLAGS INTERNALDATE RFC822.SIZE BODY.PEEK[HEADER.FIELDS (MESSAGE-ID)]",
-                None,
-                "UID FETCH 1:* (list)",
-            )
-            .await
-            .map_err(|e| e.in_folder(folder))?;
-        let exists = outcome
-            .exists
-            .unwrap_or(info.exists)
-            .saturating_sub(outcome.expunged);
-        let mut out = Vec::with_capacity(outcome.items.len());
-        for item in outcome.items.into_values() {
-            let meta = item.into_meta().map_err(|detail| ImapError::Protocol {
-                ctx: conn.ctx("UID FETCH 1:* (list)"),
-                detail,
-            })?;
-            out.push(DestItem {
-                id: format!("{validity}:{}", meta.uid),
-                stamp: None,
-                message_id: meta.message_id,
-                size: Some(meta.size),
-                flags: meta.flags,
-                received: Some(meta.internal_date),
-            });
-        }
-        if out.len() != exists as usize {
-            return Err(ImapError::Protocol {
-                ctx: conn.ctx("UID FETCH 1:* (list)"),
-                detail: format!("listed {} items but EXISTS is {exists}", out.len()),
-            }
-            .in_folder(folder));
-        }
-        Ok(out)
+        with_lease!(self, |c| list_on(c, folder))
     }
 
     /// Replaces an item's flags (`UID STORE ... FLAGS.SILENT`), with `UNCHANGEDSINCE` when given
@@ -160,8 +116,23 @@ impl ImapSink {
         flags: &Flags,
         unchanged_since: Option<u64>,
     ) -> Result<(), ImapError> {
-        let mut lease = self.pool.get().await?;
-        let conn = lease.conn();
+        with_lease!(self, |c| self.store_on(
+            c,
+            folder,
+            item_id,
+            flags,
+            unchanged_since
+        ))
+    }
+
+    async fn store_on(
+        &self,
+        conn: &mut Conn,
+        folder: &str,
+        item_id: &str,
+        flags: &Flags,
+        unchanged_since: Option<u64>,
+    ) -> Result<(), ImapError> {
         let parsed = item_id
             .split_once(':')
             .and_then(|(v, u)| Some((v.parse::<u32>().ok()?, u.parse::<u32>().ok()?)));
@@ -204,4 +175,49 @@ impl ImapSink {
         }
         Ok(())
     }
+}
+
+/// LIST of one folder's items on a connection (see [`ImapSink::list_items`]).
+async fn list_on(conn: &mut Conn, folder: &str) -> Result<Vec<DestItem>, ImapError> {
+    let info = select(conn, folder).await?;
+    let validity = info.uid_validity.ok_or_else(|| ImapError::Protocol {
+        ctx: conn.ctx("SELECT"),
+        detail: "no UIDVALIDITY".into(),
+    })?;
+    let outcome = conn
+        .uid_fetch(
+            "1:*",
+            "UID FLAGS INTERNALDATE RFC822.SIZE BODY.PEEK[HEADER.FIELDS (MESSAGE-ID)]",
+            None,
+            "UID FETCH 1:* (list)",
+        )
+        .await
+        .map_err(|e| e.in_folder(folder))?;
+    let exists = outcome
+        .exists
+        .unwrap_or(info.exists)
+        .saturating_sub(outcome.expunged);
+    let mut out = Vec::with_capacity(outcome.items.len());
+    for item in outcome.items.into_values() {
+        let meta = item.into_meta().map_err(|detail| ImapError::Protocol {
+            ctx: conn.ctx("UID FETCH 1:* (list)"),
+            detail,
+        })?;
+        out.push(DestItem {
+            id: format!("{validity}:{}", meta.uid),
+            stamp: None,
+            message_id: meta.message_id,
+            size: Some(meta.size),
+            flags: meta.flags,
+            received: Some(meta.internal_date),
+        });
+    }
+    if out.len() != exists as usize {
+        return Err(ImapError::Protocol {
+            ctx: conn.ctx("UID FETCH 1:* (list)"),
+            detail: format!("listed {} items but EXISTS is {exists}", out.len()),
+        }
+        .in_folder(folder));
+    }
+    Ok(out)
 }

@@ -10,6 +10,28 @@
 //! Destination ids are `UIDVALIDITY:UID`. Connections come from a small internal pool so every
 //! method takes `&self` and several folders can be written at once.
 
+/// Runs `$body` (an expression using `$c: &mut Conn`, idempotent) on a pooled connection; a
+/// connection that turns out to be dead (the server restarted since it was pooled) is replaced
+/// once. A macro rather than a method taking an async closure: futures of async closures over
+/// `&mut Conn` are not provably `Send`, and the engine spawns these.
+macro_rules! with_lease {
+    ($self:ident, |$c:ident| $body:expr) => {{
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            let mut lease = match $self.pool.get().await {
+                Ok(l) => l,
+                Err(e) => break Err(e),
+            };
+            let $c = lease.conn();
+            match $body.await {
+                Err(e) if attempt < 2 && e.is_connection_drop() => continue,
+                other => break other,
+            }
+        }
+    }};
+}
+
 mod append;
 mod lookup;
 mod pool;
@@ -256,5 +278,26 @@ mod tests {
             server: String::new(),
         };
         assert_eq!(ImapSink::classify(&auth), FailureClass::Fatal);
+    }
+
+    /// Compile-time check: the engine spawns these futures, so they must be `Send`.
+    #[allow(dead_code, clippy::let_underscore_future)]
+    fn futures_are_send(
+        src: &mut crate::source::imap::ImapSource,
+        sink: &ImapSink,
+        f: &crate::model::SourceFolder,
+        item: AppendItem<'_>,
+    ) {
+        fn is_send<T: Send>(_: &T) {}
+        is_send(&src.list_folders());
+        is_send(&src.fetch_meta(f, None));
+        is_send(&src.fetch_bodies(f, &[]));
+        is_send(&sink.ensure_folder(&f.path, None));
+        is_send(&sink.append_batch("x", std::slice::from_ref(&item)));
+        is_send(&sink.find("x", None, 0, &crate::model::ContentHash::of(b"")));
+        is_send(&sink.set_flags("x", "1:1", item.flags, None));
+        is_send(&sink.list_items("x"));
+        fn is_sync<T: Sync + Send>() {}
+        is_sync::<ImapSink>();
     }
 }

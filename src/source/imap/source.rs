@@ -15,6 +15,32 @@ use crate::model::{
     FolderPath, FolderStatus, MessageMeta, SourceFolder, SpecialUse, Uid, UidValidity,
 };
 
+/// Runs `$body` (an expression using `$c: &mut Conn`) on a live connection with `$folder`
+/// selected (when given). If the connection drops, reconnects, re-selects (checking UIDVALIDITY
+/// did not change) and runs it once more. A macro rather than a method taking an async closure:
+/// futures of async closures over `&mut Conn` are not provably `Send`, and the engine spawns these.
+macro_rules! with_conn {
+    ($self:ident, $folder:expr, |$c:ident| $body:expr) => {{
+        let folder: Option<&SourceFolder> = $folder;
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            let result = match $self.ready(folder).await {
+                Ok($c) => $body.await,
+                Err(e) => Err(e),
+            };
+            match result {
+                Ok(v) => break Ok(v),
+                Err(e) => {
+                    if let Some(e) = $self.give_up(folder, e, attempt) {
+                        break Err(e);
+                    }
+                }
+            }
+        }
+    }};
+}
+
 /// UIDs spanned by one metadata FETCH, so a huge folder is listed in bounded replies.
 const META_PAGE_UIDS: u32 = 20_000;
 /// UIDs per body FETCH command (the caller bounds the bytes by the set it passes).
@@ -54,9 +80,7 @@ impl ImapSource {
     /// Every folder (`LIST "" "*"`), with decoded paths, raw names kept, special-use attributes
     /// mapped and INBOX marked [`SpecialUse::Inbox`].
     pub async fn list_folders(&mut self) -> Result<Vec<SourceFolder>, ImapError> {
-        let entries = self
-            .with_conn(None, async |c: &mut Conn| c.list("*").await)
-            .await?;
+        let entries = with_conn!(self, None, |c| c.list("*"))?;
         let mut out = Vec::with_capacity(entries.len());
         for e in entries {
             let is_inbox = e.raw_name.eq_ignore_ascii_case("INBOX");
@@ -96,17 +120,14 @@ impl ImapSource {
 
     /// The personal namespace's prefix and delimiter, when the server offers NAMESPACE.
     pub async fn namespace(&mut self) -> Result<Option<(String, Option<char>)>, ImapError> {
-        self.with_conn(None, async |c: &mut Conn| c.namespace().await)
-            .await
+        with_conn!(self, None, |c| c.namespace())
     }
 
     /// EXAMINEs a folder (read-only) and reports its state; UIDVALIDITY is required.
     pub async fn select(&mut self, folder: &SourceFolder) -> Result<FolderStatus, ImapError> {
         let raw = folder.raw_name.clone();
-        let info = self
-            .with_conn(None, async |c: &mut Conn| c.select_raw(&raw, true).await)
-            .await
-            .map_err(|e| e.in_folder(&raw))?;
+        let info =
+            with_conn!(self, None, |c| c.select_raw(&raw, true)).map_err(|e| e.in_folder(&raw))?;
         self.folder_status(&raw, &info)
     }
 
@@ -116,10 +137,8 @@ impl ImapSource {
             return Ok(None);
         }
         let raw = folder.raw_name.clone();
-        let status = self
-            .with_conn(None, async |c: &mut Conn| c.status(&raw, "SIZE").await)
-            .await
-            .map_err(|e| e.in_folder(&raw))?;
+        let status =
+            with_conn!(self, None, |c| c.status(&raw, "SIZE")).map_err(|e| e.in_folder(&raw))?;
         Ok(status.get("SIZE").copied())
     }
 
@@ -158,11 +177,12 @@ impl ImapSource {
                 }
                 let modifier = changed_since.map(|m| format!("CHANGEDSINCE {m}"));
                 let label = format!("UID FETCH {set} (metadata)");
-                let outcome = self
-                    .with_conn(Some(folder), async |c: &mut Conn| {
-                        c.uid_fetch(&set, &attrs, modifier.as_deref(), &label).await
-                    })
-                    .await?;
+                let outcome = with_conn!(self, Some(folder), |c| c.uid_fetch(
+                    &set,
+                    &attrs,
+                    modifier.as_deref(),
+                    &label
+                ))?;
                 if let Some(n) = outcome.exists {
                     exists = n;
                 }
@@ -217,12 +237,12 @@ impl ImapSource {
         for chunk in wanted.chunks(BODY_CHUNK) {
             let set = uid_set(chunk);
             let label = format!("UID FETCH {} (BODY.PEEK[])", short_set(&set));
-            let outcome = self
-                .with_conn(Some(folder), async |c: &mut Conn| {
-                    c.uid_fetch(&set, "UID RFC822.SIZE BODY.PEEK[]", None, &label)
-                        .await
-                })
-                .await?;
+            let outcome = with_conn!(self, Some(folder), |c| c.uid_fetch(
+                &set,
+                "UID RFC822.SIZE BODY.PEEK[]",
+                None,
+                &label
+            ))?;
             for (uid, item) in outcome.items {
                 if chunk.binary_search(&uid).is_err() {
                     continue;
@@ -290,38 +310,27 @@ impl ImapSource {
         })
     }
 
-    /// Runs `op` on a live connection with `folder` selected (when given). If the connection
-    /// drops, reconnects, re-selects (checking UIDVALIDITY did not change) and runs `op` once more.
-    async fn with_conn<T>(
+    /// After a failed attempt: `None` to try again (the connection dropped and this was the first
+    /// attempt), else the error to return.
+    fn give_up(
         &mut self,
         folder: Option<&SourceFolder>,
-        mut op: impl AsyncFnMut(&mut Conn) -> Result<T, ImapError>,
-    ) -> Result<T, ImapError> {
-        let mut attempt = 0;
-        loop {
-            attempt += 1;
-            let result = match self.ready(folder).await {
-                Ok(conn) => op(conn).await,
-                Err(e) => Err(e),
-            };
-            match result {
-                Ok(v) => return Ok(v),
-                Err(e) => {
-                    let dead = self.conn.as_ref().is_none_or(|c| !c.is_usable());
-                    if dead {
-                        self.conn = None;
-                    }
-                    let e = match folder {
-                        Some(f) => e.in_folder(&f.raw_name),
-                        None => e,
-                    };
-                    if attempt >= 2 || !(dead && (e.is_connection_drop() || e.is_connect())) {
-                        return Err(e);
-                    }
-                    tracing::warn!(host = %self.endpoint.host, user = %self.auth.user(), "IMAP connection lost ({e}); reconnecting");
-                }
-            }
+        e: ImapError,
+        attempt: u32,
+    ) -> Option<ImapError> {
+        let dead = self.conn.as_ref().is_none_or(|c| !c.is_usable());
+        if dead {
+            self.conn = None;
         }
+        let e = match folder {
+            Some(f) => e.in_folder(&f.raw_name),
+            None => e,
+        };
+        if attempt >= 2 || !(dead && (e.is_connection_drop() || e.is_connect())) {
+            return Some(e);
+        }
+        tracing::warn!(host = %self.endpoint.host, user = %self.auth.user(), "IMAP connection lost ({e}); reconnecting");
+        None
     }
 
     /// A connected session with `folder` selected, reconnecting if needed.
