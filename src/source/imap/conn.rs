@@ -23,6 +23,10 @@ use crate::secret::Secret;
 const MAX_LINE: usize = 8 << 20;
 /// Literals at least this big are written straight to the socket instead of being copied.
 const DIRECT_WRITE: usize = 64 << 10;
+/// Literals at least this big are read into their own buffer and moved, never copied.
+const SIDE_LITERAL: usize = 16 << 10;
+/// The command buffer is flushed to the socket when it grows past this.
+const WRITE_CHUNK: usize = 256 << 10;
 
 /// An authenticated session.
 #[derive(Debug)]
@@ -433,6 +437,10 @@ impl Conn {
                         self.write(data, label).await?;
                     } else {
                         out.extend_from_slice(data);
+                        if out.len() >= WRITE_CHUNK {
+                            self.write(&out, label).await?;
+                            out.clear();
+                        }
                     }
                 }
             }
@@ -550,8 +558,8 @@ impl Conn {
 
     /// Reads one complete response (line plus literals) and parses it.
     pub(crate) async fn read_response(&mut self, label: &str) -> Result<Response, ImapError> {
-        let raw = self.read_raw(label).await?;
-        wire::parse_response(&raw).map_err(|detail| {
+        let (raw, mut side) = self.read_raw(label).await?;
+        wire::parse_response_with(&raw, &mut side).map_err(|detail| {
             self.broken = true;
             ImapError::Protocol {
                 ctx: self.ctx(label),
@@ -560,9 +568,12 @@ impl Conn {
         })
     }
 
-    async fn read_raw(&mut self, label: &str) -> Result<Vec<u8>, ImapError> {
+    /// One response's bytes; literals of [`SIDE_LITERAL`] bytes or more are read into their own
+    /// buffers (referenced as `{@k}` in the line) so a body is never copied.
+    async fn read_raw(&mut self, label: &str) -> Result<(Vec<u8>, Vec<Vec<u8>>), ImapError> {
         let t = self.timeout;
         let mut buf = Vec::new();
+        let mut side: Vec<Vec<u8>> = Vec::new();
         loop {
             let start = buf.len();
             let n = match tokio::time::timeout(
@@ -585,25 +596,37 @@ impl Conn {
                 return Err(self.lost(label, reason));
             }
             let Some(len) = wire::literal_announced(&buf[start..]) else {
-                return Ok(buf);
+                return Ok((buf, side));
+            };
+            let target = if len >= SIDE_LITERAL {
+                // Replace the announcement by a reference to the side buffer.
+                let open = buf.iter().rposition(|&b| b == b'{').unwrap_or(buf.len());
+                buf.truncate(open);
+                buf.extend_from_slice(format!("{{@{}}}\r\n", side.len()).as_bytes());
+                side.push(Vec::with_capacity(len));
+                side.last_mut()
+            } else {
+                buf.reserve(len);
+                None
+            };
+            let dest = match target {
+                Some(v) => v,
+                None => &mut buf,
             };
             // Read the literal in bounded steps so the timeout measures silence, not size.
             let mut remaining = len;
-            buf.reserve(len);
             while remaining > 0 {
                 let step = remaining.min(1 << 20);
-                let before = buf.len();
-                match tokio::time::timeout(
-                    t,
-                    (&mut self.io).take(step as u64).read_to_end(&mut buf),
-                )
-                .await
-                {
+                let before = dest.len();
+                let read =
+                    tokio::time::timeout(t, (&mut self.io).take(step as u64).read_to_end(dest))
+                        .await;
+                let got = dest.len() - before;
+                match read {
                     Ok(Ok(_)) => {}
                     Ok(Err(e)) => return Err(self.lost(label, format!("read literal: {e}"))),
                     Err(_) => return Err(self.timed_out(label)),
                 }
-                let got = buf.len() - before;
                 if got == 0 {
                     return Err(self.lost(
                         label,
