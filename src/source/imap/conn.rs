@@ -8,8 +8,6 @@
 
 use std::time::Duration;
 
-use base64::Engine as _;
-use base64::engine::general_purpose::STANDARD as B64;
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::TcpStream;
 
@@ -17,7 +15,6 @@ use super::error::{ErrorContext, ImapError};
 use super::settings::{Capabilities, ImapAuth, ImapEndpoint, Security};
 use super::transport::{self, Stream};
 use super::wire::{self, Command, Part, RespText, Response, Status};
-use crate::secret::Secret;
 
 /// Longest response line (without literals) accepted; Dovecot caps its own at 64 KiB by default.
 const MAX_LINE: usize = 8 << 20;
@@ -202,7 +199,7 @@ impl Conn {
         }
     }
 
-    fn take_capability_code(&mut self, text: &RespText) {
+    pub(super) fn take_capability_code(&mut self, text: &RespText) {
         if text.code_name() == Some("CAPABILITY")
             && let Some(code) = &text.code
         {
@@ -235,110 +232,12 @@ impl Conn {
         Ok(())
     }
 
-    async fn login(&mut self, auth: &ImapAuth) -> Result<(), ImapError> {
-        let (label, result) = match auth {
-            ImapAuth::Login { user, password } => {
-                if self.caps.has("LOGINDISABLED") {
-                    return Err(ImapError::Policy {
-                        ctx: self.ctx("LOGIN"),
-                        reason: "the server disables LOGIN on this connection (LOGINDISABLED)"
-                            .into(),
-                    });
-                }
-                let mut cmd = Command::new("LOGIN ");
-                cmd.astring(user).text(" ").astring(password.expose());
-                ("LOGIN", self.run(&cmd, "LOGIN").await.map(|r| r.done))
-            }
-            ImapAuth::Plain {
-                authzid,
-                authcid,
-                password,
-            } => {
-                let payload = format!(
-                    "{}\0{}\0{}",
-                    authzid.as_deref().unwrap_or(""),
-                    authcid,
-                    password.expose()
-                );
-                (
-                    "AUTHENTICATE PLAIN",
-                    self.sasl("PLAIN", Secret::new(B64.encode(payload))).await,
-                )
-            }
-            ImapAuth::XOAuth2 { user, token } => {
-                let payload = format!("user={user}\x01auth=Bearer {}\x01\x01", token.expose());
-                (
-                    "AUTHENTICATE XOAUTH2",
-                    self.sasl("XOAUTH2", Secret::new(B64.encode(payload))).await,
-                )
-            }
-        };
-        match result {
-            Ok(done) => {
-                self.take_capability_code(&done);
-                if done.code_name() != Some("CAPABILITY") {
-                    self.capability().await?;
-                }
-                Ok(())
-            }
-            Err(ImapError::No { code, text, .. }) => Err(ImapError::Auth {
-                ctx: self.ctx(label),
-                server: match code {
-                    Some(c) => format!("[{c}] {text}"),
-                    None => text,
-                },
-            }),
-            Err(e) => Err(e),
-        }
-    }
-
-    /// A SASL exchange with one initial response (inline under SASL-IR, else after the first
-    /// continuation). Any further challenge (XOAUTH2's error JSON) is answered with an empty line,
-    /// after which the server sends the tagged NO.
-    async fn sasl(
-        &mut self,
-        mechanism: &str,
-        initial: Secret<String>,
-    ) -> Result<RespText, ImapError> {
-        let label = format!("AUTHENTICATE {mechanism}");
-        self.ensure_usable(&label)?;
-        let tag = self.tag();
-        let mut sent_initial = self.caps.sasl_ir();
-        let line = if sent_initial {
-            format!("{tag} AUTHENTICATE {mechanism} {}\r\n", initial.expose())
-        } else {
-            format!("{tag} AUTHENTICATE {mechanism}\r\n")
-        };
-        self.write(line.as_bytes(), &label).await?;
-        self.flush(&label).await?;
-        loop {
-            match self.read_response(&label).await? {
-                Response::Continue(_) => {
-                    let reply = if sent_initial {
-                        String::from("\r\n")
-                    } else {
-                        format!("{}\r\n", initial.expose())
-                    };
-                    sent_initial = true;
-                    self.write(reply.as_bytes(), &label).await?;
-                    self.flush(&label).await?;
-                }
-                Response::Tagged {
-                    tag: t,
-                    status,
-                    text,
-                } if t == tag => return self.completion(status, text, &label),
-                _ => {}
-            }
-        }
-    }
-
-    fn tag(&mut self) -> String {
+    pub(super) fn tag(&mut self) -> String {
         self.next_tag += 1;
         format!("m{}", self.next_tag)
     }
 
-    fn ensure_usable(&self, label: &str) -> Result<(), ImapError> {
+    pub(super) fn ensure_usable(&self, label: &str) -> Result<(), ImapError> {
         if self.broken {
             return Err(ImapError::ConnectionLost {
                 ctx: self.ctx(label),
@@ -348,7 +247,7 @@ impl Conn {
         Ok(())
     }
 
-    fn completion(
+    pub(super) fn completion(
         &mut self,
         status: Status,
         text: RespText,
@@ -522,7 +421,7 @@ impl Conn {
         Ok(results.into_iter().flatten().collect())
     }
 
-    async fn write(&mut self, data: &[u8], label: &str) -> Result<(), ImapError> {
+    pub(super) async fn write(&mut self, data: &[u8], label: &str) -> Result<(), ImapError> {
         let t = self.timeout;
         match tokio::time::timeout(t, self.io.get_mut().write_all(data)).await {
             Ok(Ok(())) => Ok(()),
@@ -531,7 +430,7 @@ impl Conn {
         }
     }
 
-    async fn flush(&mut self, label: &str) -> Result<(), ImapError> {
+    pub(super) async fn flush(&mut self, label: &str) -> Result<(), ImapError> {
         let t = self.timeout;
         match tokio::time::timeout(t, self.io.get_mut().flush()).await {
             Ok(Ok(())) => Ok(()),
