@@ -162,7 +162,8 @@ fn main() {
 
     // Forget the loading phase's peak (Linux >= 4.0: writing 5 resets VmHWM).
     let _ = std::fs::write("/proc/self/clear_refs", "5");
-    let (cpu0, _) = cpu_and_peak();
+    let (cpu0, peak0) = cpu_and_peak();
+    println!("before the copy: peak RSS {peak0:.0} MiB (after resetting the loader's peak)");
     let t = Instant::now();
     let copied = rt.block_on(async {
         let sink = Arc::new(

@@ -8,8 +8,6 @@
 
 use std::time::Duration;
 
-use base64::Engine as _;
-use base64::engine::general_purpose::STANDARD as B64;
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::TcpStream;
 
@@ -17,12 +15,15 @@ use super::error::{ErrorContext, ImapError};
 use super::settings::{Capabilities, ImapAuth, ImapEndpoint, Security};
 use super::transport::{self, Stream};
 use super::wire::{self, Command, Part, RespText, Response, Status};
-use crate::secret::Secret;
 
 /// Longest response line (without literals) accepted; Dovecot caps its own at 64 KiB by default.
 const MAX_LINE: usize = 8 << 20;
 /// Literals at least this big are written straight to the socket instead of being copied.
 const DIRECT_WRITE: usize = 64 << 10;
+/// Literals at least this big are read into their own buffer and moved, never copied.
+const SIDE_LITERAL: usize = 16 << 10;
+/// The command buffer is flushed to the socket when it grows past this.
+const WRITE_CHUNK: usize = 256 << 10;
 
 /// An authenticated session.
 #[derive(Debug)]
@@ -198,7 +199,7 @@ impl Conn {
         }
     }
 
-    fn take_capability_code(&mut self, text: &RespText) {
+    pub(super) fn take_capability_code(&mut self, text: &RespText) {
         if text.code_name() == Some("CAPABILITY")
             && let Some(code) = &text.code
         {
@@ -231,110 +232,12 @@ impl Conn {
         Ok(())
     }
 
-    async fn login(&mut self, auth: &ImapAuth) -> Result<(), ImapError> {
-        let (label, result) = match auth {
-            ImapAuth::Login { user, password } => {
-                if self.caps.has("LOGINDISABLED") {
-                    return Err(ImapError::Policy {
-                        ctx: self.ctx("LOGIN"),
-                        reason: "the server disables LOGIN on this connection (LOGINDISABLED)"
-                            .into(),
-                    });
-                }
-                let mut cmd = Command::new("LOGIN ");
-                cmd.astring(user).text(" ").astring(password.expose());
-                ("LOGIN", self.run(&cmd, "LOGIN").await.map(|r| r.done))
-            }
-            ImapAuth::Plain {
-                authzid,
-                authcid,
-                password,
-            } => {
-                let payload = format!(
-                    "{}\0{}\0{}",
-                    authzid.as_deref().unwrap_or(""),
-                    authcid,
-                    password.expose()
-                );
-                (
-                    "AUTHENTICATE PLAIN",
-                    self.sasl("PLAIN", Secret::new(B64.encode(payload))).await,
-                )
-            }
-            ImapAuth::XOAuth2 { user, token } => {
-                let payload = format!("user={user}\x01auth=Bearer {}\x01\x01", token.expose());
-                (
-                    "AUTHENTICATE XOAUTH2",
-                    self.sasl("XOAUTH2", Secret::new(B64.encode(payload))).await,
-                )
-            }
-        };
-        match result {
-            Ok(done) => {
-                self.take_capability_code(&done);
-                if done.code_name() != Some("CAPABILITY") {
-                    self.capability().await?;
-                }
-                Ok(())
-            }
-            Err(ImapError::No { code, text, .. }) => Err(ImapError::Auth {
-                ctx: self.ctx(label),
-                server: match code {
-                    Some(c) => format!("[{c}] {text}"),
-                    None => text,
-                },
-            }),
-            Err(e) => Err(e),
-        }
-    }
-
-    /// A SASL exchange with one initial response (inline under SASL-IR, else after the first
-    /// continuation). Any further challenge (XOAUTH2's error JSON) is answered with an empty line,
-    /// after which the server sends the tagged NO.
-    async fn sasl(
-        &mut self,
-        mechanism: &str,
-        initial: Secret<String>,
-    ) -> Result<RespText, ImapError> {
-        let label = format!("AUTHENTICATE {mechanism}");
-        self.ensure_usable(&label)?;
-        let tag = self.tag();
-        let mut sent_initial = self.caps.sasl_ir();
-        let line = if sent_initial {
-            format!("{tag} AUTHENTICATE {mechanism} {}\r\n", initial.expose())
-        } else {
-            format!("{tag} AUTHENTICATE {mechanism}\r\n")
-        };
-        self.write(line.as_bytes(), &label).await?;
-        self.flush(&label).await?;
-        loop {
-            match self.read_response(&label).await? {
-                Response::Continue(_) => {
-                    let reply = if sent_initial {
-                        String::from("\r\n")
-                    } else {
-                        format!("{}\r\n", initial.expose())
-                    };
-                    sent_initial = true;
-                    self.write(reply.as_bytes(), &label).await?;
-                    self.flush(&label).await?;
-                }
-                Response::Tagged {
-                    tag: t,
-                    status,
-                    text,
-                } if t == tag => return self.completion(status, text, &label),
-                _ => {}
-            }
-        }
-    }
-
-    fn tag(&mut self) -> String {
+    pub(super) fn tag(&mut self) -> String {
         self.next_tag += 1;
         format!("m{}", self.next_tag)
     }
 
-    fn ensure_usable(&self, label: &str) -> Result<(), ImapError> {
+    pub(super) fn ensure_usable(&self, label: &str) -> Result<(), ImapError> {
         if self.broken {
             return Err(ImapError::ConnectionLost {
                 ctx: self.ctx(label),
@@ -344,7 +247,7 @@ impl Conn {
         Ok(())
     }
 
-    fn completion(
+    pub(super) fn completion(
         &mut self,
         status: Status,
         text: RespText,
@@ -433,6 +336,10 @@ impl Conn {
                         self.write(data, label).await?;
                     } else {
                         out.extend_from_slice(data);
+                        if out.len() >= WRITE_CHUNK {
+                            self.write(&out, label).await?;
+                            out.clear();
+                        }
                     }
                 }
             }
@@ -514,7 +421,7 @@ impl Conn {
         Ok(results.into_iter().flatten().collect())
     }
 
-    async fn write(&mut self, data: &[u8], label: &str) -> Result<(), ImapError> {
+    pub(super) async fn write(&mut self, data: &[u8], label: &str) -> Result<(), ImapError> {
         let t = self.timeout;
         match tokio::time::timeout(t, self.io.get_mut().write_all(data)).await {
             Ok(Ok(())) => Ok(()),
@@ -523,7 +430,7 @@ impl Conn {
         }
     }
 
-    async fn flush(&mut self, label: &str) -> Result<(), ImapError> {
+    pub(super) async fn flush(&mut self, label: &str) -> Result<(), ImapError> {
         let t = self.timeout;
         match tokio::time::timeout(t, self.io.get_mut().flush()).await {
             Ok(Ok(())) => Ok(()),
@@ -550,8 +457,8 @@ impl Conn {
 
     /// Reads one complete response (line plus literals) and parses it.
     pub(crate) async fn read_response(&mut self, label: &str) -> Result<Response, ImapError> {
-        let raw = self.read_raw(label).await?;
-        wire::parse_response(&raw).map_err(|detail| {
+        let (raw, mut side) = self.read_raw(label).await?;
+        wire::parse_response_with(&raw, &mut side).map_err(|detail| {
             self.broken = true;
             ImapError::Protocol {
                 ctx: self.ctx(label),
@@ -560,9 +467,12 @@ impl Conn {
         })
     }
 
-    async fn read_raw(&mut self, label: &str) -> Result<Vec<u8>, ImapError> {
+    /// One response's bytes; literals of [`SIDE_LITERAL`] bytes or more are read into their own
+    /// buffers (referenced as `{@k}` in the line) so a body is never copied.
+    async fn read_raw(&mut self, label: &str) -> Result<(Vec<u8>, Vec<Vec<u8>>), ImapError> {
         let t = self.timeout;
         let mut buf = Vec::new();
+        let mut side: Vec<Vec<u8>> = Vec::new();
         loop {
             let start = buf.len();
             let n = match tokio::time::timeout(
@@ -585,25 +495,37 @@ impl Conn {
                 return Err(self.lost(label, reason));
             }
             let Some(len) = wire::literal_announced(&buf[start..]) else {
-                return Ok(buf);
+                return Ok((buf, side));
+            };
+            let target = if len >= SIDE_LITERAL {
+                // Replace the announcement by a reference to the side buffer.
+                let open = buf.iter().rposition(|&b| b == b'{').unwrap_or(buf.len());
+                buf.truncate(open);
+                buf.extend_from_slice(format!("{{@{}}}\r\n", side.len()).as_bytes());
+                side.push(Vec::with_capacity(len));
+                side.last_mut()
+            } else {
+                buf.reserve(len);
+                None
+            };
+            let dest = match target {
+                Some(v) => v,
+                None => &mut buf,
             };
             // Read the literal in bounded steps so the timeout measures silence, not size.
             let mut remaining = len;
-            buf.reserve(len);
             while remaining > 0 {
                 let step = remaining.min(1 << 20);
-                let before = buf.len();
-                match tokio::time::timeout(
-                    t,
-                    (&mut self.io).take(step as u64).read_to_end(&mut buf),
-                )
-                .await
-                {
+                let before = dest.len();
+                let read =
+                    tokio::time::timeout(t, (&mut self.io).take(step as u64).read_to_end(dest))
+                        .await;
+                let got = dest.len() - before;
+                match read {
                     Ok(Ok(_)) => {}
                     Ok(Err(e)) => return Err(self.lost(label, format!("read literal: {e}"))),
                     Err(_) => return Err(self.timed_out(label)),
                 }
-                let got = buf.len() - before;
                 if got == 0 {
                     return Err(self.lost(
                         label,

@@ -134,8 +134,15 @@ pub(crate) enum Response {
 }
 
 /// Parses one response as framed by [`literal_announced`] (line, literals inline, final CRLF).
+#[cfg(test)]
 pub(crate) fn parse_response(buf: &[u8]) -> Result<Response, String> {
-    let mut c = Cursor { buf, pos: 0 };
+    parse_response_with(buf, &mut Vec::new())
+}
+
+/// Like [`parse_response`], where large literals were read aside: `{@k}` + CRLF in `buf` stands
+/// for `side[k]`, which is moved (not copied) into the value. Saves one copy of every body.
+pub(crate) fn parse_response_with(buf: &[u8], side: &mut [Vec<u8>]) -> Result<Response, String> {
+    let mut c = Cursor { buf, pos: 0, side };
     if c.peek() == Some(b'+') {
         c.pos += 1;
         c.skip_spaces();
@@ -193,12 +200,13 @@ pub(crate) fn literal_announced(line: &[u8]) -> Option<usize> {
     std::str::from_utf8(digits).ok()?.parse().ok()
 }
 
-struct Cursor<'a> {
+struct Cursor<'a, 's> {
     buf: &'a [u8],
     pos: usize,
+    side: &'s mut [Vec<u8>],
 }
 
-impl Cursor<'_> {
+impl Cursor<'_, '_> {
     fn peek(&self) -> Option<u8> {
         self.buf.get(self.pos).copied()
     }
@@ -321,6 +329,19 @@ impl Cursor<'_> {
                     .position(|&b| b == b'}')
                     .ok_or_else(|| self.error("bad literal"))?;
                 let spec = &self.buf[self.pos + 1..self.pos + close];
+                if let Some(index) = spec.strip_prefix(b"@") {
+                    let k: usize = std::str::from_utf8(index)
+                        .ok()
+                        .and_then(|s| s.parse().ok())
+                        .filter(|&k| k < self.side.len())
+                        .ok_or_else(|| self.error("bad side literal"))?;
+                    self.pos += close + 1;
+                    if self.buf.get(self.pos..self.pos + 2) != Some(b"\r\n") {
+                        return Err(self.error("side literal without CRLF"));
+                    }
+                    self.pos += 2;
+                    return Ok(Value::Str(std::mem::take(&mut self.side[k])));
+                }
                 let spec = spec.strip_suffix(b"+").unwrap_or(spec);
                 let len: usize = std::str::from_utf8(spec)
                     .ok()
@@ -524,6 +545,21 @@ mod tests {
                 String::from_utf8_lossy(bad)
             );
         }
+    }
+
+    #[test]
+    fn side_literals_are_moved_in() {
+        let mut side = vec![b"BIG BODY".to_vec()];
+        let r = parse_response_with(b"* 1 FETCH (UID 3 BODY[] {@0}\r\n)\r\n", &mut side)
+            .expect("parses");
+        let Response::Data { args, .. } = r else {
+            panic!("{r:?}")
+        };
+        assert_eq!(
+            args[0].list().expect("list")[3],
+            Value::Str(b"BIG BODY".to_vec())
+        );
+        assert!(parse_response_with(b"* 1 FETCH (BODY[] {@1}\r\n)\r\n", &mut side).is_err());
     }
 
     #[test]
