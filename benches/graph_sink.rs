@@ -72,8 +72,33 @@ async fn run(mailboxes: usize, scale: f64, warmup: f64, measure: f64) -> Row {
     let app = GraphApp::new(s).expect("app");
     let window = app.settings().governor.request_window;
     let start = Instant::now();
-    let deadline = start + window.mul_f64(warmup + measure);
-    let measure_from = start + window.mul_f64(warmup);
+    // Set once every mailbox has spent its burst allowance (its request bucket is empty): from
+    // then on the client runs at its steady paced rate, which is what is measured.
+    let phase: Arc<Mutex<Option<(Instant, Instant)>>> = Arc::default();
+    let monitor = {
+        let app = app.clone();
+        let phase = Arc::clone(&phase);
+        tokio::spawn(async move {
+            let earliest = start + window.mul_f64(warmup);
+            loop {
+                tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+                let snap = app.governor_snapshot();
+                let drained = snap.len() > mailboxes
+                    && snap[1..]
+                        .iter()
+                        .all(|m| m.request_tokens.is_some_and(|t| t < 2.0));
+                if drained && Instant::now() >= earliest {
+                    let from = Instant::now();
+                    *phase.lock().expect("lock") = Some((from, from + window.mul_f64(measure)));
+                    return;
+                }
+            }
+        })
+    };
+    let deadline_of = {
+        let phase = Arc::clone(&phase);
+        move || phase.lock().expect("lock").map(|p| p.1)
+    };
     let done: Arc<Mutex<Vec<(Instant, usize)>>> = Arc::default();
     let flags = Flags::from_atoms(["\\Seen"]);
     let internal = DateTime::parse_from_rfc3339("2021-03-01T10:00:00Z").expect("date");
@@ -82,12 +107,15 @@ async fn run(mailboxes: usize, scale: f64, warmup: f64, measure: f64) -> Row {
             let app = app.clone();
             let done = Arc::clone(&done);
             let flags = flags.clone();
+            let deadline_of = deadline_of.clone();
             tokio::spawn(async move {
                 let user = format!("user{mbi}@contoso.example");
                 let mb = app.mailbox(&user);
                 let inbox = mb.ensure_folder(Some("inbox"), &[]).await.expect("inbox");
                 futures::stream::iter(1..)
-                    .take_while(|_| futures::future::ready(Instant::now() < deadline))
+                    .take_while(|_| {
+                        futures::future::ready(deadline_of().is_none_or(|d| Instant::now() < d))
+                    })
                     .map(|n| {
                         let mb = mb.clone();
                         let inbox = inbox.clone();
@@ -128,6 +156,8 @@ async fn run(mailboxes: usize, scale: f64, warmup: f64, measure: f64) -> Row {
     for t in tasks {
         t.await.expect("task");
     }
+    monitor.await.expect("monitor");
+    let (measure_from, deadline) = phase.lock().expect("lock").expect("measured phase");
     let end = Instant::now();
     let c = emu.inspect().counters();
     let done = done.lock().expect("lock");
