@@ -1,9 +1,163 @@
-//! The `mailferry` command line: clap types, commands, exit codes and terminal output.
+//! The `mailferry` command line: clap types, commands, exit codes and terminal output. Logic a
+//! library user would want lives in the other modules; this one only wires and prints.
+//!
+//! Exit codes (a contract): 0 success; 1 some items or mailboxes failed; 2 usage or plan error;
+//! 3 another run holds the lock; 4 verify found a difference.
 
+mod commands;
+mod output;
+
+use std::path::PathBuf;
 use std::process::ExitCode;
+
+use clap::{Args, Parser, Subcommand};
+
+/// Exit codes.
+pub mod exit {
+    pub const OK: u8 = 0;
+    pub const FAILURES: u8 = 1;
+    pub const USAGE: u8 = 2;
+    pub const LOCKED: u8 = 3;
+    pub const DIFFERENCE: u8 = 4;
+}
+
+/// Move whole mailboxes from IMAP servers into Exchange Online (Microsoft Graph) and other IMAP
+/// servers, exactly once, resumably.
+#[derive(Debug, Parser)]
+#[command(name = "mailferry", version, about, max_term_width = 100)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+    /// More log output on stderr (-v info, -vv debug). RUST_LOG overrides.
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    pub verbose: u8,
+}
+
+/// Flags every plan-based command takes.
+#[derive(Debug, Args, Clone)]
+pub struct PlanArgs {
+    /// The plan file (plan.toml).
+    #[arg(long, value_name = "FILE")]
+    pub plan: PathBuf,
+    /// Only this mailbox (its EmailAddress); repeat for several.
+    #[arg(long = "mailbox", value_name = "EMAIL")]
+    pub mailboxes: Vec<String>,
+    /// Machine-readable output on stdout.
+    #[arg(long)]
+    pub json: bool,
+    /// The ledger file (default: next to the plan).
+    #[arg(long, value_name = "FILE")]
+    pub state: Option<PathBuf>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Audit every source mailbox before anything moves: folders, sizes, renames, estimates.
+    Survey {
+        #[command(flatten)]
+        plan: PlanArgs,
+        /// Mailboxes surveyed at once.
+        #[arg(long, default_value_t = 4)]
+        concurrency: usize,
+    },
+    /// Run or resume the plan; every re-run copies only what is new and syncs changed flags.
+    Migrate {
+        #[command(flatten)]
+        plan: PlanArgs,
+        /// Show what would be copied; change nothing.
+        #[arg(long)]
+        dry_run: bool,
+        /// Mailboxes migrated at once.
+        #[arg(long, default_value_t = 4)]
+        concurrency: usize,
+        /// Only messages received on or after this date (YYYY-MM-DD or RFC 3339).
+        #[arg(long, value_name = "DATE")]
+        since: Option<String>,
+        /// Only messages received before this date (YYYY-MM-DD or RFC 3339).
+        #[arg(long, value_name = "DATE")]
+        before: Option<String>,
+        /// Retry messages that failed or were skipped in earlier runs.
+        #[arg(long)]
+        retry_failed: bool,
+        /// Copy each folder oldest first (default: newest first).
+        #[arg(long)]
+        oldest_first: bool,
+        /// Where to write the JSON and CSV reports (default: next to the plan).
+        #[arg(long, value_name = "DIR")]
+        report_dir: Option<PathBuf>,
+    },
+    /// Compare source, ledger and destination per folder: did everything arrive, once?
+    Verify {
+        #[command(flatten)]
+        plan: PlanArgs,
+        /// Match every source message to exactly one destination item; compare flags and dates.
+        #[arg(long)]
+        deep: bool,
+        /// Mailboxes verified at once.
+        #[arg(long, default_value_t = 4)]
+        concurrency: usize,
+        /// Also write the result as JSON and CSV files into this directory.
+        #[arg(long, value_name = "DIR")]
+        report_dir: Option<PathBuf>,
+    },
+    /// What the ledger knows: progress per mailbox, failures by reason, recent runs.
+    Status {
+        #[command(flatten)]
+        plan: PlanArgs,
+    },
+    /// Serve the Graph emulator for rehearsals.
+    Emulator {
+        /// Address to listen on.
+        #[arg(long, default_value = "127.0.0.1:8750")]
+        listen: std::net::SocketAddr,
+        /// Emulator configuration (apps, mailboxes, limits, faults).
+        #[arg(long, value_name = "FILE")]
+        config: Option<PathBuf>,
+        /// Allow a non-loopback listen address.
+        #[arg(long)]
+        allow_remote: bool,
+    },
+}
 
 /// Entry point of the binary.
 pub fn main() -> ExitCode {
-    eprintln!("mailferry: not yet built");
-    ExitCode::from(2)
+    let cli = match Cli::try_parse() {
+        Ok(c) => c,
+        Err(e) => {
+            let _ = e.print();
+            return ExitCode::from(if e.use_stderr() {
+                exit::USAGE
+            } else {
+                exit::OK
+            });
+        }
+    };
+    init_logging(cli.verbose);
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("mailferry: cannot start the runtime: {e}");
+            return ExitCode::from(exit::FAILURES);
+        }
+    };
+    let code = runtime.block_on(commands::run(cli.command));
+    ExitCode::from(code)
+}
+
+fn init_logging(verbose: u8) {
+    use tracing_subscriber::EnvFilter;
+    let default = match verbose {
+        0 => "warn",
+        1 => "info",
+        _ => "debug",
+    };
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .try_init();
 }

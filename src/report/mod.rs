@@ -1,1 +1,170 @@
-//! report (under construction).
+//! What mailferry tells the operator: progress while it runs, a summary at the end, and JSON
+//! and CSV reports on disk (created 0600) that can be kept as the migration's record.
+//!
+//! The engine only emits [`Event`]s; [`progress`] turns them into terminal lines (indicatif on a
+//! TTY, plain periodic lines otherwise) or a JSON-lines stream with `--json`.
+
+pub mod files;
+pub mod progress;
+pub mod table;
+
+use std::collections::BTreeMap;
+
+use serde::Serialize;
+use tokio::sync::mpsc;
+
+/// Something the engine did that the operator may want to see.
+#[derive(Debug, Clone, Serialize)]
+#[serde(tag = "event", rename_all = "snake_case")]
+pub enum Event {
+    MailboxStarted {
+        mailbox: String,
+        destination: String,
+    },
+    /// A folder's work is known: how many messages and bytes it will copy.
+    FolderPlanned {
+        mailbox: String,
+        folder: String,
+        messages: u64,
+        bytes: u64,
+    },
+    /// Messages written (increments).
+    Copied {
+        mailbox: String,
+        messages: u64,
+        bytes: u64,
+    },
+    /// One message was not copied, and why.
+    ItemProblem {
+        mailbox: String,
+        folder: String,
+        uid: u32,
+        outcome: String,
+        reason: String,
+    },
+    /// The destination asked us to slow down.
+    Throttled {
+        mailbox: String,
+        detail: String,
+    },
+    MailboxFinished {
+        summary: MailboxSummary,
+    },
+}
+
+/// Where the engine sends events; sending never blocks and never fails the run.
+#[derive(Debug, Clone)]
+pub struct Events(Option<mpsc::UnboundedSender<Event>>);
+
+impl Events {
+    /// A channel of events and its receiving end.
+    pub fn channel() -> (Events, mpsc::UnboundedReceiver<Event>) {
+        let (tx, rx) = mpsc::unbounded_channel();
+        (Events(Some(tx)), rx)
+    }
+    /// Events that go nowhere.
+    pub fn discard() -> Events {
+        Events(None)
+    }
+    pub fn send(&self, event: Event) {
+        if let Some(tx) = &self.0 {
+            let _ = tx.send(event);
+        }
+    }
+}
+
+/// What happened to one mailbox in one run.
+#[derive(Debug, Clone, Default, Serialize, PartialEq)]
+pub struct MailboxSummary {
+    pub mailbox: String,
+    pub destination: String,
+    /// `ok`, `failed`, `interrupted`, `dry-run`.
+    pub status: String,
+    pub error: Option<String>,
+    pub folders: u64,
+    /// Folders skipped because nothing changed at the source since the last pass.
+    pub folders_unchanged: u64,
+    pub listed: u64,
+    pub copied: u64,
+    pub copied_bytes: u64,
+    /// Already at the destination from an earlier run (or re-matched after a UIDVALIDITY change).
+    pub already_present: u64,
+    /// Writes left ambiguous by a crash or lost response, found at the destination.
+    pub resolved: u64,
+    pub flags_updated: u64,
+    /// Skipped messages by reason.
+    pub skipped: BTreeMap<String, u64>,
+    pub failed: u64,
+    /// Failed messages by reason.
+    pub failures: BTreeMap<String, u64>,
+    /// Messages in the ledger that are no longer at the source (not deleted at the destination).
+    pub source_gone: u64,
+    /// Would be copied (dry run) or still waiting (outside the date window, interrupted).
+    pub pending: u64,
+    pub pending_bytes: u64,
+    pub seconds: f64,
+}
+
+impl MailboxSummary {
+    pub fn skipped_total(&self) -> u64 {
+        self.skipped.values().sum()
+    }
+    /// Adds another part's counts (folders of one mailbox) into this one.
+    pub fn absorb(&mut self, o: &MailboxSummary) {
+        self.folders += o.folders;
+        self.folders_unchanged += o.folders_unchanged;
+        self.listed += o.listed;
+        self.copied += o.copied;
+        self.copied_bytes += o.copied_bytes;
+        self.already_present += o.already_present;
+        self.resolved += o.resolved;
+        self.flags_updated += o.flags_updated;
+        self.failed += o.failed;
+        self.source_gone += o.source_gone;
+        self.pending += o.pending;
+        self.pending_bytes += o.pending_bytes;
+        for (k, v) in &o.skipped {
+            *self.skipped.entry(k.clone()).or_default() += v;
+        }
+        for (k, v) in &o.failures {
+            *self.failures.entry(k.clone()).or_default() += v;
+        }
+    }
+}
+
+/// The whole run's result.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct RunSummary {
+    pub run_id: i64,
+    pub started_at: String,
+    pub seconds: f64,
+    pub dry_run: bool,
+    pub interrupted: bool,
+    pub mailboxes: Vec<MailboxSummary>,
+    /// Plan rows that could not be used (bad CSV lines), as text naming file and line.
+    pub plan_errors: Vec<String>,
+}
+
+impl RunSummary {
+    /// Any mailbox or item failed, or a plan row was unusable: exit code 1.
+    pub fn has_failures(&self) -> bool {
+        !self.plan_errors.is_empty()
+            || self.interrupted
+            || self
+                .mailboxes
+                .iter()
+                .any(|m| m.status == "failed" || m.failed > 0)
+    }
+    /// Totals across mailboxes.
+    pub fn total(&self) -> MailboxSummary {
+        let mut t = MailboxSummary {
+            mailbox: "TOTAL".into(),
+            ..Default::default()
+        };
+        for m in &self.mailboxes {
+            t.absorb(m);
+        }
+        t.seconds = self.seconds;
+        t
+    }
+}

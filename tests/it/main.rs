@@ -1,8 +1,15 @@
 //! Integration tests, in one binary so the 2-core machine links once.
 //! Each module below tests one area; `support` holds the Dovecot harness and shared helpers.
 
+mod cli;
 mod emulator;
 mod graph_sink;
+mod imap_sink;
+mod imap_source;
+mod maildir_source;
+mod migrate;
+mod migrate_imap;
+mod migrate_split;
 mod plan;
 #[path = "../support/mod.rs"]
 mod support;

@@ -1,3 +1,5 @@
 //! Shared test support: the Dovecot harness and helpers.
 #![allow(dead_code)]
+pub mod corpus;
+pub mod dovecot;
 pub mod openapi;

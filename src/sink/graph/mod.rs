@@ -12,7 +12,8 @@
 //! - `folders` (tree reading, creation, well-known names), `write` (route choice, importMime,
 //!   JSON create, the post-create PATCH, lost-response resolution), `mime_to_json` (the JSON
 //!   message rebuilt from MIME), `upload` (attachments and upload sessions), `lookup` (resume and
-//!   verify queries), `flags` (flag mapping and the identity stamp), `urls` (escaping).
+//!   verify queries), `resolve` (interrupted writes found by content), `flags` (flag mapping and
+//!   the identity stamp), `urls` (escaping).
 
 mod auth;
 mod error;
@@ -23,6 +24,7 @@ mod http;
 mod jwt;
 mod lookup;
 mod mime_to_json;
+mod resolve;
 pub mod retry;
 mod settings;
 mod upload;
@@ -265,6 +267,18 @@ impl GraphMailbox {
         identity: &SourceIdentity,
     ) -> Result<Vec<String>, GraphError> {
         lookup::find_by_stamp(self, folder_id, identity).await
+    }
+
+    /// Finds the item(s) a possibly interrupted write left: by stamp, else an unstamped item with
+    /// the same content, which is then stamped. See the `resolve` module.
+    pub async fn resolve(
+        &self,
+        folder_id: &str,
+        identity: &SourceIdentity,
+        message_id: Option<&str>,
+        flags: &Flags,
+    ) -> Result<Vec<String>, GraphError> {
+        resolve::resolve(self, folder_id, identity, message_id, flags).await
     }
 
     /// Items in `folder_id` with this `internetMessageId` (angle brackets included).

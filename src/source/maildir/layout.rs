@@ -10,6 +10,7 @@
 //! The raw folder name is what Dovecot would send over IMAP (modified UTF-7, layout's delimiter),
 //! so a mailbox's identity stamps match whichever way it is read.
 
+use std::collections::BTreeMap;
 use std::fs;
 use std::io;
 use std::path::{Path, PathBuf};
@@ -43,9 +44,14 @@ fn is_dir(path: &Path) -> bool {
     fs::metadata(path).map(|m| m.is_dir()).unwrap_or(false)
 }
 
-/// A directory that holds messages (`cur/` or `new/`).
+/// A directory that is a mailbox: it has `cur/` or `new/`, or Dovecot's marks of a mailbox it
+/// created but has not put mail in yet (Dovecot creates `cur/` `new/` `tmp/` lazily, after
+/// writing `dovecot-uidlist`, and Maildir++ folders get an empty `maildirfolder` file).
 pub(super) fn is_mail_dir(path: &Path) -> bool {
-    is_dir(&path.join("cur")) || is_dir(&path.join("new"))
+    is_dir(&path.join("cur"))
+        || is_dir(&path.join("new"))
+        || path.join(super::uidlist::UIDLIST).is_file()
+        || path.join("maildirfolder").is_file()
 }
 
 /// Subdirectory names of `dir` as UTF-8 strings (names that are not UTF-8 are skipped with a
@@ -132,75 +138,124 @@ fn decode_segment(segment: &str) -> String {
     })
 }
 
-fn folder(raw: &str, delimiter: char, selectable: bool) -> Option<SourceFolder> {
-    let segments: Vec<String> = raw
-        .split(delimiter)
-        .filter(|s| !s.is_empty())
-        .map(decode_segment)
-        .collect();
-    Some(SourceFolder {
-        raw_name: raw.to_owned(),
-        path: FolderPath::new(segments)?,
-        delimiter: Some(delimiter),
-        special_use: None,
-        selectable,
-    })
+/// Undoes Dovecot's `listescape` plugin (escape character `\`), which stores a `/`, `\`, `.` or
+/// leading `~` in a folder name as `\2f`, `\5c`, `\2e`, `\7e` on disk. Only those four codes are
+/// decoded: they are all the plugin writes, and a tree without the plugin may hold a literal
+/// backslash before other hex digits (`Invoices\2024` stays as it is).
+pub(super) fn unescape_segment(segment: &str) -> String {
+    let mut out = String::with_capacity(segment.len());
+    let mut rest = segment;
+    while let Some(pos) = rest.find('\\') {
+        out.push_str(&rest[..pos]);
+        let code = rest.get(pos + 1..pos + 3).map(str::to_ascii_lowercase);
+        let decoded = match code.as_deref() {
+            Some("2f") => Some('/'),
+            Some("5c") => Some('\\'),
+            Some("2e") => Some('.'),
+            Some("7e") => Some('~'),
+            _ => None,
+        };
+        match decoded {
+            Some(c) => {
+                out.push(c);
+                rest = &rest[pos + 3..];
+            }
+            None => {
+                out.push('\\');
+                rest = &rest[pos + 1..];
+            }
+        }
+    }
+    out.push_str(rest);
+    out
 }
 
-/// Every folder of the tree: INBOX first, then by raw name. Parents that exist only because they
+/// A folder found in the tree, with the directory holding its messages (`None` for a parent
+/// that exists only because it has children).
+#[derive(Debug, Clone)]
+pub(super) struct FoundFolder {
+    pub folder: SourceFolder,
+    pub dir: Option<PathBuf>,
+}
+
+/// Every folder of the tree: INBOX first, then by name. Parents that exist only because they
 /// have children are listed as not selectable, as Dovecot lists them, so a destination can
 /// build the same hierarchy.
-pub(super) fn list(root: &Path, layout: &Layout) -> Result<Vec<SourceFolder>, MaildirError> {
+///
+/// The raw name is what Dovecot sends over IMAP: the on-disk segments with `listescape`
+/// sequences undone (still modified UTF-7), joined with the layout's delimiter.
+pub(super) fn list(root: &Path, layout: &Layout) -> Result<Vec<FoundFolder>, MaildirError> {
     let delimiter = layout.delimiter();
-    let mut found: Vec<(String, bool)> = Vec::new();
+    // On-disk segments (escaped) -> directory.
+    let mut found: Vec<(Vec<String>, PathBuf)> = Vec::new();
     match layout {
         Layout::MaildirPlusPlus => {
             for name in subdirs(root)? {
-                let Some(raw) = name.strip_prefix('.') else {
+                let Some(rest) = name.strip_prefix('.') else {
                     continue;
                 };
-                if raw.is_empty() || raw == "." {
+                let segments: Vec<String> = rest
+                    .split('.')
+                    .filter(|s| !s.is_empty())
+                    .map(str::to_owned)
+                    .collect();
+                if segments.is_empty() {
                     continue;
                 }
-                found.push((raw.to_owned(), is_mail_dir(&root.join(&name))));
+                // Every dot-directory is a folder in Maildir++, even before it has cur/ and
+                // new/ (Dovecot lists and selects it; it creates them on first use).
+                found.push((segments, root.join(&name)));
             }
         }
         Layout::Fs { inbox } => {
             let skip_inbox = inbox != root;
-            walk_fs(root, "", skip_inbox, &mut found, 0)?;
+            walk_fs(root, &[], skip_inbox, &mut found, 0)?;
         }
     }
-    // Synthesize missing parents (`.Archive.2019` without `.Archive`).
-    let mut all: std::collections::BTreeMap<String, bool> = found.into_iter().collect();
-    let names: Vec<String> = all.keys().cloned().collect();
-    for name in names {
-        let mut prefix = String::new();
-        let parts: Vec<&str> = name.split(delimiter).collect();
-        for part in &parts[..parts.len().saturating_sub(1)] {
-            if !prefix.is_empty() {
-                prefix.push(delimiter);
-            }
-            prefix.push_str(part);
-            if !prefix.is_empty() {
-                all.entry(prefix.clone()).or_insert(false);
-            }
+    // Keyed by the IMAP-level segments; missing parents (`.Archive.2019` without `.Archive`)
+    // are added as containers.
+    let mut all: BTreeMap<Vec<String>, Option<PathBuf>> = BTreeMap::new();
+    for (segments, dir) in found {
+        let imap: Vec<String> = segments.iter().map(|s| unescape_segment(s)).collect();
+        for n in 1..imap.len() {
+            all.entry(imap[..n].to_vec()).or_insert(None);
         }
+        all.insert(imap, Some(dir));
     }
-    let mut out = vec![SourceFolder {
-        raw_name: "INBOX".to_owned(),
-        path: FolderPath::new(vec!["INBOX".to_owned()]).expect("non-empty segment"),
-        delimiter: Some(delimiter),
-        special_use: Some(SpecialUse::Inbox),
-        selectable: true,
+    let inbox_dir = match layout {
+        Layout::MaildirPlusPlus => root.to_owned(),
+        Layout::Fs { inbox } => inbox.clone(),
+    };
+    let mut out = vec![FoundFolder {
+        folder: SourceFolder {
+            raw_name: "INBOX".to_owned(),
+            path: FolderPath::new(vec!["INBOX".to_owned()]).expect("non-empty segment"),
+            delimiter: Some(delimiter),
+            special_use: Some(SpecialUse::Inbox),
+            selectable: true,
+        },
+        dir: Some(inbox_dir),
     }];
-    for (raw, selectable) in all {
+    for (segments, dir) in all {
         // A Maildir++ `.INBOX` directory would shadow the real INBOX; IMAP cannot show both.
-        if raw.eq_ignore_ascii_case("INBOX") {
+        if segments.len() == 1 && segments[0].eq_ignore_ascii_case("INBOX") {
+            tracing::warn!(root = %root.display(), "ignoring a folder directory named INBOX");
             continue;
         }
-        if let Some(f) = folder(&raw, delimiter, selectable) {
-            out.push(f);
-        }
+        let decoded: Vec<String> = segments.iter().map(|s| decode_segment(s)).collect();
+        let Some(path) = FolderPath::new(decoded) else {
+            continue;
+        };
+        out.push(FoundFolder {
+            folder: SourceFolder {
+                raw_name: segments.join(&delimiter.to_string()),
+                path,
+                delimiter: Some(delimiter),
+                special_use: None,
+                selectable: dir.is_some(),
+            },
+            dir,
+        });
     }
     Ok(out)
 }
@@ -210,9 +265,9 @@ const MAX_DEPTH: usize = 64;
 
 fn walk_fs(
     dir: &Path,
-    prefix: &str,
+    prefix: &[String],
     skip_inbox: bool,
-    found: &mut Vec<(String, bool)>,
+    found: &mut Vec<(Vec<String>, PathBuf)>,
     depth: usize,
 ) -> Result<(), MaildirError> {
     if depth > MAX_DEPTH {
@@ -227,56 +282,42 @@ fn walk_fs(
             continue;
         }
         let path = dir.join(&name);
-        let raw = if prefix.is_empty() {
-            name.clone()
-        } else {
-            format!("{prefix}/{name}")
-        };
-        let selectable = is_mail_dir(&path);
-        let before = found.len();
-        walk_fs(&path, &raw, skip_inbox, found, depth + 1)?;
-        // An empty directory with no mail anywhere below is not a folder.
-        if selectable || found.len() > before {
-            found.push((raw, selectable));
+        let mut segments = prefix.to_vec();
+        segments.push(name);
+        walk_fs(&path, &segments, skip_inbox, found, depth + 1)?;
+        // A directory that is not a mailbox is a container: listed through its children (an
+        // empty one with no mail anywhere below is not a folder at all).
+        if is_mail_dir(&path) {
+            found.push((segments, path));
         }
     }
     Ok(())
-}
-
-/// The directory holding a folder's `cur/` and `new/`, from its raw name. Refuses names that
-/// could step outside the root.
-pub(super) fn folder_dir(root: &Path, layout: &Layout, raw_name: &str) -> Option<PathBuf> {
-    if raw_name == "INBOX" {
-        return Some(match layout {
-            Layout::MaildirPlusPlus => root.to_owned(),
-            Layout::Fs { inbox } => inbox.clone(),
-        });
-    }
-    if raw_name.is_empty() || raw_name.contains('\0') {
-        return None;
-    }
-    match layout {
-        Layout::MaildirPlusPlus => {
-            if raw_name.contains('/') {
-                return None;
-            }
-            Some(root.join(format!(".{raw_name}")))
-        }
-        Layout::Fs { .. } => {
-            let mut p = root.to_owned();
-            for seg in raw_name.split('/') {
-                if seg.is_empty() || seg == "." || seg == ".." {
-                    return None;
-                }
-                p.push(seg);
-            }
-            Some(p)
-        }
-    }
 }
 
 /// Whether an I/O error means "the file went away", which Maildir readers must expect: another
 /// process renamed it (flag change, new/ -> cur/) or expunged it.
 pub(super) fn is_gone(e: &io::Error) -> bool {
     e.kind() == io::ErrorKind::NotFound
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn listescape_decodes_only_what_the_plugin_writes() {
+        assert_eq!(unescape_segment("a\\2fb"), "a/b");
+        assert_eq!(
+            unescape_segment("Clients \\5c Partners"),
+            "Clients \\ Partners"
+        );
+        assert_eq!(unescape_segment("\\7etilde\\2E"), "~tilde.");
+        assert_eq!(unescape_segment("x\\2024"), "x\\2024");
+        assert_eq!(
+            unescape_segment("Clients \\ Partners"),
+            "Clients \\ Partners"
+        );
+        assert_eq!(unescape_segment("end\\"), "end\\");
+        assert_eq!(unescape_segment("\\5"), "\\5");
+    }
 }

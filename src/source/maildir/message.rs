@@ -119,44 +119,13 @@ fn header_end(buf: &[u8]) -> Option<usize> {
     None
 }
 
-/// The first Message-ID header's value, unfolded: the `<...>` token when there is one, else the
-/// trimmed value (some senders omit the brackets); `None` when absent or empty.
+/// The Message-ID of a header block, by the IMAP source's own rules (unfolded, the `<...>` part
+/// kept as written, else the bare value), so a message read from disk and the same message read
+/// over IMAP always agree.
+/// Anything after the header block is ignored.
 pub(super) fn message_id(header: &[u8]) -> Option<String> {
-    let text = String::from_utf8_lossy(header);
-    let mut lines = text.split('\n').map(|l| l.trim_end_matches('\r'));
-    while let Some(line) = lines.next() {
-        if line.is_empty() {
-            // End of the header block: anything below is body.
-            break;
-        }
-        let Some((name, value)) = line.split_once(':') else {
-            continue;
-        };
-        if !name.trim_end().eq_ignore_ascii_case("message-id") || name.starts_with([' ', '\t']) {
-            continue;
-        }
-        let mut value = value.to_owned();
-        // Continuation lines start with white space.
-        for cont in lines.by_ref() {
-            if cont.starts_with([' ', '\t']) {
-                value.push_str(cont);
-            } else {
-                break;
-            }
-        }
-        let value = value.trim();
-        if let (Some(start), Some(end)) = (value.find('<'), value.rfind('>'))
-            && start < end
-        {
-            let id: String = value[start..=end]
-                .chars()
-                .filter(|c| !c.is_whitespace())
-                .collect();
-            return Some(id);
-        }
-        return (!value.is_empty()).then(|| value.to_owned());
-    }
-    None
+    let header = header_end(header).map_or(header, |end| &header[..end]);
+    crate::source::imap::fetch::message_id_from_header(header)
 }
 
 #[cfg(test)]
@@ -182,7 +151,16 @@ mod tests {
     #[test]
     fn message_id_folded_and_case_insensitive() {
         let h = b"From: a@b\nMESSAGE-ID:\n <abc@\n example.org>\nSubject: x\n\n";
-        assert_eq!(message_id(h).as_deref(), Some("<abc@example.org>"));
+        assert_eq!(message_id(h).as_deref(), Some("<abc@ example.org>"));
+        assert_eq!(
+            message_id(b"Message-Id: <9209252113.AA00975@ ebony >\n\n").as_deref(),
+            Some("<9209252113.AA00975@ ebony >"),
+            "kept as written, like the IMAP source"
+        );
+        assert_eq!(
+            message_id(b"Message-ID: <a@b> (comment)\n\n").as_deref(),
+            Some("<a@b>")
+        );
         assert_eq!(
             message_id(b"Message-Id: bare@id\r\n\r\n").as_deref(),
             Some("bare@id")

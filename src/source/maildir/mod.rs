@@ -3,7 +3,8 @@
 //! anyone's password and without loading the old IMAP server.
 //!
 //! What it owns, file by file:
-//! - [`layout`]: Maildir++ vs Dovecot `LAYOUT=fs`, folder names (modified UTF-7) and directories.
+//! - [`layout`]: Maildir++ vs Dovecot `LAYOUT=fs`, folder names (modified UTF-7, Dovecot's
+//!   `listescape` sequences) and directories.
 //! - `filename`: `base:2,FLAGS` names, `S=`/`W=` sizes, flag letters and keywords.
 //! - `uidlist`: Dovecot's `dovecot-uidlist` and `dovecot-keywords`.
 //! - `scan`: one folder's files and their UIDs/UIDVALIDITY (the rules are documented there).
@@ -28,13 +29,15 @@ mod scan;
 mod uidlist;
 
 #[cfg(test)]
+mod fixture_tests;
+#[cfg(test)]
 mod tests;
 
 use std::collections::HashMap;
 use std::fs;
 use std::path::{Path, PathBuf};
 
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, Timelike, Utc};
 
 pub use error::MaildirError;
 pub use layout::Layout;
@@ -50,6 +53,9 @@ pub struct MaildirSource {
     /// The last scan of each folder (by raw name): `fetch_bodies` finds files through it and
     /// rescans only when a file has moved since.
     scans: HashMap<String, FolderScan>,
+    /// Raw name -> directory, from the last listing (names are not always reversible to
+    /// directory names: `listescape`, literal backslashes).
+    dirs: HashMap<String, PathBuf>,
 }
 
 impl MaildirSource {
@@ -62,6 +68,7 @@ impl MaildirSource {
             root: root.to_owned(),
             layout,
             scans: HashMap::new(),
+            dirs: HashMap::new(),
         })
     }
 
@@ -78,7 +85,12 @@ impl MaildirSource {
     /// Every folder: INBOX first (special use `Inbox`), then the others by raw name. Parents
     /// that only exist as containers are listed with `selectable: false`.
     pub fn list_folders(&mut self) -> Result<Vec<SourceFolder>, MaildirError> {
-        layout::list(&self.root, &self.layout)
+        let found = layout::list(&self.root, &self.layout)?;
+        self.dirs = found
+            .iter()
+            .filter_map(|f| Some((f.folder.raw_name.clone(), f.dir.clone()?)))
+            .collect();
+        Ok(found.into_iter().map(|f| f.folder).collect())
     }
 
     /// Scans the folder and reports its UIDVALIDITY, next UID and message count. This scan is
@@ -118,7 +130,11 @@ impl MaildirSource {
                 Err(e) => return Err(e),
             };
             let size = known.or(info.crlf_size).unwrap_or(entry.file_len);
-            let internal_date = DateTime::<Utc>::from(entry.mtime).fixed_offset();
+            // Whole seconds, as IMAP's INTERNALDATE has them (Dovecot sets the mtime from it).
+            let internal_date = DateTime::<Utc>::from(entry.mtime)
+                .with_nanosecond(0)
+                .unwrap_or_else(|| DateTime::<Utc>::from(entry.mtime))
+                .fixed_offset();
             out.push(MessageMeta {
                 uid: entry.uid,
                 size,
@@ -166,17 +182,20 @@ impl MaildirSource {
         Ok(out)
     }
 
-    fn folder_dir(&self, folder: &SourceFolder) -> Result<PathBuf, MaildirError> {
-        let unknown = || MaildirError::UnknownFolder {
-            root: self.root.clone(),
-            folder: folder.raw_name.clone(),
-        };
-        let dir =
-            layout::folder_dir(&self.root, &self.layout, &folder.raw_name).ok_or_else(unknown)?;
-        if !dir.is_dir() {
-            return Err(unknown());
+    /// The folder's directory, from the last listing (listing again once if the name is not
+    /// known yet, e.g. when the engine resumes from its ledger without listing).
+    fn folder_dir(&mut self, folder: &SourceFolder) -> Result<PathBuf, MaildirError> {
+        if !self.dirs.contains_key(&folder.raw_name) {
+            self.list_folders()?;
         }
-        Ok(dir)
+        match self.dirs.get(&folder.raw_name) {
+            // A folder deleted since the listing must not read as an empty one.
+            Some(dir) if dir.is_dir() => Ok(dir.clone()),
+            _ => Err(MaildirError::UnknownFolder {
+                root: self.root.clone(),
+                folder: folder.raw_name.clone(),
+            }),
+        }
     }
 
     fn rescan(&mut self, folder: &SourceFolder) -> Result<&FolderScan, MaildirError> {

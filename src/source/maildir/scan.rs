@@ -5,8 +5,9 @@
 //! The uidlist's UIDVALIDITY and UIDs are used as they are, so they equal what Dovecot serves over
 //! IMAP. Files the uidlist does not know yet (mail delivered by something other than Dovecot since
 //! Dovecot last looked) are numbered from the uidlist's next UID upward, in the order Dovecot
-//! itself will number them (the delivery time in the file name, then the name), so in the usual
-//! case the UIDs mailferry reports are the ones Dovecot will later assign. Residual risk: if a
+//! itself will number them (the delivery time in the file name, then the name; not the mtime,
+//! which Dovecot ignores here), so in the usual case the UIDs mailferry reports are the ones
+//! Dovecot will later assign (`tests/it/maildir_source.rs` checks this against real Dovecot). Residual risk: if a
 //! file with an *older* name time arrives before Dovecot syncs, Dovecot's numbering will differ
 //! from the provisional one under the same UIDVALIDITY. A consumer that keeps the size (or hash)
 //! per UID can detect such a reuse; the source alone cannot, as it keeps no state.

@@ -449,3 +449,74 @@ fn unknown_and_hostile_folder_names_are_refused() {
         );
     }
 }
+
+#[test]
+fn folders_dovecot_created_but_never_used_are_selectable() {
+    // Dovecot's CREATE writes dovecot-uidlist (and maildirfolder in Maildir++) and makes cur/
+    // new/ tmp/ only on first use.
+    let t = tempfile::tempdir().unwrap();
+    let pp = t.path().join("pp");
+    mkmaildir(&pp);
+    fs::create_dir(pp.join(".Fresh")).unwrap();
+    fs::write(pp.join(".Fresh/maildirfolder"), "").unwrap();
+    fs::write(pp.join(".Fresh/dovecot-uidlist"), "3 V77 N1\n").unwrap();
+    let mut src = MaildirSource::open(&pp).unwrap();
+    let fresh = folder(&src.list_folders().unwrap(), "Fresh").clone();
+    assert!(fresh.selectable);
+    let st = src.select(&fresh).unwrap();
+    assert_eq!(
+        (st.uid_validity.get(), st.exists, st.uid_next),
+        (77, 0, Some(1))
+    );
+
+    let fsl = t.path().join("fs");
+    mkmaildir(&fsl.join("INBOX"));
+    fs::create_dir_all(fsl.join("Archive/2019")).unwrap();
+    fs::write(fsl.join("Archive/2019/dovecot-uidlist"), "3 V78 N1\n").unwrap();
+    let mut src = MaildirSource::open(&fsl).unwrap();
+    let folders = src.list_folders().unwrap();
+    assert!(!folder(&folders, "Archive").selectable);
+    let y = folder(&folders, "Archive/2019").clone();
+    assert!(y.selectable);
+    assert_eq!(src.select(&y).unwrap().uid_validity.get(), 78);
+    assert!(src.fetch_meta(&y).unwrap().is_empty());
+}
+
+#[test]
+fn listescaped_names_read_as_dovecot_lists_them() {
+    let t = tempfile::tempdir().unwrap();
+    let root = t.path();
+    mkmaildir(root);
+    for d in [
+        ".a\\2fb",
+        ".Q1\\2fQ2.sub",
+        ".x\\5c2024",
+        ".Plain \\ Backslash",
+    ] {
+        mkmaildir(&root.join(d));
+    }
+    put(&root.join(".a\\2fb"), "cur", "1.M1P1.h:2,S", &msg("esc"), 1);
+    let mut src = MaildirSource::open(root).unwrap();
+    let folders = src.list_folders().unwrap();
+    let names: Vec<&str> = folders.iter().map(|f| f.raw_name.as_str()).collect();
+    assert_eq!(
+        names,
+        [
+            "INBOX",
+            "Plain \\ Backslash",
+            "Q1/Q2",
+            "Q1/Q2.sub",
+            "a/b",
+            "x\\2024"
+        ]
+    );
+    assert!(!folder(&folders, "Q1/Q2").selectable);
+    assert_eq!(
+        folder(&folders, "Q1/Q2.sub").path.segments(),
+        ["Q1/Q2", "sub"]
+    );
+    let ab = folder(&folders, "a/b").clone();
+    assert_eq!(ab.path.segments(), ["a/b"]);
+    src.select(&ab).unwrap();
+    assert_eq!(src.fetch_meta(&ab).unwrap().len(), 1);
+}

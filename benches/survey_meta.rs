@@ -1,0 +1,248 @@
+//! Survey benchmark: metadata of a 5,000-message mailbox (about 480 MB, realistic size mix, 30
+//! folders) read with `ImapSource::fetch_meta` over implicit TLS, next to the floor: a bare
+//! `UID FETCH 1:* (FLAGS RFC822.SIZE INTERNALDATE)` per folder on one raw TLS connection that
+//! parses nothing. Prints a table; asserts nothing about speed.
+//!
+//! Run: `cargo bench --bench survey_meta` (needs Dovecot; loading takes a minute or two).
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use mailferry::model::Flags;
+use mailferry::secret::Secret;
+use mailferry::source::imap::{ImapAuth, ImapEndpoint, ImapSource, Security};
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+
+#[path = "../tests/support/corpus.rs"]
+#[allow(dead_code)]
+mod corpus;
+#[path = "../tests/support/dovecot.rs"]
+#[allow(dead_code)]
+mod dovecot;
+
+const MESSAGES: usize = 5_000;
+const FOLDERS: usize = 30;
+const RUNS: usize = 9;
+const FLOOR_ATTRS: &str = "FLAGS RFC822.SIZE INTERNALDATE";
+/// What fetch_meta asks for, sent by the raw client: separates server cost from client cost.
+const FULL_ATTRS: &str =
+    "UID FLAGS INTERNALDATE RFC822.SIZE BODY.PEEK[HEADER.FIELDS (MESSAGE-ID)] MODSEQ";
+
+/// Deterministic size mix: mostly 5-50 KB, some 100 KB-2 MB, a few 5-10 MB.
+fn size_of(i: usize) -> usize {
+    let mut x = (i as u64 + 1).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    x ^= x >> 29;
+    let r = x % 10_000;
+    let u = ((x >> 20) % 1_000_000) as f64 / 1e6;
+    if r < 40 {
+        5_000_000 + (u * 5e6) as usize
+    } else if r < 1_040 {
+        // 100 KB-2 MB, skewed towards the small end.
+        100_000 + (u.powi(6) * 1.9e6) as usize
+    } else {
+        5_000 + (u * 45e3) as usize
+    }
+}
+
+fn median(mut v: Vec<Duration>) -> Duration {
+    v.sort();
+    v[v.len() / 2]
+}
+
+fn main() {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let d = dovecot::Dovecot::start(dovecot::Layout::Fs);
+    d.add_user("bench", "pw");
+    let t = Instant::now();
+    let mut total_bytes = 0usize;
+    let folder_names: Vec<Vec<String>> = (0..FOLDERS)
+        .map(|f| match f {
+            0 => vec!["INBOX".to_owned()],
+            1 => vec!["Sent".to_owned()],
+            f if f % 3 == 0 => vec!["Projects".to_owned(), format!("P{f}"), "Mail".to_owned()],
+            f => vec![format!("Folder {f}")],
+        })
+        .collect();
+    let per_folder = MESSAGES / FOLDERS;
+    for (fi, name) in folder_names.iter().enumerate() {
+        let msgs: Vec<(Vec<u8>, Flags, _)> = (0..per_folder)
+            .map(|k| {
+                let i = fi * per_folder + k;
+                (
+                    corpus::generated_message(i, size_of(i)),
+                    corpus::flags_for(i),
+                    corpus::date_for(i),
+                )
+            })
+            .collect();
+        total_bytes += msgs.iter().map(|m| m.0.len()).sum::<usize>();
+        let segs: Vec<&str> = name.iter().map(String::as_str).collect();
+        d.load("bench", &segs, &msgs);
+    }
+    let load = t.elapsed();
+    println!(
+        "loaded {} messages, {:.0} MB, {FOLDERS} folders in {:.1} s",
+        per_folder * FOLDERS,
+        total_bytes as f64 / 1e6,
+        load.as_secs_f64()
+    );
+
+    let endpoint = ImapEndpoint {
+        host: "localhost".into(),
+        port: d.port_tls(),
+        security: Security::Tls,
+        ca_file: Some(d.ca_pem_path()),
+        insecure: false,
+        timeout: Duration::from_secs(60),
+    };
+    let auth = ImapAuth::Login {
+        user: "bench".into(),
+        password: Secret::from("pw"),
+    };
+
+    let mut meta_times = Vec::new();
+    let mut floor_times = Vec::new();
+    let mut raw_full_times = Vec::new();
+    let mut counted = 0;
+    for _ in 0..RUNS {
+        let (elapsed, n) = rt.block_on(async {
+            let t = Instant::now();
+            let mut src = ImapSource::connect(endpoint.clone(), auth.clone())
+                .await
+                .expect("connect");
+            let mut n = 0;
+            for f in src
+                .list_folders()
+                .await
+                .expect("list")
+                .iter()
+                .filter(|f| f.selectable)
+            {
+                n += src.fetch_meta(f, None).await.expect("meta").len();
+            }
+            src.logout().await;
+            (t.elapsed(), n)
+        });
+        meta_times.push(elapsed);
+        counted = n;
+        let raw_names: Vec<String> = folder_names
+            .iter()
+            .map(|s| {
+                s.iter()
+                    .map(|x| mailferry::utf7::encode(x))
+                    .collect::<Vec<_>>()
+                    .join("/")
+            })
+            .collect();
+        floor_times.push(rt.block_on(floor(
+            d.port_tls(),
+            d.ca_pem_path(),
+            &raw_names,
+            FLOOR_ATTRS,
+        )));
+        raw_full_times.push(rt.block_on(floor(
+            d.port_tls(),
+            d.ca_pem_path(),
+            &raw_names,
+            FULL_ATTRS,
+        )));
+    }
+    assert_eq!(
+        counted,
+        per_folder * FOLDERS,
+        "fetch_meta saw every message"
+    );
+    let m = median(meta_times.clone());
+    let f = median(floor_times.clone());
+    let r = median(raw_full_times.clone());
+    println!();
+    println!("| run ({RUNS} runs, median; connect + login included) | wall | messages/s |");
+    println!("|---|---|---|");
+    println!(
+        "| fetch_meta, all folders (LIST + EXAMINE + UID FETCH with Message-ID) | {:.3} s | {:.0} |",
+        m.as_secs_f64(),
+        counted as f64 / m.as_secs_f64()
+    );
+    println!(
+        "| floor: bare UID FETCH 1:* (FLAGS RFC822.SIZE INTERNALDATE), no parsing | {:.3} s | {:.0} |",
+        f.as_secs_f64(),
+        counted as f64 / f.as_secs_f64()
+    );
+    println!(
+        "| raw client, fetch_meta's attributes (+ Message-ID header, MODSEQ), no parsing | {:.3} s | {:.0} |",
+        r.as_secs_f64(),
+        counted as f64 / r.as_secs_f64()
+    );
+    println!(
+        "| ratio fetch_meta / floor | {:.2}x | |",
+        m.as_secs_f64() / f.as_secs_f64()
+    );
+    println!(
+        "all runs: fetch_meta {meta_times:?}; floor {floor_times:?}; raw full {raw_full_times:?}"
+    );
+}
+
+/// One raw TLS session: LOGIN, then EXAMINE + bare UID FETCH per folder, reading lines to the tag.
+async fn floor(port: u16, ca: std::path::PathBuf, folders: &[String], attrs: &str) -> Duration {
+    use tokio_rustls::rustls::{ClientConfig, RootCertStore, crypto::ring};
+    let t = Instant::now();
+    let mut roots = RootCertStore::empty();
+    let pem = std::fs::read(&ca).expect("ca");
+    for c in rustls_pemfile::certs(&mut pem.as_slice()) {
+        roots.add(c.expect("cert")).expect("add");
+    }
+    let config = ClientConfig::builder_with_provider(Arc::new(ring::default_provider()))
+        .with_safe_default_protocol_versions()
+        .expect("tls")
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    let tcp = tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .expect("tcp");
+    let name = tokio_rustls::rustls::pki_types::ServerName::try_from("localhost").expect("name");
+    let tls = tokio_rustls::TlsConnector::from(Arc::new(config))
+        .connect(name, tcp)
+        .await
+        .expect("handshake");
+    let mut io = BufReader::new(tls);
+    let mut line = Vec::new();
+    io.read_until(b'\n', &mut line).await.expect("greeting");
+    let mut run =
+        async |io: &mut BufReader<tokio_rustls::client::TlsStream<tokio::net::TcpStream>>,
+               tag: &str,
+               cmd: String| {
+            io.get_mut()
+                .write_all(format!("{tag} {cmd}\r\n").as_bytes())
+                .await
+                .expect("write");
+            io.get_mut().flush().await.expect("flush");
+            loop {
+                line.clear();
+                io.read_until(b'\n', &mut line).await.expect("read");
+                if line.starts_with(tag.as_bytes()) {
+                    assert!(
+                        line.starts_with(format!("{tag} OK").as_bytes()),
+                        "{}",
+                        String::from_utf8_lossy(&line)
+                    );
+                    break;
+                }
+            }
+        };
+    run(&mut io, "a", "LOGIN bench pw".into()).await;
+    for (i, f) in folders.iter().enumerate() {
+        run(&mut io, &format!("e{i}"), format!("EXAMINE \"{f}\"")).await;
+        run(
+            &mut io,
+            &format!("f{i}"),
+            format!("UID FETCH 1:* ({attrs})"),
+        )
+        .await;
+    }
+    run(&mut io, "z", "LOGOUT".into()).await;
+    t.elapsed()
+}

@@ -1,0 +1,295 @@
+//! Terminal renderings of survey and status results (JSON output is serde's).
+
+use crate::engine::survey::SurveyReport;
+use crate::engine::verify::VerifyReport;
+use crate::ledger::{FailureGroup, MailboxProgress, RunRow};
+use crate::report::table::{bytes, render};
+
+fn duration(secs: f64) -> String {
+    let s = secs.round() as u64;
+    match s {
+        0..60 => format!("{s}s"),
+        60..3600 => format!("{}m{:02}s", s / 60, s % 60),
+        _ => format!("{}h{:02}m", s / 3600, (s % 3600) / 60),
+    }
+}
+
+/// The survey as tables: one per mailbox (its folders), then the plan's totals.
+pub fn survey(r: &SurveyReport) -> String {
+    let mut out = String::new();
+    for m in &r.mailboxes {
+        out.push_str(&format!(
+            "== {} -> {} ({})\n",
+            m.mailbox, m.destination, m.status
+        ));
+        if let Some(e) = &m.error {
+            out.push_str(&format!("   error: {e}\n\n"));
+            continue;
+        }
+        let rows: Vec<Vec<String>> = m
+            .folders
+            .iter()
+            .map(|f| {
+                let mut notes = Vec::new();
+                if let Some(x) = &f.excluded_by {
+                    notes.push(format!("excluded by {x:?}"));
+                }
+                notes.extend(f.changes.iter().cloned());
+                if f.over_limit > 0 {
+                    notes.push(format!("{} over the size limit", f.over_limit));
+                }
+                if f.without_message_id > 0 {
+                    notes.push(format!("{} without Message-ID", f.without_message_id));
+                }
+                if f.duplicate_message_ids > 0 {
+                    notes.push(format!("{} share a Message-ID", f.duplicate_message_ids));
+                }
+                if let Some(e) = &f.error {
+                    notes.push(format!("error: {e}"));
+                }
+                vec![
+                    f.source.clone(),
+                    f.target.clone().unwrap_or_else(|| "-".into()),
+                    f.messages.to_string(),
+                    bytes(f.bytes),
+                    notes.join("; "),
+                ]
+            })
+            .collect();
+        out.push_str(&render(
+            &["folder", "destination", "messages", "size", "notes"],
+            &rows,
+        ));
+        out.push_str(&format!(
+            "   total {} messages, {}; {} over the limit ({}); {} without Message-ID; {} renamed folders\n",
+            m.messages,
+            bytes(m.bytes),
+            m.over_limit,
+            bytes(m.over_limit_bytes),
+            m.without_message_id,
+            m.renamed_folders
+        ));
+        if let (Some(q), Some(fits)) = (m.quota_bytes, m.fits_quota) {
+            out.push_str(&format!(
+                "   quota {}: {}\n",
+                bytes(q),
+                if fits { "fits" } else { "DOES NOT FIT" }
+            ));
+        }
+        if let Some(l) = m.largest.first() {
+            out.push_str(&format!(
+                "   largest: {} in {} (UID {})\n",
+                bytes(l.bytes),
+                l.folder,
+                l.uid
+            ));
+        }
+        if let Some(t) = m.estimated_seconds {
+            out.push_str(&format!(
+                "   estimated upload time under Graph's limits: {}\n",
+                duration(t)
+            ));
+        }
+        out.push('\n');
+    }
+    out.push_str(&format!(
+        "plan: {} mailboxes ({} failed), {} messages, {}",
+        r.mailboxes.len(),
+        r.failed_mailboxes,
+        r.messages,
+        bytes(r.bytes)
+    ));
+    if let Some(t) = r.estimated_seconds {
+        out.push_str(&format!(
+            ", estimated {} at {} mailboxes at once",
+            duration(t),
+            r.concurrency
+        ));
+    }
+    out.push('\n');
+    for e in &r.plan_errors {
+        out.push_str(&format!("plan: {e}\n"));
+    }
+    out
+}
+
+/// `status` as tables.
+pub fn status(progress: &[MailboxProgress], failures: &[FailureGroup], runs: &[RunRow]) -> String {
+    let rows: Vec<Vec<String>> = progress
+        .iter()
+        .map(|p| {
+            let pct = if p.bytes_total > 0 {
+                format!("{:.1}%", 100.0 * p.bytes_done as f64 / p.bytes_total as f64)
+            } else {
+                "-".into()
+            };
+            vec![
+                p.mailbox.clone(),
+                p.destination.clone(),
+                p.state.clone().unwrap_or_else(|| "-".into()),
+                p.done.to_string(),
+                p.pending.to_string(),
+                p.sending.to_string(),
+                p.skipped.to_string(),
+                p.failed.to_string(),
+                format!("{} / {}", bytes(p.bytes_done), bytes(p.bytes_total)),
+                pct,
+            ]
+        })
+        .collect();
+    let mut out = render(
+        &[
+            "mailbox",
+            "destination",
+            "last run",
+            "done",
+            "pending",
+            "sending",
+            "skipped",
+            "failed",
+            "bytes",
+            "%",
+        ],
+        &rows,
+    );
+    for p in progress.iter().filter(|p| p.last_error.is_some()) {
+        out.push_str(&format!(
+            "{}: {}\n",
+            p.mailbox,
+            p.last_error.as_deref().unwrap_or_default()
+        ));
+    }
+    if !failures.is_empty() {
+        out.push_str("\nfailures and skips by reason:\n");
+        let rows: Vec<Vec<String>> = failures
+            .iter()
+            .map(|f| {
+                vec![
+                    f.mailbox.clone(),
+                    f.class.clone(),
+                    f.count.to_string(),
+                    f.reason.clone(),
+                ]
+            })
+            .collect();
+        out.push_str(&render(&["mailbox", "class", "count", "reason"], &rows));
+    }
+    if !runs.is_empty() {
+        out.push_str("\nrecent runs:\n");
+        let rows: Vec<Vec<String>> = runs
+            .iter()
+            .map(|r| {
+                vec![
+                    r.id.to_string(),
+                    r.command.clone(),
+                    r.started_at.clone(),
+                    r.finished_at.clone().unwrap_or_else(|| "-".into()),
+                    r.status.clone(),
+                ]
+            })
+            .collect();
+        out.push_str(&render(
+            &["run", "command", "started", "finished", "status"],
+            &rows,
+        ));
+    }
+    out
+}
+
+/// `verify` as a table of folders per mailbox, then the verdict and every discrepancy.
+pub fn verify(r: &VerifyReport) -> String {
+    let mut out = String::new();
+    for m in &r.mailboxes {
+        out.push_str(&format!(
+            "== {} -> {}: {}\n",
+            m.mailbox,
+            m.destination,
+            m.verdict.to_uppercase()
+        ));
+        let rows: Vec<Vec<String>> = m
+            .folders
+            .iter()
+            .map(|f| {
+                vec![
+                    f.source.clone(),
+                    f.target.clone(),
+                    f.source_count.to_string(),
+                    f.ledger_done.to_string(),
+                    f.ledger_skipped.to_string(),
+                    f.destination_count.to_string(),
+                ]
+            })
+            .collect();
+        if !rows.is_empty() {
+            out.push_str(&render(
+                &[
+                    "folder",
+                    "destination",
+                    "source",
+                    "done",
+                    "skipped",
+                    "at destination",
+                ],
+                &rows,
+            ));
+        }
+        for reason in &m.reasons {
+            out.push_str(&format!("   {reason}\n"));
+        }
+        for d in m.missing.iter().chain(&m.doubled).chain(&m.changed) {
+            out.push_str(&format!(
+                "   {} {} UID {} {}: {}\n",
+                d.kind,
+                d.folder,
+                d.uid.map(|u| u.to_string()).unwrap_or_else(|| "-".into()),
+                d.message_id.as_deref().unwrap_or(""),
+                d.detail
+            ));
+        }
+        out.push('\n');
+    }
+    out.push_str(if r.perfect {
+        "verdict: PERFECT\n"
+    } else {
+        "verdict: INVESTIGATE\n"
+    });
+    out
+}
+
+/// One CSV line per discrepancy (and one per mailbox verdict).
+pub fn verify_csv(r: &VerifyReport) -> String {
+    let mut w = csv::Writer::from_writer(Vec::new());
+    let _ = w.write_record([
+        "mailbox",
+        "verdict",
+        "kind",
+        "folder",
+        "uid",
+        "message_id",
+        "detail",
+    ]);
+    for m in &r.mailboxes {
+        let _ = w.write_record([
+            m.mailbox.as_str(),
+            m.verdict.as_str(),
+            "verdict",
+            "",
+            "",
+            "",
+            &m.reasons.join("; "),
+        ]);
+        for d in m.missing.iter().chain(&m.doubled).chain(&m.changed) {
+            let uid = d.uid.map(|u| u.to_string()).unwrap_or_default();
+            let _ = w.write_record([
+                m.mailbox.as_str(),
+                m.verdict.as_str(),
+                d.kind.as_str(),
+                d.folder.as_str(),
+                uid.as_str(),
+                d.message_id.as_deref().unwrap_or(""),
+                d.detail.as_str(),
+            ]);
+        }
+    }
+    String::from_utf8(w.into_inner().unwrap_or_default()).unwrap_or_default()
+}

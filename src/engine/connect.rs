@@ -1,0 +1,281 @@
+//! From the plan to live connections: maps plan settings onto each source's and sink's own
+//! settings, shares one Graph app client per destination across mailboxes, and keeps the number
+//! of connections to one source host under the plan's limit.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+
+use super::adapters::{AnySink, AnySource, GraphMailboxSink, ImapDestSink};
+use super::ports::StepError;
+use crate::plan::{self, Destination, Mailbox, MailboxSource, Plan, SourceKind, SourceLogin};
+use crate::sink::FailureClass;
+use crate::sink::graph::{self as graph, GraphApp};
+use crate::sink::imap::ImapSink;
+use crate::source::imap::{ImapAuth, ImapEndpoint, ImapSource, Security};
+use crate::source::maildir::MaildirSource;
+use crate::translate::{FolderMapper, TargetKind};
+
+/// Builds sources and sinks for a plan's mailboxes.
+pub struct Connector<'p> {
+    plan: &'p Plan,
+    hosts: Mutex<HashMap<String, Arc<Semaphore>>>,
+    apps: Mutex<HashMap<String, GraphApp>>,
+}
+
+impl<'p> Connector<'p> {
+    pub fn new(plan: &'p Plan) -> Connector<'p> {
+        Connector {
+            plan,
+            hosts: Mutex::default(),
+            apps: Mutex::default(),
+        }
+    }
+
+    /// Waits for a connection slot on the mailbox's source host (none needed for Maildir).
+    pub async fn host_permit(&self, mb: &Mailbox) -> Option<OwnedSemaphorePermit> {
+        let ep = self.plan.source.endpoint.as_ref()?;
+        if !matches!(mb.source, MailboxSource::Imap { .. }) {
+            return None;
+        }
+        let sem = {
+            let mut hosts = self.hosts.lock().unwrap_or_else(|p| p.into_inner());
+            let limit = self.plan.source.max_connections_per_host.max(1);
+            Arc::clone(
+                hosts
+                    .entry(ep.host.to_ascii_lowercase())
+                    .or_insert_with(|| Arc::new(Semaphore::new(limit))),
+            )
+        };
+        sem.acquire_owned().await.ok()
+    }
+
+    /// Opens the mailbox's source.
+    pub async fn source(&self, mb: &Mailbox) -> Result<AnySource, StepError> {
+        match &mb.source {
+            MailboxSource::Maildir { path } => MaildirSource::open(path)
+                .map(AnySource::Maildir)
+                .map_err(|e| StepError::new(FailureClass::Mailbox, e.to_string())),
+            MailboxSource::Imap { login, .. } => {
+                if self.plan.source.kind != SourceKind::Imap {
+                    return Err(StepError::new(
+                        FailureClass::Fatal,
+                        "the plan's source is not IMAP",
+                    ));
+                }
+                let ep = self.plan.source.endpoint.as_ref().ok_or_else(|| {
+                    StepError::new(FailureClass::Fatal, "the plan has no [source] host")
+                })?;
+                let endpoint = imap_endpoint(ep, self.plan.source.timeout_secs);
+                let auth = imap_auth(login, self.plan.source.auth);
+                ImapSource::connect(endpoint, auth)
+                    .await
+                    .map(|s| AnySource::Imap(Box::new(s)))
+                    .map_err(|e| StepError::new(FailureClass::Mailbox, e.to_string()))
+            }
+        }
+    }
+
+    /// Opens the mailbox's destination.
+    pub async fn sink(&self, mb: &Mailbox) -> Result<AnySink, StepError> {
+        let dest = self.plan.destination(&mb.destination).ok_or_else(|| {
+            StepError::new(
+                FailureClass::Fatal,
+                format!("unknown destination {:?}", mb.destination),
+            )
+        })?;
+        match dest {
+            Destination::Graph(g) => {
+                let app = self.graph_app(g)?;
+                let mailbox = app.mailbox(&mb.destination_user);
+                mailbox
+                    .check_access()
+                    .await
+                    .map_err(|e| StepError::new(e.class(), e.to_string()))?;
+                Ok(AnySink::Graph(GraphMailboxSink::new(mailbox, g)))
+            }
+            Destination::Imap(d) => {
+                let login = match (&mb.destination_login, &d.master_user, &d.master_password) {
+                    (Some(l), _, _) => l.clone(),
+                    (None, Some(master), Some(pw)) => SourceLogin::Proxy {
+                        authzid: mb.destination_user.clone(),
+                        authcid: master.clone(),
+                        password: pw.clone(),
+                    },
+                    _ => {
+                        return Err(StepError::new(
+                            FailureClass::Mailbox,
+                            format!(
+                                "no login for {} at IMAP destination {:?}: set DestinationUser/DestinationPassword or a master user",
+                                mb.destination_user, d.name
+                            ),
+                        ));
+                    }
+                };
+                let sink = ImapSink::connect(
+                    imap_endpoint(&d.endpoint, self.plan.source.timeout_secs),
+                    imap_auth(&login, d.auth),
+                    d.connections.max(1),
+                )
+                .await
+                .map_err(|e| StepError::new(FailureClass::Mailbox, e.to_string()))?;
+                Ok(AnySink::Imap(Box::new(ImapDestSink::new(
+                    sink,
+                    self.plan.limits.max_message_bytes,
+                    d.connections.max(1),
+                ))))
+            }
+        }
+    }
+
+    /// Every Graph app client opened so far (for the throttling display).
+    pub fn graph_apps(&self) -> Vec<GraphApp> {
+        self.apps
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .values()
+            .cloned()
+            .collect()
+    }
+
+    /// The folder mapper for a mailbox's destination.
+    pub fn mapper(&self, sink: &AnySink) -> FolderMapper {
+        let kind = match sink {
+            AnySink::Graph(_) => TargetKind::Graph,
+            AnySink::Imap(s) => TargetKind::Imap {
+                delimiter: s.delimiter(),
+            },
+        };
+        FolderMapper::new(&self.plan.folders, kind)
+    }
+
+    /// Source, sink and mapper for one mailbox.
+    pub async fn open(
+        &self,
+        mb: &Mailbox,
+    ) -> Result<(AnySource, AnySink, FolderMapper), StepError> {
+        let sink = self.sink(mb).await?;
+        let src = self.source(mb).await?;
+        let mapper = self.mapper(&sink);
+        Ok((src, sink, mapper))
+    }
+
+    /// One Graph app client per destination, shared by all its mailboxes (token cache, app-wide
+    /// concurrency limit).
+    pub fn graph_app(&self, g: &plan::GraphDestination) -> Result<GraphApp, StepError> {
+        let mut apps = self.apps.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(app) = apps.get(&g.name) {
+            return Ok(app.clone());
+        }
+        let app = GraphApp::new(graph_settings(g, self.plan.limits.max_message_bytes))
+            .map_err(|e| StepError::new(FailureClass::Fatal, e.to_string()))?;
+        apps.insert(g.name.clone(), app.clone());
+        Ok(app)
+    }
+}
+
+/// Plan endpoint -> IMAP endpoint.
+pub fn imap_endpoint(ep: &plan::Endpoint, timeout_secs: u64) -> ImapEndpoint {
+    ImapEndpoint {
+        host: ep.host.clone(),
+        port: ep.port,
+        security: match ep.security {
+            plan::Security::Tls => Security::Tls,
+            plan::Security::StartTls => Security::StartTls,
+            plan::Security::Plain => Security::Plain,
+        },
+        ca_file: ep.ca_file.clone(),
+        insecure: ep.insecure,
+        timeout: Duration::from_secs(timeout_secs.max(1)),
+    }
+}
+
+/// Plan login -> IMAP authentication.
+pub fn imap_auth(login: &SourceLogin, method: plan::AuthMethod) -> ImapAuth {
+    match login {
+        SourceLogin::Login { user, password } => match method {
+            plan::AuthMethod::Plain => ImapAuth::Plain {
+                authzid: None,
+                authcid: user.clone(),
+                password: password.clone(),
+            },
+            plan::AuthMethod::XOAuth2 => ImapAuth::XOAuth2 {
+                user: user.clone(),
+                token: password.clone(),
+            },
+            plan::AuthMethod::Login => ImapAuth::Login {
+                user: user.clone(),
+                password: password.clone(),
+            },
+        },
+        SourceLogin::Proxy {
+            authzid,
+            authcid,
+            password,
+        } => ImapAuth::Plain {
+            authzid: Some(authzid.clone()),
+            authcid: authcid.clone(),
+            password: password.clone(),
+        },
+        SourceLogin::XOAuth2 { user, token } => ImapAuth::XOAuth2 {
+            user: user.clone(),
+            token: token.clone(),
+        },
+    }
+}
+
+/// Plan Graph destination -> Graph sink settings.
+pub fn graph_settings(g: &plan::GraphDestination, max_message_bytes: u64) -> graph::GraphSettings {
+    let credential = match &g.credential {
+        plan::GraphCredential::Secret(s) => graph::GraphCredential::Secret(s.clone()),
+        plan::GraphCredential::Certificate { path, password } => {
+            let is_p12 = path
+                .extension()
+                .is_some_and(|e| e.eq_ignore_ascii_case("p12") || e.eq_ignore_ascii_case("pfx"));
+            if is_p12 {
+                graph::GraphCredential::Pkcs12 {
+                    path: path.clone(),
+                    password: password.clone(),
+                }
+            } else {
+                graph::GraphCredential::CertificatePem {
+                    cert_and_key_pem: path.clone(),
+                }
+            }
+        }
+    };
+    let governor = graph::GovernorSettings {
+        requests_per_window: g.requests_per_10min,
+        bytes_per_window: g.bytes_per_5min,
+        mailbox_max_in_flight: g.concurrency_per_mailbox,
+        app_max_in_flight: g.concurrency_per_app,
+        ..Default::default()
+    };
+    graph::GraphSettings {
+        tenant: g.tenant.clone(),
+        client_id: g.client_id.clone(),
+        credential,
+        cloud: match g.cloud {
+            plan::Cloud::Global => graph::Cloud::Global,
+            plan::Cloud::UsGovHigh => graph::Cloud::UsGovHigh,
+            plan::Cloud::UsGovDod => graph::Cloud::UsGovDod,
+            plan::Cloud::China => graph::Cloud::China,
+        },
+        route: match g.route {
+            plan::Route::ImportMime => graph::Route::ImportMime,
+            plan::Route::Json => graph::Route::Json,
+        },
+        graph_url: g.graph_url.clone(),
+        login_url: g.login_url.clone(),
+        assertion_alg: match g.assertion_alg {
+            plan::AssertionAlg::Ps256 => graph::AssertionAlg::Ps256,
+            plan::AssertionAlg::Rs256 => graph::AssertionAlg::Rs256,
+        },
+        max_request_bytes: g.max_request_bytes,
+        max_message_bytes,
+        governor,
+        timeout: Duration::from_secs(300),
+    }
+}

@@ -1,0 +1,97 @@
+//! One mailbox's pass: list the source folders, map them, and run each folder's pass. A folder
+//! that fails is recorded and the others continue; an error that concerns the whole mailbox
+//! (access denied, credentials, the ledger) stops this mailbox only.
+
+use std::time::Instant;
+
+use super::folder::folder_pass;
+use super::ports::{MailSink, MailSource, StepError};
+use super::{MailboxCtx, cancelled};
+use crate::report::MailboxSummary;
+use crate::sink::FailureClass;
+use crate::translate::{FolderMapper, Target};
+
+/// A short, stable label for where a folder goes (`inbox`, `Archive/2019`), for the ledger and
+/// reports.
+pub fn target_label(target: &Target) -> String {
+    target.to_string()
+}
+
+/// Runs every folder of one mailbox. Returns the summary; `status` is `ok`, `failed`,
+/// `interrupted` or `dry-run`.
+pub(crate) async fn mailbox_pass<S: MailSource, K: MailSink>(
+    ctx: &MailboxCtx<K>,
+    src: &mut S,
+    mapper: &FolderMapper,
+) -> MailboxSummary {
+    let started = Instant::now();
+    let mut sum = MailboxSummary {
+        mailbox: ctx.mailbox_key.clone(),
+        destination: ctx.destination.clone(),
+        ..Default::default()
+    };
+    let result = run(ctx, src, mapper, &mut sum).await;
+    sum.seconds = started.elapsed().as_secs_f64();
+    sum.status = match result {
+        Err(e) => {
+            sum.error = Some(e.message);
+            "failed".into()
+        }
+        Ok(()) if cancelled(&ctx.cancel) => "interrupted".into(),
+        Ok(()) if ctx.opts.dry_run => "dry-run".into(),
+        Ok(()) => "ok".into(),
+    };
+    sum
+}
+
+async fn run<S: MailSource, K: MailSink>(
+    ctx: &MailboxCtx<K>,
+    src: &mut S,
+    mapper: &FolderMapper,
+    sum: &mut MailboxSummary,
+) -> Result<(), StepError> {
+    let folders = src.list_folders().await?;
+    for mapping in mapper.map(&folders) {
+        if cancelled(&ctx.cancel) {
+            break;
+        }
+        let Some(target) = &mapping.target else {
+            continue;
+        };
+        if !mapping.source.selectable {
+            continue;
+        }
+        let label = target_label(target);
+        match folder_pass(ctx, src, &mapping.source, target, &label).await {
+            Ok(r) => {
+                sum.absorb(&r.summary);
+                if let Some(e) = r.abort {
+                    return Err(with_folder(e, &mapping.source.raw_name));
+                }
+            }
+            Err(e) if matches!(e.class, FailureClass::Mailbox | FailureClass::Fatal) => {
+                return Err(with_folder(e, &mapping.source.raw_name));
+            }
+            Err(e) => {
+                // This folder failed (source gone away mid-pass, a folder the destination refuses):
+                // record it, keep going with the rest of the mailbox.
+                sum.failed += 1;
+                *sum.failures
+                    .entry(format!(
+                        "folder {:?}: {}",
+                        mapping.source.raw_name, e.message
+                    ))
+                    .or_default() += 1;
+            }
+        }
+    }
+    Ok(())
+}
+
+fn with_folder(e: StepError, folder: &str) -> StepError {
+    if e.message.contains(folder) {
+        e
+    } else {
+        StepError::new(e.class, format!("folder {folder:?}: {}", e.message))
+    }
+}

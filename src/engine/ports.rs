@@ -1,0 +1,115 @@
+//! The two ports the engine drives: a [`MailSource`] it reads from and a [`MailSink`] it writes
+//! to. Adapters for the IMAP and Maildir sources and the Graph and IMAP sinks live in
+//! [`super::adapters`]; the engine itself knows nothing of HTTP or IMAP.
+
+use std::future::Future;
+
+use crate::model::{
+    ContentHash, Flags, FolderStatus, MessageMeta, SourceFolder, SourceIdentity, Uid,
+};
+use crate::sink::{DestItem, FailureClass, OutgoingMessage};
+use crate::translate::Target;
+
+/// A failure at a source or sink, reduced to what the engine needs: how to treat it, and a
+/// message for the operator (already naming the host, folder, UID or request id it concerns).
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("{message}")]
+pub struct StepError {
+    pub class: FailureClass,
+    pub message: String,
+}
+
+impl StepError {
+    pub fn new(class: FailureClass, message: impl Into<String>) -> StepError {
+        StepError {
+            class,
+            message: message.into(),
+        }
+    }
+}
+
+/// Where messages come from (IMAP or Maildir). One instance is one connection: calls are sequential.
+/// Where messages come from (IMAP or Maildir). One instance is one connection: calls are
+/// sequential, on the mailbox's own task, so its futures need not be `Send`.
+pub trait MailSource: Send {
+    fn list_folders(&mut self) -> impl Future<Output = Result<Vec<SourceFolder>, StepError>>;
+    /// Selects (read-only) a folder for the calls that follow.
+    fn select(
+        &mut self,
+        folder: &SourceFolder,
+    ) -> impl Future<Output = Result<FolderStatus, StepError>>;
+    /// Every message of the selected folder (or only those changed since a MODSEQ).
+    fn fetch_meta(
+        &mut self,
+        folder: &SourceFolder,
+        changed_since: Option<u64>,
+    ) -> impl Future<Output = Result<Vec<MessageMeta>, StepError>>;
+    /// Raw bytes of the given UIDs; expunged ones are simply absent.
+    fn fetch_bodies(
+        &mut self,
+        folder: &SourceFolder,
+        uids: &[Uid],
+    ) -> impl Future<Output = Result<Vec<(Uid, Vec<u8>)>, StepError>>;
+    /// Ends the session politely.
+    fn close(self) -> impl Future<Output = ()>;
+}
+
+/// Where messages go (Graph or IMAP). Shared between concurrent write tasks.
+pub trait MailSink: Send + Sync + 'static {
+    /// How many write batches the engine may have in flight for one mailbox.
+    fn parallelism(&self) -> usize;
+    /// The destination's largest acceptable message, in bytes.
+    fn max_message_bytes(&self) -> u64;
+    /// How many messages one `write_batch` call should carry at most.
+    fn batch_size(&self) -> usize;
+    /// Makes sure the target folder exists; returns the destination's folder id.
+    fn ensure_folder(
+        &self,
+        target: &Target,
+    ) -> impl Future<Output = Result<String, StepError>> + Send;
+    /// Writes messages into one folder; one result per message, in order.
+    fn write_batch(
+        &self,
+        folder_id: &str,
+        messages: &[OutgoingMessage<'_>],
+    ) -> impl Future<Output = Vec<Result<String, StepError>>> + Send;
+    /// Items in the folder that are this message (for resolving a write that may have happened);
+    /// an item found without its identity stamp is completed with it and `flags`.
+    fn find(
+        &self,
+        folder_id: &str,
+        identity: &SourceIdentity,
+        message_id: Option<&str>,
+        size: u64,
+        flags: &Flags,
+    ) -> impl Future<Output = Result<Vec<String>, StepError>> + Send;
+    /// Brings an item's flags in line with the source.
+    fn set_flags(
+        &self,
+        folder_id: &str,
+        item_id: &str,
+        flags: &Flags,
+    ) -> impl Future<Output = Result<(), StepError>> + Send;
+    /// Everything in a folder, for verify.
+    fn list_items(
+        &self,
+        folder_id: &str,
+    ) -> impl Future<Output = Result<Vec<DestItem>, StepError>> + Send;
+}
+
+/// The identity of a message about to be written.
+pub fn identity(
+    mailbox: &str,
+    folder: &SourceFolder,
+    status: &FolderStatus,
+    uid: Uid,
+    sha256: ContentHash,
+) -> SourceIdentity {
+    SourceIdentity {
+        mailbox: mailbox.to_owned(),
+        folder: folder.raw_name.clone(),
+        uid_validity: status.uid_validity,
+        uid,
+        sha256,
+    }
+}

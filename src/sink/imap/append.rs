@@ -1,0 +1,389 @@
+//! APPEND, by hand: MULTIAPPEND batches (atomic on the server: if one fails they all fail, so a
+//! failed batch is retried item by item to find which), or pipelined single APPENDs with LITERAL+;
+//! flags filtered by PERMANENTFLAGS; APPENDUID read from every completion.
+
+use super::{AppendItem, ImapSink};
+use crate::model::ContentHash;
+use crate::model::Flags;
+use crate::source::imap::conn::Conn;
+use crate::source::imap::fetch::{format_internal_date, parse_uid_set};
+use crate::source::imap::wire::{Command, RespText};
+use crate::source::imap::{ImapError, ops::SelectInfo};
+
+/// Most items in one MULTIAPPEND command.
+const MULTI_ITEMS: usize = 100;
+/// Most bytes in one MULTIAPPEND command (the server holds the batch until it commits).
+const MULTI_BYTES: usize = 16 << 20;
+
+impl ImapSink {
+    /// Writes a batch into one folder (its raw name). One result per item, in order: the
+    /// destination id `UIDVALIDITY:UID`, or why that item failed.
+    pub async fn append_batch(
+        &self,
+        folder: &str,
+        items: &[AppendItem<'_>],
+    ) -> Vec<Result<String, ImapError>> {
+        if items.is_empty() {
+            return Vec::new();
+        }
+        // SELECTing the target first saves the server work on every APPEND and tells us
+        // PERMANENTFLAGS and UIDVALIDITY. Nothing is written yet, so a pooled connection that
+        // turns out to be dead is simply replaced once.
+        let mut attempt = 0;
+        let (mut lease, info) = loop {
+            attempt += 1;
+            let mut lease = match self.pool.get().await {
+                Ok(l) => l,
+                Err(e) => return items.iter().map(|_| Err(clone_err(&e, folder))).collect(),
+            };
+            match select(lease.conn(), folder).await {
+                Ok(info) => break (lease, info),
+                Err(e) if attempt < 2 && e.is_connection_drop() => continue,
+                Err(e) => return items.iter().map(|_| Err(clone_err(&e, folder))).collect(),
+            }
+        };
+        let conn = lease.conn();
+        let mut out: Vec<Result<String, ImapError>> = Vec::with_capacity(items.len());
+        if self.caps.multiappend() && items.len() > 1 {
+            for chunk in chunks(items) {
+                match self.multiappend(conn, folder, &info, chunk).await {
+                    Ok(ids) => out.extend(ids.into_iter().map(Ok)),
+                    Err(e)
+                        if conn.is_usable()
+                            && matches!(e, ImapError::No { .. } | ImapError::Bad { .. }) =>
+                    {
+                        // The batch was refused as a whole: find the culprit(s) one by one.
+                        out.extend(self.singles(conn, folder, &info, chunk).await);
+                    }
+                    Err(e) => out.extend(chunk.iter().map(|_| Err(clone_err(&e, folder)))),
+                }
+            }
+        } else {
+            out = self.singles(conn, folder, &info, items).await;
+        }
+        // Without UIDPLUS, look each stored item up by Message-ID and size.
+        if !self.caps.uidplus() {
+            for (res, item) in out.iter_mut().zip(items) {
+                if let Ok(id) = res
+                    && id.is_empty()
+                {
+                    *res = self.locate(conn, folder, item).await;
+                }
+            }
+        }
+        out
+    }
+
+    async fn multiappend(
+        &self,
+        conn: &mut Conn,
+        folder: &str,
+        info: &SelectInfo,
+        items: &[AppendItem<'_>],
+    ) -> Result<Vec<String>, ImapError> {
+        let flags: Vec<String> = items
+            .iter()
+            .map(|i| self.flag_list(i.flags, info))
+            .collect();
+        let dates: Vec<String> = items
+            .iter()
+            .map(|i| format_internal_date(&i.internal_date))
+            .collect();
+        let mut cmd = Command::new("APPEND ");
+        cmd.astring(folder);
+        for ((item, f), d) in items.iter().zip(&flags).zip(&dates) {
+            cmd.text(&format!(" ({f}) {d} ")).literal(item.raw);
+        }
+        let label = format!("APPEND ({} messages)", items.len());
+        let done = conn
+            .run(&cmd, &label)
+            .await
+            .map_err(|e| e.in_folder(folder))?
+            .done;
+        if !self.caps.uidplus() {
+            return Ok(vec![String::new(); items.len()]);
+        }
+        let ids = appenduids(&done).ok_or_else(|| ImapError::Protocol {
+            ctx: conn.ctx(&label),
+            detail: format!(
+                "APPEND completed without a usable APPENDUID: {:?}",
+                done.code_string()
+            ),
+        })?;
+        if ids.len() != items.len() {
+            return Err(ImapError::Protocol {
+                ctx: conn.ctx(&label),
+                detail: format!(
+                    "APPENDUID names {} messages for {} appended",
+                    ids.len(),
+                    items.len()
+                ),
+            });
+        }
+        Ok(ids)
+    }
+
+    /// Single APPENDs, pipelined when LITERAL+ lets us send without waiting.
+    async fn singles(
+        &self,
+        conn: &mut Conn,
+        folder: &str,
+        info: &SelectInfo,
+        items: &[AppendItem<'_>],
+    ) -> Vec<Result<String, ImapError>> {
+        let pipelined = self.caps.literal_plus();
+        let mut out = Vec::with_capacity(items.len());
+        // A connection-level failure: every item not yet confirmed shares its fate.
+        let mut fatal: Option<ImapError> = None;
+        let step = if pipelined { 32 } else { 1 };
+        for chunk in items.chunks(step) {
+            let mut slots: Vec<Option<Result<String, ImapError>>> =
+                chunk.iter().map(|_| None).collect();
+            let mut tags: Vec<(usize, String)> = Vec::new();
+            for (i, item) in chunk.iter().enumerate() {
+                if fatal.is_some() {
+                    break;
+                }
+                let f = self.flag_list(item.flags, info);
+                let d = format_internal_date(&item.internal_date);
+                let mut cmd = Command::new("APPEND ");
+                cmd.astring(folder)
+                    .text(&format!(" ({f}) {d} "))
+                    .literal(item.raw);
+                match conn.start(&cmd, "APPEND", &mut |_| {}).await {
+                    Ok(tag) => tags.push((i, tag)),
+                    Err(e) if conn.is_usable() => slots[i] = Some(Err(e.in_folder(folder))),
+                    Err(e) => fatal = Some(e.in_folder(folder)),
+                }
+            }
+            if conn.is_usable() && !tags.is_empty() {
+                let list: Vec<String> = tags.iter().map(|(_, t)| t.clone()).collect();
+                match conn.finish_all(&list, "APPEND", |_| {}).await {
+                    Ok(results) => {
+                        for ((i, _), r) in tags.iter().zip(results) {
+                            slots[*i] = Some(match r {
+                                Ok(done) => self.id_from(conn, &done),
+                                Err(e) => Err(e.in_folder(folder)),
+                            });
+                        }
+                    }
+                    Err(e) => fatal = Some(e.in_folder(folder)),
+                }
+            }
+            for slot in slots {
+                out.push(match (slot, &fatal) {
+                    (Some(r), _) => r,
+                    (None, Some(e)) => Err(clone_err(e, folder)),
+                    (None, None) => Err(ImapError::Protocol {
+                        ctx: conn.ctx("APPEND"),
+                        detail: "no completion for an APPEND".into(),
+                    }),
+                });
+            }
+        }
+        out
+    }
+
+    fn id_from(&self, conn: &Conn, done: &RespText) -> Result<String, ImapError> {
+        if !self.caps.uidplus() {
+            return Ok(String::new());
+        }
+        match appenduids(done) {
+            Some(ids) if ids.len() == 1 => Ok(ids[0].clone()),
+            _ => Err(ImapError::Protocol {
+                ctx: conn.ctx("APPEND"),
+                detail: format!(
+                    "APPEND completed without a usable APPENDUID: {:?}",
+                    done.code_string()
+                ),
+            }),
+        }
+    }
+
+    /// Finds a just-appended item when the server has no UIDPLUS.
+    async fn locate(
+        &self,
+        conn: &mut Conn,
+        folder: &str,
+        item: &AppendItem<'_>,
+    ) -> Result<String, ImapError> {
+        let message_id = message_id_of(item.raw);
+        let hash = ContentHash::of(item.raw);
+        let found = self
+            .find_on(
+                conn,
+                folder,
+                message_id.as_deref(),
+                item.raw.len() as u64,
+                &hash,
+            )
+            .await?;
+        // The newest match is the one just written.
+        found.into_iter().last().ok_or_else(|| ImapError::Protocol {
+            ctx: conn.ctx("APPEND"),
+            detail: "the appended message cannot be found again (no UIDPLUS)".into(),
+        })
+    }
+
+    /// The flags to send: `\Recent` never (Flags cannot hold it), system flags only when in
+    /// PERMANENTFLAGS, keywords only when PERMANENTFLAGS has `\*` (or lists them).
+    pub(super) fn flag_list(&self, flags: &Flags, info: &SelectInfo) -> String {
+        let atoms = flags.to_atoms();
+        let Some(perm) = &info.permanent_flags else {
+            return atoms.join(" ");
+        };
+        let any_keyword = perm.iter().any(|p| p == "\\*");
+        atoms
+            .into_iter()
+            .filter(|a| {
+                perm.iter().any(|p| p.eq_ignore_ascii_case(a))
+                    || (any_keyword && !a.starts_with('\\'))
+            })
+            .collect::<Vec<_>>()
+            .join(" ")
+    }
+}
+
+/// SELECTs (read-write) unless already selected.
+pub(super) async fn select(conn: &mut Conn, folder: &str) -> Result<SelectInfo, ImapError> {
+    conn.select_raw(folder, false).await
+}
+
+/// Splits a batch by item count and bytes.
+fn chunks<'a, 'b>(items: &'a [AppendItem<'b>]) -> Vec<&'a [AppendItem<'b>]> {
+    let mut out = Vec::new();
+    let mut start = 0;
+    while start < items.len() {
+        let mut end = start;
+        let mut bytes = 0;
+        while end < items.len()
+            && end - start < MULTI_ITEMS
+            && (end == start || bytes + items[end].raw.len() <= MULTI_BYTES)
+        {
+            bytes += items[end].raw.len();
+            end += 1;
+        }
+        out.push(&items[start..end]);
+        start = end;
+    }
+    out
+}
+
+/// `[APPENDUID v set]` -> `["v:u", ...]` in append order.
+fn appenduids(done: &RespText) -> Option<Vec<String>> {
+    if done.code_name() != Some("APPENDUID") {
+        return None;
+    }
+    let code = done.code.as_ref()?;
+    let validity = code.get(1)?.number()?;
+    let set = code.get(2)?.text()?;
+    let uids = parse_uid_set(&set)?;
+    Some(
+        uids.into_iter()
+            .map(|u| format!("{validity}:{u}"))
+            .collect(),
+    )
+}
+
+/// The Message-ID of raw bytes (header section only).
+pub(super) fn message_id_of(raw: &[u8]) -> Option<String> {
+    let end = raw
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .map(|p| p + 4)
+        .or_else(|| raw.windows(2).position(|w| w == b"\n\n").map(|p| p + 2))
+        .unwrap_or(raw.len());
+    let header = &raw[..end];
+    // Keep only the Message-ID field (with its continuation lines).
+    let mut field = Vec::new();
+    let mut inside = false;
+    for line in header.split_inclusive(|&b| b == b'\n') {
+        if line.starts_with(b" ") || line.starts_with(b"\t") {
+            if inside {
+                field.extend_from_slice(line);
+            }
+            continue;
+        }
+        inside = line.len() > 11 && line[..11].eq_ignore_ascii_case(b"message-id:");
+        if inside {
+            field.extend_from_slice(line);
+        }
+    }
+    crate::source::imap::fetch::message_id_from_header(&field)
+}
+
+/// A copy of an error for each item of a batch that failed as a whole.
+pub(super) fn clone_err(e: &ImapError, folder: &str) -> ImapError {
+    let ctx = Box::new(e.context().clone());
+    let out = match e {
+        ImapError::Connect { source, .. } => ImapError::Connect {
+            ctx,
+            source: std::io::Error::new(source.kind(), source.to_string()),
+        },
+        ImapError::Tls { reason, .. } => ImapError::Tls {
+            ctx,
+            reason: reason.clone(),
+        },
+        ImapError::Policy { reason, .. } => ImapError::Policy {
+            ctx,
+            reason: reason.clone(),
+        },
+        ImapError::Auth { server, .. } => ImapError::Auth {
+            ctx,
+            server: server.clone(),
+        },
+        ImapError::Timeout { after, .. } => ImapError::Timeout { ctx, after: *after },
+        ImapError::ConnectionLost { reason, .. } => ImapError::ConnectionLost {
+            ctx,
+            reason: reason.clone(),
+        },
+        ImapError::No { code, text, .. } => ImapError::No {
+            ctx,
+            code: code.clone(),
+            text: text.clone(),
+        },
+        ImapError::Bad { text, .. } => ImapError::Bad {
+            ctx,
+            text: text.clone(),
+        },
+        ImapError::Protocol { detail, .. } => ImapError::Protocol {
+            ctx,
+            detail: detail.clone(),
+        },
+    };
+    out.in_folder(folder)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::source::imap::wire::{Response, parse_response};
+
+    #[test]
+    fn appenduid_ranges_expand_in_order() {
+        let Ok(Response::Tagged { text, .. }) =
+            parse_response(b"m1 OK [APPENDUID 77 10:12] done\r\n")
+        else {
+            panic!("parse")
+        };
+        assert_eq!(
+            appenduids(&text),
+            Some(vec!["77:10".into(), "77:11".into(), "77:12".into()])
+        );
+        let Ok(Response::Tagged { text, .. }) = parse_response(b"m1 OK done\r\n") else {
+            panic!("parse")
+        };
+        assert_eq!(appenduids(&text), None);
+    }
+
+    #[test]
+    fn message_id_only_from_the_header() {
+        let raw = b"Subject: x\r\nMessage-ID:\r\n <a@b>\r\n\r\nMessage-ID: <body@x>\r\n";
+        assert_eq!(message_id_of(raw).as_deref(), Some("<a@b>"));
+        assert_eq!(
+            message_id_of(b"Subject: x\r\n\r\nMessage-ID: <body@x>\r\n"),
+            None
+        );
+        assert_eq!(message_id_of(b"X-Message-ID: <no@x>\r\n\r\n"), None);
+    }
+}

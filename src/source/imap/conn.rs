@@ -1,0 +1,569 @@
+//! One authenticated IMAP connection: connect (TLS, STARTTLS or loopback plaintext), greeting,
+//! login (LOGIN, AUTHENTICATE PLAIN with authzid, XOAUTH2), and running tagged commands with a
+//! timeout on every network wait.
+//!
+//! A connection that saw a timeout, an I/O error or an unparseable response is marked broken and
+//! refuses further commands: its tag state is unknown, so the only safe move is to drop it and
+//! reconnect (the source does that). Both the source and the sink use this type.
+
+use std::time::Duration;
+
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::net::TcpStream;
+
+use super::error::{ErrorContext, ImapError};
+use super::settings::{Capabilities, ImapAuth, ImapEndpoint, Security};
+use super::transport::{self, Stream};
+use super::wire::{self, Command, Part, RespText, Response, Status};
+
+/// Longest response line (without literals) accepted; Dovecot caps its own at 64 KiB by default.
+const MAX_LINE: usize = 8 << 20;
+/// Literals at least this big are written straight to the socket instead of being copied.
+const DIRECT_WRITE: usize = 64 << 10;
+/// Literals at least this big are read into their own buffer and moved, never copied.
+const SIDE_LITERAL: usize = 16 << 10;
+/// The command buffer is flushed to the socket when it grows past this.
+const WRITE_CHUNK: usize = 256 << 10;
+
+/// An authenticated session.
+#[derive(Debug)]
+pub(crate) struct Conn {
+    io: BufReader<Stream>,
+    next_tag: u32,
+    pub(crate) caps: Capabilities,
+    host: String,
+    user: String,
+    timeout: Duration,
+    /// Set after any failure that leaves the protocol state unknown.
+    broken: bool,
+    /// The folder currently selected (raw name) and whether read-only.
+    pub(crate) selected: Option<(String, bool)>,
+}
+
+impl Conn {
+    /// Connects, upgrades to TLS as configured, logs in and enables CONDSTORE when offered.
+    pub(crate) async fn connect(
+        endpoint: &ImapEndpoint,
+        auth: &ImapAuth,
+    ) -> Result<Conn, ImapError> {
+        let ctx = |command: &str| {
+            Box::new(ErrorContext {
+                host: endpoint.host.clone(),
+                user: auth.user().to_owned(),
+                folder: None,
+                command: command.to_owned(),
+            })
+        };
+        if endpoint.security == Security::Plain
+            && !endpoint.insecure
+            && !transport::is_loopback(&endpoint.host)
+        {
+            return Err(ImapError::Policy {
+                ctx: ctx("connect"),
+                reason: "plaintext IMAP is only allowed to loopback unless insecure = true".into(),
+            });
+        }
+        if endpoint.security == Security::Plain && !transport::is_loopback(&endpoint.host) {
+            tracing::warn!(host = %endpoint.host, "plaintext IMAP (insecure = true): the password crosses the network in clear");
+        }
+        let t = endpoint.timeout;
+        let addr = (
+            endpoint.host.trim_start_matches('[').trim_end_matches(']'),
+            endpoint.port,
+        );
+        let tcp = match tokio::time::timeout(t, TcpStream::connect(addr)).await {
+            Err(_) => {
+                return Err(ImapError::Timeout {
+                    ctx: ctx("connect"),
+                    after: t,
+                });
+            }
+            Ok(Err(source)) => {
+                return Err(ImapError::Connect {
+                    ctx: ctx("connect"),
+                    source,
+                });
+            }
+            Ok(Ok(s)) => s,
+        };
+        let _ = tcp.set_nodelay(true);
+        let tls = |command: &str| {
+            transport::tls_connector(endpoint.ca_file.as_deref(), endpoint.insecure)
+                .map(|c| (c, ctx(command)))
+                .map_err(|reason| ImapError::Tls {
+                    ctx: ctx(command),
+                    reason,
+                })
+        };
+        let stream = if endpoint.security == Security::Tls {
+            let (connector, hctx) = tls("TLS handshake")?;
+            handshake(&connector, &endpoint.host, tcp, t, hctx).await?
+        } else {
+            Stream::Plain(tcp)
+        };
+        let mut conn = Conn {
+            io: BufReader::with_capacity(64 << 10, stream),
+            next_tag: 0,
+            caps: Capabilities::default(),
+            host: endpoint.host.clone(),
+            user: auth.user().to_owned(),
+            timeout: t,
+            broken: false,
+            selected: None,
+        };
+        conn.greeting().await?;
+        if endpoint.security == Security::StartTls {
+            if conn.caps.all.is_empty() {
+                conn.capability().await?;
+            }
+            if !conn.caps.starttls() {
+                return Err(ImapError::Policy {
+                    ctx: ctx("STARTTLS"),
+                    reason: "the server does not offer STARTTLS".into(),
+                });
+            }
+            conn.run(&Command::new("STARTTLS"), "STARTTLS").await?;
+            // Anything already buffered arrived before TLS and could be injected: refuse it.
+            if !conn.io.buffer().is_empty() {
+                return Err(ImapError::Protocol {
+                    ctx: ctx("STARTTLS"),
+                    detail: "the server sent data after STARTTLS before the TLS handshake".into(),
+                });
+            }
+            let Stream::Plain(tcp) = conn.io.into_inner() else {
+                return Err(ImapError::Protocol {
+                    ctx: ctx("STARTTLS"),
+                    detail: "already on TLS".into(),
+                });
+            };
+            let (connector, hctx) = tls("STARTTLS handshake")?;
+            conn.io = BufReader::with_capacity(
+                64 << 10,
+                handshake(&connector, &endpoint.host, tcp, t, hctx).await?,
+            );
+            // Capabilities seen before TLS are not trustworthy.
+            conn.caps = Capabilities::default();
+        }
+        if conn.caps.all.is_empty() {
+            conn.capability().await?;
+        }
+        conn.login(auth).await?;
+        if conn.caps.condstore() && conn.caps.enable() {
+            conn.run(&Command::new("ENABLE CONDSTORE"), "ENABLE CONDSTORE")
+                .await?;
+        }
+        Ok(conn)
+    }
+
+    /// The error context for a command on this connection.
+    pub(crate) fn ctx(&self, command: &str) -> Box<ErrorContext> {
+        Box::new(ErrorContext {
+            host: self.host.clone(),
+            user: self.user.clone(),
+            folder: None,
+            command: command.to_owned(),
+        })
+    }
+
+    /// False once the session must be dropped.
+    pub(crate) fn is_usable(&self) -> bool {
+        !self.broken
+    }
+
+    async fn greeting(&mut self) -> Result<(), ImapError> {
+        match self.read_response("greeting").await? {
+            Response::UntaggedStatus {
+                status: Status::Ok | Status::Preauth,
+                text,
+            } => {
+                self.take_capability_code(&text);
+                Ok(())
+            }
+            Response::UntaggedStatus {
+                status: Status::Bye,
+                text,
+            } => {
+                self.broken = true;
+                Err(ImapError::ConnectionLost {
+                    ctx: self.ctx("greeting"),
+                    reason: format!("BYE {}", text.text),
+                })
+            }
+            other => {
+                self.broken = true;
+                Err(ImapError::Protocol {
+                    ctx: self.ctx("greeting"),
+                    detail: format!("unexpected greeting {other:?}"),
+                })
+            }
+        }
+    }
+
+    pub(super) fn take_capability_code(&mut self, text: &RespText) {
+        if text.code_name() == Some("CAPABILITY")
+            && let Some(code) = &text.code
+        {
+            self.caps = Capabilities::from_atoms(code[1..].iter().filter_map(|v| match v {
+                wire::Value::Atom(a) => Some(a.as_str()),
+                _ => None,
+            }));
+        }
+    }
+
+    /// Runs CAPABILITY and stores the result.
+    pub(crate) async fn capability(&mut self) -> Result<(), ImapError> {
+        let mut caps = None;
+        self.run_with(&Command::new("CAPABILITY"), "CAPABILITY", |r| {
+            if let Response::Data { name, args, .. } = r
+                && name == "CAPABILITY"
+            {
+                let atoms: Vec<String> = args
+                    .iter()
+                    .filter_map(|v| v.text().map(|t| t.into_owned()))
+                    .collect();
+                caps = Some(Capabilities::from_atoms(atoms.iter().map(String::as_str)));
+            }
+        })
+        .await?;
+        self.caps = caps.ok_or_else(|| ImapError::Protocol {
+            ctx: self.ctx("CAPABILITY"),
+            detail: "no CAPABILITY response".into(),
+        })?;
+        Ok(())
+    }
+
+    pub(super) fn tag(&mut self) -> String {
+        self.next_tag += 1;
+        format!("m{}", self.next_tag)
+    }
+
+    pub(super) fn ensure_usable(&self, label: &str) -> Result<(), ImapError> {
+        if self.broken {
+            return Err(ImapError::ConnectionLost {
+                ctx: self.ctx(label),
+                reason: "the session was dropped after an earlier failure".into(),
+            });
+        }
+        Ok(())
+    }
+
+    pub(super) fn completion(
+        &mut self,
+        status: Status,
+        text: RespText,
+        label: &str,
+    ) -> Result<RespText, ImapError> {
+        match status {
+            Status::Ok => Ok(text),
+            Status::No => Err(ImapError::No {
+                ctx: self.ctx(label),
+                code: text.code_string(),
+                text: text.text,
+            }),
+            _ => Err(ImapError::Bad {
+                ctx: self.ctx(label),
+                text: text.text,
+            }),
+        }
+    }
+
+    /// Runs a command and collects its untagged responses.
+    pub(crate) async fn run(&mut self, cmd: &Command<'_>, label: &str) -> Result<Reply, ImapError> {
+        let mut untagged = Vec::new();
+        let done = self.run_with(cmd, label, |r| untagged.push(r)).await?;
+        Ok(Reply { untagged, done })
+    }
+
+    /// Runs a command, handing each untagged response to `on_untagged` as it arrives.
+    pub(crate) async fn run_with(
+        &mut self,
+        cmd: &Command<'_>,
+        label: &str,
+        mut on_untagged: impl FnMut(Response),
+    ) -> Result<RespText, ImapError> {
+        let tag = self.start(cmd, label, &mut on_untagged).await?;
+        self.finish(&tag, label, on_untagged).await
+    }
+
+    /// Sends a command (waiting for continuations of synchronising literals) without reading its
+    /// completion: the sink uses this to pipeline. Returns the tag.
+    pub(crate) async fn start(
+        &mut self,
+        cmd: &Command<'_>,
+        label: &str,
+        on_untagged: &mut impl FnMut(Response),
+    ) -> Result<String, ImapError> {
+        self.ensure_usable(label)?;
+        let tag = self.tag();
+        let mut out: Vec<u8> = Vec::with_capacity(256);
+        out.extend_from_slice(tag.as_bytes());
+        out.push(b' ');
+        for part in &cmd.parts {
+            match part {
+                Part::Text(t) => out.extend_from_slice(t),
+                Part::Literal(data) => {
+                    let plus = self.caps.literal_plus()
+                        || (self.caps.literal_minus() && data.len() <= 4096);
+                    if plus {
+                        out.extend_from_slice(format!("{{{}+}}\r\n", data.len()).as_bytes());
+                    } else {
+                        out.extend_from_slice(format!("{{{}}}\r\n", data.len()).as_bytes());
+                        self.write(&out, label).await?;
+                        out.clear();
+                        self.flush(label).await?;
+                        loop {
+                            match self.read_response(label).await? {
+                                Response::Continue(_) => break,
+                                Response::Tagged {
+                                    tag: t,
+                                    status,
+                                    text,
+                                } if t == tag => {
+                                    self.completion(status, text, label)?;
+                                    return Err(ImapError::Protocol {
+                                        ctx: self.ctx(label),
+                                        detail: "command completed before its literal was sent"
+                                            .into(),
+                                    });
+                                }
+                                other => on_untagged(other),
+                            }
+                        }
+                    }
+                    if data.len() >= DIRECT_WRITE {
+                        self.write(&out, label).await?;
+                        out.clear();
+                        self.write(data, label).await?;
+                    } else {
+                        out.extend_from_slice(data);
+                        if out.len() >= WRITE_CHUNK {
+                            self.write(&out, label).await?;
+                            out.clear();
+                        }
+                    }
+                }
+            }
+        }
+        out.extend_from_slice(b"\r\n");
+        self.write(&out, label).await?;
+        self.flush(label).await?;
+        Ok(tag)
+    }
+
+    /// Reads until the completion of `tag`.
+    pub(crate) async fn finish(
+        &mut self,
+        tag: &str,
+        label: &str,
+        mut on_untagged: impl FnMut(Response),
+    ) -> Result<RespText, ImapError> {
+        loop {
+            match self.read_response(label).await? {
+                Response::Tagged {
+                    tag: t,
+                    status,
+                    text,
+                } if t == tag => return self.completion(status, text, label),
+                Response::Tagged { tag: t, .. } => {
+                    self.broken = true;
+                    return Err(ImapError::Protocol {
+                        ctx: self.ctx(label),
+                        detail: format!("completion for unknown tag {t} while waiting for {tag}"),
+                    });
+                }
+                Response::UntaggedStatus {
+                    status: Status::Bye,
+                    text,
+                } => {
+                    // The server is closing; the EOF that follows becomes the error.
+                    tracing::debug!(host = %self.host, "server said BYE: {}", text.text);
+                }
+                other => on_untagged(other),
+            }
+        }
+    }
+
+    /// Reads the completions of several pipelined commands (in any order). The outer error is a
+    /// connection failure (every command's outcome unknown); the inner ones are per-command NO/BAD.
+    pub(crate) async fn finish_all(
+        &mut self,
+        tags: &[String],
+        label: &str,
+        mut on_untagged: impl FnMut(Response),
+    ) -> Result<Vec<Result<RespText, ImapError>>, ImapError> {
+        let mut results: Vec<Option<Result<RespText, ImapError>>> =
+            tags.iter().map(|_| None).collect();
+        let mut pending = tags.len();
+        while pending > 0 {
+            match self.read_response(label).await? {
+                Response::Tagged { tag, status, text } => {
+                    let Some(i) = tags.iter().position(|t| *t == tag) else {
+                        self.broken = true;
+                        return Err(ImapError::Protocol {
+                            ctx: self.ctx(label),
+                            detail: format!("completion for unknown tag {tag}"),
+                        });
+                    };
+                    if results[i].is_none() {
+                        pending -= 1;
+                    }
+                    results[i] = Some(self.completion(status, text, label));
+                }
+                Response::UntaggedStatus {
+                    status: Status::Bye,
+                    text,
+                } => {
+                    tracing::debug!(host = %self.host, "server said BYE: {}", text.text);
+                }
+                other => on_untagged(other),
+            }
+        }
+        Ok(results.into_iter().flatten().collect())
+    }
+
+    pub(super) async fn write(&mut self, data: &[u8], label: &str) -> Result<(), ImapError> {
+        let t = self.timeout;
+        match tokio::time::timeout(t, self.io.get_mut().write_all(data)).await {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(e)) => Err(self.lost(label, format!("write: {e}"))),
+            Err(_) => Err(self.timed_out(label)),
+        }
+    }
+
+    pub(super) async fn flush(&mut self, label: &str) -> Result<(), ImapError> {
+        let t = self.timeout;
+        match tokio::time::timeout(t, self.io.get_mut().flush()).await {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(e)) => Err(self.lost(label, format!("flush: {e}"))),
+            Err(_) => Err(self.timed_out(label)),
+        }
+    }
+
+    fn lost(&mut self, label: &str, reason: String) -> ImapError {
+        self.broken = true;
+        ImapError::ConnectionLost {
+            ctx: self.ctx(label),
+            reason,
+        }
+    }
+
+    fn timed_out(&mut self, label: &str) -> ImapError {
+        self.broken = true;
+        ImapError::Timeout {
+            ctx: self.ctx(label),
+            after: self.timeout,
+        }
+    }
+
+    /// Reads one complete response (line plus literals) and parses it.
+    pub(crate) async fn read_response(&mut self, label: &str) -> Result<Response, ImapError> {
+        let (raw, mut side) = self.read_raw(label).await?;
+        wire::parse_response_with(&raw, &mut side).map_err(|detail| {
+            self.broken = true;
+            ImapError::Protocol {
+                ctx: self.ctx(label),
+                detail: format!("unparseable response: {detail}"),
+            }
+        })
+    }
+
+    /// One response's bytes; literals of [`SIDE_LITERAL`] bytes or more are read into their own
+    /// buffers (referenced as `{@k}` in the line) so a body is never copied.
+    async fn read_raw(&mut self, label: &str) -> Result<(Vec<u8>, Vec<Vec<u8>>), ImapError> {
+        let t = self.timeout;
+        let mut buf = Vec::new();
+        let mut side: Vec<Vec<u8>> = Vec::new();
+        loop {
+            let start = buf.len();
+            let n = match tokio::time::timeout(
+                t,
+                (&mut self.io)
+                    .take(MAX_LINE as u64)
+                    .read_until(b'\n', &mut buf),
+            )
+            .await
+            {
+                Ok(Ok(n)) => n,
+                Ok(Err(e)) => return Err(self.lost(label, format!("read: {e}"))),
+                Err(_) => return Err(self.timed_out(label)),
+            };
+            if n == 0 {
+                return Err(self.lost(label, "the server closed the connection".into()));
+            }
+            if buf.last() != Some(&b'\n') {
+                let reason = format!("response line longer than {MAX_LINE} bytes");
+                return Err(self.lost(label, reason));
+            }
+            let Some(len) = wire::literal_announced(&buf[start..]) else {
+                return Ok((buf, side));
+            };
+            let target = if len >= SIDE_LITERAL {
+                // Replace the announcement by a reference to the side buffer.
+                let open = buf.iter().rposition(|&b| b == b'{').unwrap_or(buf.len());
+                buf.truncate(open);
+                buf.extend_from_slice(format!("{{@{}}}\r\n", side.len()).as_bytes());
+                side.push(Vec::with_capacity(len));
+                side.last_mut()
+            } else {
+                buf.reserve(len);
+                None
+            };
+            let dest = match target {
+                Some(v) => v,
+                None => &mut buf,
+            };
+            // Read the literal in bounded steps so the timeout measures silence, not size.
+            let mut remaining = len;
+            while remaining > 0 {
+                let step = remaining.min(1 << 20);
+                let before = dest.len();
+                let read =
+                    tokio::time::timeout(t, (&mut self.io).take(step as u64).read_to_end(dest))
+                        .await;
+                let got = dest.len() - before;
+                match read {
+                    Ok(Ok(_)) => {}
+                    Ok(Err(e)) => return Err(self.lost(label, format!("read literal: {e}"))),
+                    Err(_) => return Err(self.timed_out(label)),
+                }
+                if got == 0 {
+                    return Err(self.lost(
+                        label,
+                        "the server closed the connection inside a literal".into(),
+                    ));
+                }
+                remaining -= got;
+            }
+        }
+    }
+
+    /// LOGOUT, ignoring any failure (the session ends either way).
+    pub(crate) async fn logout(mut self) {
+        if self.broken {
+            return;
+        }
+        self.timeout = self.timeout.min(Duration::from_secs(5));
+        let _ = self.run(&Command::new("LOGOUT"), "LOGOUT").await;
+    }
+}
+
+/// Untagged responses of one command and its completion text.
+#[derive(Debug)]
+pub(crate) struct Reply {
+    pub(crate) untagged: Vec<Response>,
+    pub(crate) done: RespText,
+}
+
+async fn handshake(
+    connector: &tokio_rustls::TlsConnector,
+    host: &str,
+    tcp: TcpStream,
+    t: Duration,
+    ctx: Box<ErrorContext>,
+) -> Result<Stream, ImapError> {
+    match tokio::time::timeout(t, transport::handshake(connector, host, tcp)).await {
+        Err(_) => Err(ImapError::Timeout { ctx, after: t }),
+        Ok(Err(reason)) => Err(ImapError::Tls { ctx, reason }),
+        Ok(Ok(s)) => Ok(s),
+    }
+}

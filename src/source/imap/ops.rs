@@ -1,0 +1,248 @@
+//! Folder-level commands on one connection: LIST, NAMESPACE, EXAMINE/SELECT, STATUS and the two
+//! UID FETCH shapes (metadata, bodies). These only send and interpret; the consistency checks
+//! that need a whole folder's view (counts against EXISTS, reconnects) live in the source.
+
+use std::collections::BTreeMap;
+
+use super::conn::Conn;
+use super::error::ImapError;
+use super::fetch::FetchItem;
+use super::wire::{Command, Response, Value};
+
+/// One `* LIST` line.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct ListEntry {
+    pub(crate) raw_name: String,
+    pub(crate) delimiter: Option<char>,
+    /// Attributes as sent (`\HasNoChildren`, `\Sent`, ...).
+    pub(crate) attributes: Vec<String>,
+}
+
+/// What SELECT/EXAMINE reported.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub(crate) struct SelectInfo {
+    pub(crate) exists: u32,
+    pub(crate) uid_validity: Option<u32>,
+    pub(crate) uid_next: Option<u32>,
+    pub(crate) highest_modseq: Option<u64>,
+    /// `PERMANENTFLAGS`, when sent.
+    pub(crate) permanent_flags: Option<Vec<String>>,
+}
+
+/// Metadata or bodies of one UID FETCH, plus how EXISTS moved while it ran.
+#[derive(Debug, Default)]
+pub(crate) struct FetchOutcome {
+    pub(crate) items: BTreeMap<u32, FetchItem>,
+    pub(crate) exists: Option<u32>,
+    pub(crate) expunged: u32,
+}
+
+impl Conn {
+    /// `LIST "" pattern` (with `RETURN (SPECIAL-USE)` when offered).
+    pub(crate) async fn list(&mut self, pattern: &str) -> Result<Vec<ListEntry>, ImapError> {
+        let mut cmd = Command::new("LIST \"\" ");
+        cmd.astring(pattern);
+        if self.caps.special_use() && self.caps.has("LIST-EXTENDED") {
+            cmd.text(" RETURN (SPECIAL-USE)");
+        }
+        let reply = self.run(&cmd, "LIST").await?;
+        let mut out = Vec::new();
+        for r in reply.untagged {
+            let Response::Data { name, args, .. } = r else {
+                continue;
+            };
+            if name != "LIST" {
+                continue;
+            }
+            let mut it = args.into_iter();
+            let (Some(attrs), Some(delim), Some(mbox)) = (it.next(), it.next(), it.next()) else {
+                return Err(ImapError::Protocol {
+                    ctx: self.ctx("LIST"),
+                    detail: "short LIST response".into(),
+                });
+            };
+            let attributes = attrs
+                .list()
+                .unwrap_or_default()
+                .iter()
+                .filter_map(|v| v.text().map(|t| t.into_owned()))
+                .collect();
+            let delimiter = match delim {
+                Value::Nil => None,
+                other => other.text().and_then(|t| t.chars().next()),
+            };
+            let raw_name = match mbox {
+                Value::Nil => continue,
+                other => other.text().map(|t| t.into_owned()).unwrap_or_default(),
+            };
+            out.push(ListEntry {
+                raw_name,
+                delimiter,
+                attributes,
+            });
+        }
+        Ok(out)
+    }
+
+    /// The personal namespace's prefix and delimiter from NAMESPACE (RFC 2342), if offered.
+    pub(crate) async fn namespace(&mut self) -> Result<Option<(String, Option<char>)>, ImapError> {
+        if !self.caps.namespace() {
+            return Ok(None);
+        }
+        let reply = self.run(&Command::new("NAMESPACE"), "NAMESPACE").await?;
+        for r in reply.untagged {
+            if let Response::Data { name, args, .. } = r {
+                if name != "NAMESPACE" {
+                    continue;
+                }
+                let personal = args
+                    .first()
+                    .and_then(Value::list)
+                    .and_then(|l| l.first())
+                    .and_then(Value::list);
+                if let Some(entry) = personal {
+                    let prefix = entry
+                        .first()
+                        .and_then(Value::text)
+                        .map(|t| t.into_owned())
+                        .unwrap_or_default();
+                    let delim = entry
+                        .get(1)
+                        .and_then(Value::text)
+                        .and_then(|t| t.chars().next());
+                    return Ok(Some((prefix, delim)));
+                }
+            }
+        }
+        Ok(None)
+    }
+
+    /// EXAMINE (read-only) or SELECT a folder by its raw name.
+    pub(crate) async fn select_raw(
+        &mut self,
+        raw_name: &str,
+        read_only: bool,
+    ) -> Result<SelectInfo, ImapError> {
+        let verb = if read_only { "EXAMINE" } else { "SELECT" };
+        let mut cmd = Command::new(verb);
+        cmd.text(" ").astring(raw_name);
+        self.selected = None;
+        let reply = self
+            .run(&cmd, verb)
+            .await
+            .map_err(|e| e.in_folder(raw_name))?;
+        let mut info = SelectInfo::default();
+        for r in reply.untagged {
+            match r {
+                Response::Data {
+                    number: Some(n),
+                    name,
+                    ..
+                } if name == "EXISTS" => info.exists = n,
+                Response::UntaggedStatus { text, .. } => match text.code_name() {
+                    Some("UIDVALIDITY") => info.uid_validity = text.code_number().map(|n| n as u32),
+                    Some("UIDNEXT") => info.uid_next = text.code_number().map(|n| n as u32),
+                    Some("HIGHESTMODSEQ") => info.highest_modseq = text.code_number(),
+                    Some("PERMANENTFLAGS") => {
+                        info.permanent_flags = text
+                            .code
+                            .as_ref()
+                            .and_then(|c| c.get(1))
+                            .and_then(Value::list)
+                            .map(|l| {
+                                l.iter()
+                                    .filter_map(|v| v.text().map(|t| t.into_owned()))
+                                    .collect()
+                            })
+                    }
+                    _ => {}
+                },
+                _ => {}
+            }
+        }
+        self.selected = Some((raw_name.to_owned(), read_only));
+        Ok(info)
+    }
+
+    /// `STATUS name (items)`: the numbers by item name (upper-case).
+    pub(crate) async fn status(
+        &mut self,
+        raw_name: &str,
+        items: &str,
+    ) -> Result<BTreeMap<String, u64>, ImapError> {
+        let mut cmd = Command::new("STATUS ");
+        cmd.astring(raw_name).text(&format!(" ({items})"));
+        let reply = self
+            .run(&cmd, "STATUS")
+            .await
+            .map_err(|e| e.in_folder(raw_name))?;
+        let mut out = BTreeMap::new();
+        for r in reply.untagged {
+            if let Response::Data { name, args, .. } = r {
+                if name != "STATUS" {
+                    continue;
+                }
+                if let Some(list) = args.get(1).and_then(Value::list) {
+                    for pair in list.chunks(2) {
+                        if let [Value::Atom(k), v] = pair
+                            && let Some(n) = v.number()
+                        {
+                            out.insert(k.to_ascii_uppercase(), n);
+                        }
+                    }
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// `UID FETCH set (attributes) [modifiers]` on the selected folder, collecting items by UID and
+    /// tracking EXISTS/EXPUNGE. Responses without a UID (unsolicited flag updates) are ignored.
+    pub(crate) async fn uid_fetch(
+        &mut self,
+        set: &str,
+        attributes: &str,
+        modifiers: Option<&str>,
+        label: &str,
+    ) -> Result<FetchOutcome, ImapError> {
+        let mut text = format!("UID FETCH {set} ({attributes})");
+        if let Some(m) = modifiers {
+            text.push_str(&format!(" ({m})"));
+        }
+        let mut out = FetchOutcome::default();
+        let mut bad: Option<String> = None;
+        self.run_with(&Command::new(&text), label, |r| match r {
+            Response::Data {
+                number: Some(_),
+                name,
+                args,
+            } if name == "FETCH" => match FetchItem::parse(args) {
+                Ok(item) => {
+                    if let Some(uid) = item.uid {
+                        out.items.entry(uid).or_default().merge(item);
+                    }
+                }
+                Err(e) => bad = Some(e),
+            },
+            Response::Data {
+                number: Some(n),
+                name,
+                ..
+            } if name == "EXISTS" => out.exists = Some(n),
+            Response::Data {
+                number: Some(_),
+                name,
+                ..
+            } if name == "EXPUNGE" => out.expunged += 1,
+            _ => {}
+        })
+        .await?;
+        if let Some(detail) = bad {
+            return Err(ImapError::Protocol {
+                ctx: self.ctx(label),
+                detail,
+            });
+        }
+        Ok(out)
+    }
+}

@@ -1,0 +1,404 @@
+//! [`ImapSource`]: the read side. Lists folders, reads metadata and bodies, and survives a dropped
+//! connection by reconnecting, re-selecting and retrying the interrupted read once (every read
+//! here is idempotent). Every answer is checked: UIDVALIDITY must be present and stable, a full
+//! metadata listing must return exactly EXISTS messages, each body must have its RFC822.SIZE.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use super::conn::Conn;
+use super::error::ImapError;
+use super::fetch::{FetchItem, uid_set};
+use super::ops::SelectInfo;
+use super::settings::{Capabilities, ImapAuth, ImapEndpoint};
+use crate::model::{
+    FolderPath, FolderStatus, MessageMeta, SourceFolder, SpecialUse, Uid, UidValidity,
+};
+
+/// Runs `$body` (an expression using `$c: &mut Conn`) on a live connection with `$folder`
+/// selected (when given). If the connection drops, reconnects, re-selects (checking UIDVALIDITY
+/// did not change) and runs it once more. A macro rather than a method taking an async closure:
+/// futures of async closures over `&mut Conn` are not provably `Send`, and the engine spawns these.
+macro_rules! with_conn {
+    ($self:ident, $folder:expr, |$c:ident| $body:expr) => {{
+        let folder: Option<&SourceFolder> = $folder;
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            let result = match $self.ready(folder).await {
+                Ok($c) => $body.await,
+                Err(e) => Err(e),
+            };
+            match result {
+                Ok(v) => break Ok(v),
+                Err(e) => {
+                    if let Some(e) = $self.give_up(folder, e, attempt) {
+                        break Err(e);
+                    }
+                }
+            }
+        }
+    }};
+}
+
+/// UIDs spanned by one metadata FETCH, so a huge folder is listed in bounded replies.
+const META_PAGE_UIDS: u32 = 20_000;
+/// UIDs per body FETCH command (the caller bounds the bytes by the set it passes).
+const BODY_CHUNK: usize = 200;
+const META_ATTRS: &str = "UID FLAGS INTERNALDATE RFC822.SIZE BODY.PEEK[HEADER.FIELDS (MESSAGE-ID)]";
+
+/// A read-only IMAP session on one mailbox. See the module docs.
+#[derive(Debug)]
+pub struct ImapSource {
+    endpoint: ImapEndpoint,
+    auth: ImapAuth,
+    conn: Option<Conn>,
+    caps: Capabilities,
+    /// UIDVALIDITY seen per folder (raw name), to detect a change across reconnects.
+    validity: HashMap<String, u32>,
+}
+
+impl ImapSource {
+    /// Connects and logs in.
+    pub async fn connect(endpoint: ImapEndpoint, auth: ImapAuth) -> Result<ImapSource, ImapError> {
+        let conn = Conn::connect(&endpoint, &auth).await?;
+        let caps = conn.caps.clone();
+        Ok(ImapSource {
+            endpoint,
+            auth,
+            conn: Some(conn),
+            caps,
+            validity: HashMap::new(),
+        })
+    }
+
+    /// The capabilities announced after login.
+    pub fn capabilities(&self) -> &Capabilities {
+        &self.caps
+    }
+
+    /// Every folder (`LIST "" "*"`), with decoded paths, raw names kept, special-use attributes
+    /// mapped and INBOX marked [`SpecialUse::Inbox`].
+    pub async fn list_folders(&mut self) -> Result<Vec<SourceFolder>, ImapError> {
+        let entries = with_conn!(self, None, |c| c.list("*"))?;
+        let mut out = Vec::with_capacity(entries.len());
+        for e in entries {
+            let is_inbox = e.raw_name.eq_ignore_ascii_case("INBOX");
+            let decoded = match crate::utf7::decode(&e.raw_name) {
+                Ok(d) => d,
+                Err(err) => {
+                    tracing::warn!(folder = %e.raw_name, "folder name is not modified UTF-7 ({err}); using it as is");
+                    e.raw_name.clone()
+                }
+            };
+            let Some(path) = (if is_inbox {
+                FolderPath::new(vec!["INBOX".into()])
+            } else {
+                FolderPath::parse(&decoded, e.delimiter)
+            }) else {
+                tracing::warn!(folder = %e.raw_name, "skipping a folder with an empty name");
+                continue;
+            };
+            let attr = |name: &str| e.attributes.iter().any(|a| a.eq_ignore_ascii_case(name));
+            let special_use = if is_inbox {
+                Some(SpecialUse::Inbox)
+            } else {
+                e.attributes
+                    .iter()
+                    .find_map(|a| SpecialUse::from_attribute(a))
+            };
+            out.push(SourceFolder {
+                raw_name: e.raw_name.clone(),
+                path,
+                delimiter: e.delimiter,
+                special_use,
+                selectable: !attr("\\Noselect") && !attr("\\NonExistent"),
+            });
+        }
+        Ok(out)
+    }
+
+    /// The personal namespace's prefix and delimiter, when the server offers NAMESPACE.
+    pub async fn namespace(&mut self) -> Result<Option<(String, Option<char>)>, ImapError> {
+        with_conn!(self, None, |c| c.namespace())
+    }
+
+    /// EXAMINEs a folder (read-only) and reports its state; UIDVALIDITY is required.
+    pub async fn select(&mut self, folder: &SourceFolder) -> Result<FolderStatus, ImapError> {
+        let raw = folder.raw_name.clone();
+        let info =
+            with_conn!(self, None, |c| c.select_raw(&raw, true)).map_err(|e| e.in_folder(&raw))?;
+        self.folder_status(&raw, &info)
+    }
+
+    /// The folder's total size from `STATUS (SIZE)` when the server offers STATUS=SIZE.
+    pub async fn status_size(&mut self, folder: &SourceFolder) -> Result<Option<u64>, ImapError> {
+        if !self.caps.status_size() {
+            return Ok(None);
+        }
+        let raw = folder.raw_name.clone();
+        let status =
+            with_conn!(self, None, |c| c.status(&raw, "SIZE")).map_err(|e| e.in_folder(&raw))?;
+        Ok(status.get("SIZE").copied())
+    }
+
+    /// Metadata of every message (or, with `changed_since`, of those whose MODSEQ is greater),
+    /// in UID order. A full listing must return exactly as many messages as EXISTS; if it does
+    /// not (a message arrived or left meanwhile) the listing is redone once, then it is an error.
+    pub async fn fetch_meta(
+        &mut self,
+        folder: &SourceFolder,
+        changed_since: Option<u64>,
+    ) -> Result<Vec<MessageMeta>, ImapError> {
+        if changed_since.is_some() && !self.caps.condstore() {
+            return Err(ImapError::Policy {
+                ctx: self.ctx("UID FETCH (CHANGEDSINCE)", folder),
+                reason: "the server does not offer CONDSTORE".into(),
+            });
+        }
+        let mut last_mismatch = String::new();
+        for _ in 0..2 {
+            let status = self.select(folder).await?;
+            let mut exists = status.exists;
+            let mut items: Vec<FetchItem> = Vec::new();
+            let mut lo = 1u32;
+            loop {
+                let hi = status
+                    .uid_next
+                    .map(|n| n.saturating_sub(1))
+                    .filter(|&top| lo.saturating_add(META_PAGE_UIDS) <= top);
+                let set = match hi {
+                    Some(_) => format!("{lo}:{}", lo + META_PAGE_UIDS - 1),
+                    None => format!("{lo}:*"),
+                };
+                let mut attrs = META_ATTRS.to_owned();
+                if self.caps.condstore() {
+                    attrs.push_str(" MODSEQ");
+                }
+                let modifier = changed_since.map(|m| format!("CHANGEDSINCE {m}"));
+                let label = format!("UID FETCH {set} (metadata)");
+                let outcome = with_conn!(self, Some(folder), |c| c.uid_fetch(
+                    &set,
+                    &attrs,
+                    modifier.as_deref(),
+                    &label
+                ))?;
+                if let Some(n) = outcome.exists {
+                    exists = n;
+                }
+                exists = exists.saturating_sub(outcome.expunged);
+                // `n:*` returns the highest message even when its UID is below n: keep the range.
+                items.extend(
+                    outcome
+                        .items
+                        .into_values()
+                        .filter(|i| i.uid.is_some_and(|u| u >= lo)),
+                );
+                match hi {
+                    Some(_) => lo += META_PAGE_UIDS,
+                    None => break,
+                }
+            }
+            let mut metas = Vec::with_capacity(items.len());
+            for item in items {
+                metas.push(item.into_meta().map_err(|detail| ImapError::Protocol {
+                    ctx: self.ctx("UID FETCH (metadata)", folder),
+                    detail,
+                })?);
+            }
+            metas.sort_by_key(|m| m.uid);
+            metas.dedup_by_key(|m| m.uid);
+            if changed_since.is_some() || metas.len() == exists as usize {
+                return Ok(metas);
+            }
+            last_mismatch = format!(
+                "the server listed {} messages but EXISTS is {exists}",
+                metas.len()
+            );
+            tracing::warn!(folder = %folder.raw_name, "{last_mismatch}; listing again");
+        }
+        Err(ImapError::Protocol {
+            ctx: self.ctx("UID FETCH (metadata)", folder),
+            detail: last_mismatch,
+        })
+    }
+
+    /// The raw bytes (`BODY.PEEK[]`) of the given UIDs, in UID order. UIDs that no longer exist
+    /// are simply absent; each body must be exactly its RFC822.SIZE long.
+    pub async fn fetch_bodies(
+        &mut self,
+        folder: &SourceFolder,
+        uids: &[Uid],
+    ) -> Result<Vec<(Uid, Vec<u8>)>, ImapError> {
+        let mut wanted: Vec<u32> = uids.iter().map(|u| u.get()).collect();
+        wanted.sort_unstable();
+        wanted.dedup();
+        let mut out = Vec::with_capacity(wanted.len());
+        for chunk in wanted.chunks(BODY_CHUNK) {
+            let set = uid_set(chunk);
+            let label = format!("UID FETCH {} (BODY.PEEK[])", short_set(&set));
+            let outcome = with_conn!(self, Some(folder), |c| c.uid_fetch(
+                &set,
+                "UID RFC822.SIZE BODY.PEEK[]",
+                None,
+                &label
+            ))?;
+            for (uid, item) in outcome.items {
+                if chunk.binary_search(&uid).is_err() {
+                    continue;
+                }
+                let Some(Some(body)) = item.body else {
+                    continue;
+                };
+                if let Some(size) = item.size
+                    && body.len() as u64 != size
+                {
+                    return Err(ImapError::Protocol {
+                        ctx: self.ctx(&label, folder),
+                        detail: format!(
+                            "UID {uid}: body is {} bytes but RFC822.SIZE is {size}",
+                            body.len()
+                        ),
+                    });
+                }
+                if let Some(uid) = Uid::new(uid) {
+                    out.push((uid, body));
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// Ends the session politely.
+    pub async fn logout(mut self) {
+        if let Some(conn) = self.conn.take() {
+            conn.logout().await;
+        }
+    }
+
+    fn ctx(&self, command: &str, folder: &SourceFolder) -> Box<super::error::ErrorContext> {
+        Box::new(super::error::ErrorContext {
+            host: self.endpoint.host.clone(),
+            user: self.auth.user().to_owned(),
+            folder: Some(folder.raw_name.clone()),
+            command: command.to_owned(),
+        })
+    }
+
+    fn folder_status(&mut self, raw: &str, info: &SelectInfo) -> Result<FolderStatus, ImapError> {
+        let ctx = || {
+            Box::new(super::error::ErrorContext {
+                host: self.endpoint.host.clone(),
+                user: self.auth.user().to_owned(),
+                folder: Some(raw.to_owned()),
+                command: "EXAMINE".into(),
+            })
+        };
+        let uid_validity = info
+            .uid_validity
+            .and_then(UidValidity::new)
+            .ok_or_else(|| ImapError::Protocol {
+                ctx: ctx(),
+                detail: "the server sent no UIDVALIDITY".into(),
+            })?;
+        self.validity.insert(raw.to_owned(), uid_validity.get());
+        Ok(FolderStatus {
+            uid_validity,
+            uid_next: info.uid_next,
+            exists: info.exists,
+            highest_modseq: info.highest_modseq,
+        })
+    }
+
+    /// After a failed attempt: `None` to try again (the connection dropped and this was the first
+    /// attempt), else the error to return.
+    fn give_up(
+        &mut self,
+        folder: Option<&SourceFolder>,
+        e: ImapError,
+        attempt: u32,
+    ) -> Option<ImapError> {
+        let dead = self.conn.as_ref().is_none_or(|c| !c.is_usable());
+        if dead {
+            self.conn = None;
+        }
+        let e = match folder {
+            Some(f) => e.in_folder(&f.raw_name),
+            None => e,
+        };
+        if attempt >= 2 || !(dead && (e.is_connection_drop() || e.is_connect())) {
+            return Some(e);
+        }
+        tracing::warn!(host = %self.endpoint.host, user = %self.auth.user(), "IMAP connection lost ({e}); reconnecting");
+        None
+    }
+
+    /// A connected session with `folder` selected, reconnecting if needed.
+    async fn ready(&mut self, folder: Option<&SourceFolder>) -> Result<&mut Conn, ImapError> {
+        if self.conn.is_none() {
+            self.conn = Some(self.reconnect().await?);
+        }
+        if let Some(f) = folder {
+            let needs_select = self.conn.as_ref().is_none_or(|c| {
+                c.selected
+                    .as_ref()
+                    .is_none_or(|(name, _)| name != &f.raw_name)
+            });
+            if needs_select {
+                let conn = self
+                    .conn
+                    .as_mut()
+                    .ok_or_else(|| ImapError::ConnectionLost {
+                        ctx: Default::default(),
+                        reason: "no connection".into(),
+                    })?;
+                let info = conn.select_raw(&f.raw_name, true).await?;
+                let before = self.validity.get(&f.raw_name).copied();
+                let status = self.folder_status(&f.raw_name, &info)?;
+                if before.is_some_and(|b| b != status.uid_validity.get()) {
+                    return Err(ImapError::Protocol {
+                        ctx: self.ctx("EXAMINE", f),
+                        detail: format!(
+                            "UIDVALIDITY changed from {} to {} during the session: the folder's UIDs no longer mean the same messages",
+                            before.unwrap_or_default(),
+                            status.uid_validity
+                        ),
+                    });
+                }
+            }
+        }
+        self.conn.as_mut().ok_or_else(|| ImapError::ConnectionLost {
+            ctx: Default::default(),
+            reason: "no connection".into(),
+        })
+    }
+
+    /// A new session; a server that is restarting gets a few short chances.
+    async fn reconnect(&mut self) -> Result<Conn, ImapError> {
+        let mut delay = Duration::from_millis(200);
+        let mut tries = 0;
+        loop {
+            tries += 1;
+            match Conn::connect(&self.endpoint, &self.auth).await {
+                Ok(c) => {
+                    self.caps = c.caps.clone();
+                    return Ok(c);
+                }
+                Err(e) if tries < 4 && (e.is_connect() || e.is_connection_drop()) => {
+                    tokio::time::sleep(delay).await;
+                    delay *= 3;
+                }
+                Err(e) => return Err(e),
+            }
+        }
+    }
+}
+
+/// A UID set shortened for error labels.
+fn short_set(set: &str) -> String {
+    if set.len() <= 40 {
+        set.to_owned()
+    } else {
+        format!("{}...", &set[..set.floor_char_boundary(37)])
+    }
+}
