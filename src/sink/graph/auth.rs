@@ -124,31 +124,34 @@ impl TokenClient {
         }
     }
 
+    /// The form body of a token request (a fresh assertion each time). Built outside any await:
+    /// the serializer is not `Send`.
+    fn token_form(&self, scope: &str) -> Result<Secret<String>, GraphError> {
+        let mut form = url::form_urlencoded::Serializer::new(String::new());
+        form.append_pair("grant_type", "client_credentials");
+        form.append_pair("client_id", &self.client_id);
+        form.append_pair("scope", scope);
+        match &self.credential {
+            Credential::Secret(s) => {
+                form.append_pair("client_secret", s.expose());
+            }
+            Credential::Certificate(signer) => {
+                let assertion = signer.assertion(&self.endpoint, &self.client_id)?;
+                form.append_pair(
+                    "client_assertion_type",
+                    "urn:ietf:params:oauth:client-assertion-type:jwt-bearer",
+                );
+                form.append_pair("client_assertion", assertion.expose());
+            }
+        }
+        Ok(Secret::new(form.finish()))
+    }
+
     async fn fetch(&self, scope: &str) -> Result<(Secret<String>, Duration), GraphError> {
         let mut attempt = 0u32;
         loop {
             attempt += 1;
-            // Built in its own scope: the serializer is not Send and must not live across an await.
-            let body = {
-                let mut form = url::form_urlencoded::Serializer::new(String::new());
-                form.append_pair("grant_type", "client_credentials");
-                form.append_pair("client_id", &self.client_id);
-                form.append_pair("scope", scope);
-                match &self.credential {
-                    Credential::Secret(s) => {
-                        form.append_pair("client_secret", s.expose());
-                    }
-                    Credential::Certificate(signer) => {
-                        let assertion = signer.assertion(&self.endpoint, &self.client_id)?;
-                        form.append_pair(
-                            "client_assertion_type",
-                            "urn:ietf:params:oauth:client-assertion-type:jwt-bearer",
-                        );
-                        form.append_pair("client_assertion", assertion.expose());
-                    }
-                }
-                Secret::new(form.finish())
-            };
+            let body = self.token_form(scope)?;
             let sent = self
                 .client
                 .post(&self.endpoint)

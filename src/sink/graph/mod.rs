@@ -12,7 +12,8 @@
 //! - `folders` (tree reading, creation, well-known names), `write` (route choice, importMime,
 //!   JSON create, the post-create PATCH, lost-response resolution), `mime_to_json` (the JSON
 //!   message rebuilt from MIME), `upload` (attachments and upload sessions), `lookup` (resume and
-//!   verify queries), `flags` (flag mapping and the identity stamp), `urls` (escaping).
+//!   verify queries), `resolve` (interrupted writes found by content), `flags` (flag mapping and
+//!   the identity stamp), `urls` (escaping).
 
 mod auth;
 mod error;
@@ -268,7 +269,6 @@ impl GraphMailbox {
         lookup::find_by_stamp(self, folder_id, identity).await
     }
 
-    /// Items in `folder_id` with this `internetMessageId` (angle brackets included).
     /// Finds the item(s) a possibly interrupted write left: by stamp, else an unstamped item with
     /// the same content, which is then stamped. See the `resolve` module.
     pub async fn resolve(
@@ -281,6 +281,7 @@ impl GraphMailbox {
         resolve::resolve(self, folder_id, identity, message_id, flags).await
     }
 
+    /// Items in `folder_id` with this `internetMessageId` (angle brackets included).
     pub async fn find_by_message_id(
         &self,
         folder_id: &str,
@@ -317,5 +318,67 @@ impl GraphMailbox {
     /// Deletes a folder (doctor's scratch folder) and forgets it in the cache.
     pub async fn delete_folder(&self, folder_id: &str) -> Result<(), GraphError> {
         folders::delete(self, folder_id).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn assert_send<T: Send>(_: &T) {}
+
+    /// The engine spawns these futures on a multi-threaded runtime: they must stay `Send`.
+    /// (Compiled, never run: building the futures is the check.)
+    #[allow(dead_code)]
+    fn public_futures_are_send(
+        mb: &GraphMailbox,
+        msg: &OutgoingMessage<'_>,
+        id: &SourceIdentity,
+        flags: &Flags,
+    ) {
+        assert_send(&mb.app.token());
+        assert_send(&mb.check_access());
+        assert_send(&mb.ensure_folder(None, &[]));
+        assert_send(&mb.write("f", msg));
+        assert_send(&mb.find_by_stamp("f", id));
+        assert_send(&mb.find_by_message_id("f", "<m@x>"));
+        assert_send(&mb.set_flags("i", flags));
+        assert_send(&mb.list_items("f"));
+        assert_send(&mb.folder_count("f"));
+        assert_send(&mb.delete_folder("f"));
+        assert_send(&mb.read_mime("i"));
+    }
+
+    #[test]
+    fn clones_share_state_per_user() {
+        let app = GraphApp::new(GraphSettings::new(
+            "t",
+            "c",
+            GraphCredential::Secret("s".into()),
+        ))
+        .unwrap();
+        let a = app.mailbox("A@Example.org");
+        let b = app.clone().mailbox("a@example.org");
+        assert!(Arc::ptr_eq(&a.folders, &b.folders));
+        assert_eq!(a.user(), "a@example.org");
+        assert!(format!("{app:?}").contains("tenant"));
+    }
+
+    #[test]
+    fn pkcs12_is_refused_with_the_conversion_command() {
+        let s = GraphSettings::new(
+            "t",
+            "c",
+            GraphCredential::Pkcs12 {
+                path: "app.pfx".into(),
+                password: Some("pw".into()),
+            },
+        );
+        let e = GraphApp::new(s).unwrap_err();
+        assert_eq!(e.class(), crate::sink::FailureClass::Fatal);
+        assert!(
+            e.to_string().contains("openssl pkcs12") && !e.to_string().contains("pw"),
+            "{e}"
+        );
     }
 }

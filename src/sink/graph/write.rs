@@ -18,11 +18,11 @@ use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use bytes::Bytes;
 use reqwest::Method;
-use serde_json::{Value, json};
+use serde_json::json;
 
 use super::error::GraphError;
 use super::flags::{INCOMPLETE_PROPERTY, patch_body};
-use super::http::{Call, Target};
+use super::http::{Call, Resp, Target};
 use super::lookup::{by_message_id_raw, by_stamp_raw, delete_message, mime_of, patch_message};
 use super::settings::Route;
 use super::urls::seg;
@@ -155,12 +155,7 @@ async fn import_mime(
         idempotent: false,
     };
     let id = match http.send(&mb.user, call).await {
-        Ok(resp) => created_id(
-            &resp.json::<Value>("importMime", &mb.user)?,
-            mb,
-            "importMime",
-            resp.request_id,
-        )?,
+        Ok(resp) => created_id(&resp, mb, "importMime")?,
         Err(e @ GraphError::Ambiguous { .. }) => {
             match resolve_lost_import(mb, folder_id, msg).await? {
                 Some(id) => {
@@ -188,20 +183,20 @@ async fn import_mime(
     Ok(id)
 }
 
-fn created_id(
-    v: &Value,
-    mb: &GraphMailbox,
-    op: &str,
-    request_id: Option<String>,
-) -> Result<String, GraphError> {
-    v["id"]
-        .as_str()
-        .map(str::to_owned)
+/// Only the id of a created item is read; serde skips the rest (bodies can be large).
+#[derive(serde::Deserialize)]
+struct Created {
+    id: Option<String>,
+}
+
+fn created_id(resp: &Resp, mb: &GraphMailbox, op: &str) -> Result<String, GraphError> {
+    resp.json::<Created>(op, &mb.user)?
+        .id
         .ok_or_else(|| GraphError::Protocol {
             op: op.to_owned(),
             mailbox: mb.user.clone(),
             reason: "no id in the created item".into(),
-            request_id,
+            request_id: resp.request_id.clone(),
         })
 }
 
@@ -284,12 +279,7 @@ async fn write_json(
         )
         .await
     {
-        Ok(resp) => created_id(
-            &resp.json::<Value>("create message", &mb.user)?,
-            mb,
-            "create message",
-            resp.request_id,
-        )?,
+        Ok(resp) => created_id(&resp, mb, "create message")?,
         Err(e @ GraphError::Ambiguous { .. }) => {
             let found = by_stamp_raw(mb, folder_id, &stamp).await?;
             match found.as_slice() {

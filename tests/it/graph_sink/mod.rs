@@ -70,18 +70,18 @@ pub fn identity(mailbox: &str, folder: &str, uid: u32, raw: &[u8]) -> SourceIden
 /// A varied flag set for message number `i` (never a draft).
 pub fn flags_for(i: usize) -> Flags {
     let mut atoms = Vec::new();
-    if i % 2 == 0 {
+    if i.is_multiple_of(2) {
         atoms.push("\\Seen");
     }
-    if i % 3 == 0 {
+    if i.is_multiple_of(3) {
         atoms.push("\\Flagged");
     }
-    if i % 5 == 0 {
+    if i.is_multiple_of(5) {
         atoms.push("\\Answered");
-    } else if i % 7 == 0 {
+    } else if i.is_multiple_of(7) {
         atoms.push("$Forwarded");
     }
-    if i % 4 == 0 {
+    if i.is_multiple_of(4) {
         atoms.push("Project X");
     }
     Flags::from_atoms(atoms)
