@@ -1,0 +1,1 @@
+//! Security (filled in below).
