@@ -56,8 +56,8 @@ fn files_under(dir: &Path, out: &mut Vec<PathBuf>) {
         let p = e.path();
         if p.is_dir() {
             files_under(&p, out);
-        } else if !p.extension().is_some_and(|x| x == "json")
-            && !p.file_name().is_some_and(|n| n == "COPYING")
+        } else if p.extension().is_none_or(|x| x != "json")
+            && p.file_name().is_none_or(|n| n != "COPYING")
         {
             out.push(p);
         }
