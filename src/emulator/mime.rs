@@ -62,8 +62,11 @@ pub(crate) fn parse(
     raw: &[u8],
     received: ImportMimeReceived,
 ) -> Result<(Map<String, Value>, Vec<Attachment>), ApiError> {
-    let msg = MessageParser::default()
-        .parse(raw)
+    // mail-parser 0.11.9 panics on some malformed multipart nesting; the service answers 400
+    // for content it cannot read, so the emulator must too rather than drop the connection.
+    let msg = std::panic::catch_unwind(|| MessageParser::default().parse(raw))
+        .ok()
+        .flatten()
         .filter(|m| !m.headers().is_empty())
         .ok_or_else(|| {
             ApiError::new(

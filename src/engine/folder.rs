@@ -112,11 +112,19 @@ pub(crate) async fn folder_pass<S: MailSource, K: MailSink>(
     }
 
     // Writes a crash or a lost response left open: ask the destination before re-sending.
+    // Destination items other rows already own: identical messages (same content, no Message-ID
+    // to tell them apart) match each other's items by content, and a resolved row must never take
+    // an item another row holds (found by the SIGKILL test on the IMAP route).
+    let mut claimed: HashSet<String> = rows
+        .values()
+        .filter(|r| r.state == MessageState::Done)
+        .filter_map(|r| r.dest_id.clone())
+        .collect();
     for row in rows
         .values_mut()
         .filter(|r| r.state == MessageState::Sending)
     {
-        resolve_sending(ctx, folder, &status, &dest, row, &mut sum).await?;
+        resolve_sending(ctx, folder, &status, &dest, row, &mut claimed, &mut sum).await?;
     }
 
     // Decide, per listed message, what this pass does with it.
@@ -264,12 +272,14 @@ fn in_window<K>(ctx: &MailboxCtx<K>, m: &MessageMeta) -> bool {
     ctx.opts.since.is_none_or(|s| t >= s) && ctx.opts.before.is_none_or(|b| t < b)
 }
 
+#[allow(clippy::too_many_arguments)]
 async fn resolve_sending<K: MailSink>(
     ctx: &MailboxCtx<K>,
     folder: &SourceFolder,
     status: &FolderStatus,
     dest: &str,
     row: &mut MessageRow,
+    claimed: &mut HashSet<String>,
     sum: &mut MailboxSummary,
 ) -> Result<(), StepError> {
     let lerr = |e: crate::ledger::LedgerError| StepError::new(FailureClass::Fatal, e.to_string());
@@ -285,8 +295,10 @@ async fn resolve_sending<K: MailSink>(
         .sink
         .find(dest, &id, row.message_id.as_deref(), row.size, &row.flags)
         .await?;
+    let found: Vec<String> = found.into_iter().filter(|f| !claimed.contains(f)).collect();
     match found.first() {
         Some(item) => {
+            claimed.insert(item.clone());
             // The destination holds the flags the write carried: those the ledger recorded when
             // the row was listed. A difference is synced below like any flag change.
             ctx.ledger

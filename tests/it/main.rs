@@ -11,6 +11,7 @@ mod migrate;
 mod migrate_imap;
 mod migrate_split;
 mod plan;
+mod reliability;
 #[path = "../support/mod.rs"]
 mod support;
 mod translate;

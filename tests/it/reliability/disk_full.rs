@@ -1,0 +1,207 @@
+//! The ledger's disk fills up mid-run. The ledger (`--state`) lives on a small tmpfs mounted for
+//! the test; once the run has copied a seeded number of messages the test fills that filesystem
+//! with a filler file. The run must stop cleanly (no panic, exit code 1 or 2, a message naming
+//! the full disk), lose and double nothing, and a run after the space returns must finish.
+//!
+//! Mounting needs root (CAP_SYS_ADMIN). Where mount is refused the same scenario runs with
+//! RLIMIT_FSIZE on the child instead (`ulimit -f`, with SIGXFSZ ignored so a write over the limit
+//! fails with EFBIG rather than killing the process): the ledger then hits its limit mid-run.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use rand::Rng;
+
+use mailferry::emulator::{EmulatorConfig, Latency};
+
+use super::{assert_verify_perfect, graph_bodies, record, rng, rounds, run_bin, tally};
+use crate::migrate::{Rig, generated, write_maildir};
+use crate::support::corpus::imap_ready;
+
+/// A tmpfs mounted for the test, unmounted on drop.
+struct TinyFs {
+    dir: tempfile::TempDir,
+}
+
+impl TinyFs {
+    fn mount(size: &str) -> Option<TinyFs> {
+        let dir = tempfile::tempdir().ok()?;
+        let ok = Command::new("mount")
+            .args([
+                "-t",
+                "tmpfs",
+                "-o",
+                &format!("size={size},mode=0700"),
+                "tmpfs",
+            ])
+            .arg(dir.path())
+            .stderr(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success());
+        ok.then_some(TinyFs { dir })
+    }
+    fn path(&self) -> &Path {
+        self.dir.path()
+    }
+}
+
+impl Drop for TinyFs {
+    fn drop(&mut self) {
+        let _ = Command::new("umount")
+            .arg("-l")
+            .arg(self.dir.path())
+            .status();
+    }
+}
+
+/// Writes zeros into `path` until the filesystem refuses; returns the bytes written.
+fn fill(path: &Path) -> usize {
+    let mut f = std::fs::File::create(path).unwrap();
+    let chunk = vec![0u8; 4096];
+    let mut n = 0;
+    while f.write_all(&chunk).is_ok() {
+        n += chunk.len();
+    }
+    let _ = f.sync_all();
+    n
+}
+
+const MESSAGES: usize = 400;
+
+/// Waits for the child with a generous bound (a hang is a failure of its own).
+fn wait_bounded(child: &mut std::process::Child) -> std::process::Output {
+    let deadline = Instant::now() + Duration::from_secs(180);
+    loop {
+        if child.try_wait().unwrap().is_some() {
+            break;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("mailferry hung after the disk filled up");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let mut out = std::process::Output {
+        status: child.wait().unwrap(),
+        stdout: Vec::new(),
+        stderr: Vec::new(),
+    };
+    use std::io::Read;
+    if let Some(mut e) = child.stderr.take() {
+        let _ = e.read_to_end(&mut out.stderr);
+    }
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_ledger_disk_filling_up_fails_cleanly_then_resumes() {
+    let (mut inj, mut lost, mut dup) = (0, 0, 0);
+    for k in 0..rounds() {
+        let cfg = EmulatorConfig {
+            latency: Latency {
+                fixed_ms: 2,
+                jitter_ms: 2,
+            },
+            ..EmulatorConfig::default()
+        };
+        let rig = Rig::new(&["dan"], cfg).await;
+        let msgs: Vec<Vec<u8>> = (0..MESSAGES).map(|i| generated(i, 800 + i * 3)).collect();
+        write_maildir(
+            &rig.tree("dan"),
+            &[("", msgs.iter().map(|m| (m.clone(), "S")).collect())],
+        );
+        let plan = rig.plan_path.to_str().unwrap().to_owned();
+        let tiny = TinyFs::mount("4m");
+        let (state, out): (PathBuf, std::process::Output) = match &tiny {
+            Some(fs) => {
+                let state = fs.path().join("ledger.sqlite");
+                let mut child = super::mailferry()
+                    .args([
+                        "migrate",
+                        "--plan",
+                        &plan,
+                        "--state",
+                        state.to_str().unwrap(),
+                    ])
+                    .stdout(Stdio::null())
+                    .stderr(Stdio::piped())
+                    .spawn()
+                    .unwrap();
+                let p = rng(&format!("disk-full/{k}")).gen_range(20..MESSAGES / 2);
+                let insp = rig.emulator.inspect();
+                while insp
+                    .mailbox("dan@contoso.example")
+                    .map_or(0, |m| m.items.len())
+                    < p
+                    && child.try_wait().unwrap().is_none()
+                {
+                    tokio::time::sleep(Duration::from_millis(2)).await;
+                }
+                assert!(
+                    child.try_wait().unwrap().is_none(),
+                    "the run ended before the disk filled"
+                );
+                assert!(fill(&fs.path().join("filler")) < 8 << 20);
+                (
+                    state,
+                    tokio::task::block_in_place(|| wait_bounded(&mut child)),
+                )
+            }
+            None => {
+                // No mount here: the file-size limit stops the ledger growing past ~96 KB.
+                let dir = rig.dir.path().join("state");
+                std::fs::create_dir_all(&dir).unwrap();
+                let state = dir.join("ledger.sqlite");
+                eprintln!("mount refused: using RLIMIT_FSIZE for the ledger instead");
+                let out = Command::new("bash")
+                    .args([
+                        "-c",
+                        "trap '' XFSZ; ulimit -f 192; exec \"$0\" migrate --plan \"$1\" --state \"$2\"",
+                        env!("CARGO_BIN_EXE_mailferry"),
+                        &plan,
+                        state.to_str().unwrap(),
+                    ])
+                    .env_remove("RUST_LOG")
+                    .stdin(Stdio::null())
+                    .output()
+                    .unwrap();
+                (state, out)
+            }
+        };
+        let err = String::from_utf8_lossy(&out.stderr);
+        let code = out.status.code().unwrap_or(-1);
+        assert!(matches!(code, 1 | 2), "a clean failure, not {code}: {err}");
+        assert!(!err.contains("panicked"), "{err}");
+        let lower = err.to_lowercase();
+        assert!(
+            lower.contains("full") || lower.contains("no space") || lower.contains("too large"),
+            "the message names the full disk: {err}"
+        );
+        inj += 1;
+
+        // Space returns: the next run finishes, and nothing was lost or doubled.
+        if let Some(fs) = &tiny {
+            std::fs::remove_file(fs.path().join("filler")).unwrap();
+        }
+        let (code, _, err) = run_bin(&[
+            "migrate",
+            "--plan",
+            &plan,
+            "--state",
+            state.to_str().unwrap(),
+        ]);
+        assert_eq!(code, 0, "{err}");
+        let expected: Vec<Vec<u8>> = msgs.iter().map(|m| imap_ready(m)).collect();
+        let (l, d) = tally(
+            &expected,
+            &graph_bodies(&rig.emulator, "dan@contoso.example"),
+        );
+        assert_eq!((l, d), (0, 0), "lost, duplicated");
+        (lost, dup) = (lost + l, dup + d);
+        assert_verify_perfect(&rig.plan_path, Some(&state)).await;
+        drop(tiny);
+    }
+    record("ledger-disk-full", inj, lost, dup);
+}
