@@ -63,6 +63,7 @@ pub(super) async fn run(command: Command) -> u8 {
                 exit::USAGE
             }
         },
+        Command::Doctor { plan } => doctor(&plan).await,
         Command::Demo { fixtures, keep } => {
             crate::demo::run(&crate::demo::DemoOptions { fixtures, keep }).await
         }
@@ -338,4 +339,27 @@ pub(crate) async fn verify_plan(
         exit::DIFFERENCE
     };
     (code, Some(report))
+}
+
+async fn doctor(args: &PlanArgs) -> u8 {
+    let Some(plan) = load_plan(args) else {
+        return exit::USAGE;
+    };
+    let report = match crate::doctor::run(&plan, &args.mailboxes).await {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("mailferry: {e}");
+            return exit::USAGE;
+        }
+    };
+    if args.json {
+        println!("{}", crate::doctor::render::json(&report));
+    } else {
+        print!("{}", crate::doctor::render::text(&report));
+    }
+    if report.failed() {
+        exit::FAILURES
+    } else {
+        exit::OK
+    }
 }

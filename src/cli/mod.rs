@@ -117,6 +117,12 @@ pub enum Command {
         #[arg(long)]
         allow_remote: bool,
     },
+    /// Check a deployment before migrating: hosts, TLS, logins, capabilities, the Graph token,
+    /// permissions, mailbox access, and how the tenant treats a test message per write route.
+    Doctor {
+        #[command(flatten)]
+        plan: PlanArgs,
+    },
     /// See it work, with no server and no network: bundled sample mailboxes migrated into the
     /// built-in Graph emulator, migrated again (nothing moves), then verified.
     Demo {
