@@ -3,6 +3,7 @@
 
 mod cli;
 mod demo;
+mod doctor;
 mod emulator;
 mod graph_sink;
 mod imap_sink;
