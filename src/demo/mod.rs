@@ -197,7 +197,7 @@ async fn run_inner(opts: &DemoOptions) -> Result<u8, DemoError> {
         }
     );
     println!(
-        "  emulator:  {} tenant {}, app {}; Microsoft's limits ({} requests/{} min and {} per {} min per mailbox, {} concurrent), service latency {}-{} ms, time x{}",
+        "  emulator:  {} tenant {}, app {}; Microsoft's limits ({} requests/{} min and {} MiB/{} min per mailbox, {} concurrent), service latency {}-{} ms, time x{}",
         emu.base_url(),
         config.tenant,
         config
@@ -207,7 +207,7 @@ async fn run_inner(opts: &DemoOptions) -> Result<u8, DemoError> {
             .unwrap_or("-"),
         config.limits.requests_per_window,
         config.limits.request_window_secs / 60.0,
-        bytes(config.limits.upload_bytes_per_window),
+        config.limits.upload_bytes_per_window / (1024 * 1024),
         config.limits.upload_window_secs / 60.0,
         config.limits.concurrent_requests,
         config.latency.fixed_ms,

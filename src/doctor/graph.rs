@@ -1,21 +1,13 @@
 //! Doctor's Graph checks: the token (AADSTS failures explained), the permissions in it when it
 //! is a JWT, then per destination mailbox: access, and one test message per write route in a
-//! scratch folder that is deleted afterwards whatever happened in between. What the tenant did
-//! with each test message becomes findings (graph.md section 7).
+//! scratch folder that is deleted afterwards whatever happened in between (the probes themselves
+//! are in `routes`).
 
-use chrono::{DateTime, Utc};
-use serde_json::Value;
-
-use super::probe::{self, ProbeError, TestMessage};
-use super::{DoctorReport, Finding, Status};
+use super::routes::Probes;
+use super::{DoctorReport, MAIL_ADVANCED, MAIL_READWRITE, Status, probe};
 use crate::engine::connect::graph_settings;
-use crate::model::ContentHash;
 use crate::plan::{self, GraphDestination, Mailbox, Plan};
-use crate::sink::OutgoingMessage;
-use crate::sink::graph::{GraphApp, GraphError, GraphMailbox, Route};
-
-const MAIL_READWRITE: &str = "Mail.ReadWrite";
-const MAIL_ADVANCED: &str = "Mail-Advanced.ReadWrite.All";
+use crate::sink::graph::{GraphApp, GraphError, Route};
 
 /// Checks one Graph destination and its chosen mailboxes.
 pub async fn check(
@@ -242,315 +234,83 @@ async fn check_mailbox(
     }
 }
 
-struct Probes<'a> {
-    app: &'a GraphApp,
-    mailbox: &'a GraphMailbox,
-    http: reqwest::Client,
-    target: &'a str,
-    user: &'a str,
-    folder_id: &'a str,
-    token: &'a str,
-}
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sink::graph::HttpFailure;
 
-impl Probes<'_> {
-    fn finding(
-        &self,
-        report: &mut DoctorReport,
-        route: &str,
-        property: &str,
-        value: String,
-        meaning: &str,
-    ) {
-        report.findings.push(Finding {
-            target: self.target.to_owned(),
-            route: route.to_owned(),
-            property: property.to_owned(),
-            value,
-            meaning: meaning.to_owned(),
-        });
+    fn denied(message: &str) -> GraphError {
+        GraphError::Http(Box::new(HttpFailure {
+            op: "check mailbox access".into(),
+            mailbox: "ann@contoso.com".into(),
+            status: 403,
+            code: Some("ErrorAccessDenied".into()),
+            message: Some(message.into()),
+            hint: None,
+            request_id: Some("r-1".into()),
+            client_request_id: "c-1".into(),
+            attempts: 1,
+        }))
     }
 
-    /// importMime, sent once: does the tenant take it, and what does the item look like?
-    async fn import_mime(&self, g: &GraphDestination, report: &mut DoctorReport) {
-        const ROUTE: &str = "import-mime";
-        let check = "route import-mime";
-        let settings = self.app.settings();
-        if !settings.cloud.has_import_mime() && settings.graph_url.is_none() {
-            report.push(
-                self.target,
-                check,
-                Status::Warn,
-                "importMime does not exist in this national cloud: every message goes by the JSON route",
-            );
-            return;
-        }
-        let Some(msg) = TestMessage::new(ROUTE, self.user, self.token, 1) else {
-            return;
-        };
-        let sent_at = Utc::now();
-        let id = match probe::import_mime(&self.http, self.app, self.user, self.folder_id, &msg.raw)
-            .await
-        {
-            Ok(id) => id,
-            Err(e) => {
-                let status = if g.route == plan::Route::ImportMime {
-                    Status::Fail
-                } else {
-                    Status::Warn
-                };
-                report.push(self.target, check, status, import_advice(&e));
-                return;
-            }
-        };
-        report.push(
-            self.target,
-            check,
-            Status::Ok,
-            format!("importMime works ({MAIL_ADVANCED} granted)"),
+    #[test]
+    fn a_403_is_told_apart_by_exchange_message_or_by_the_token_roles() {
+        let policy = access_advice(
+            &denied("Access to OData is disabled."),
+            "ann@contoso.com",
+            None,
         );
-        let as_imported = self.read_back(report, ROUTE, &id).await;
-        if let Some(item) = &as_imported {
-            self.report_draft_and_dates(report, ROUTE, item, &msg, sent_at);
-            self.finding(
-                report,
-                ROUTE,
-                "isRead as imported",
-                item["isRead"].to_string(),
-                "mailferry sets isRead and flag itself right after the import",
-            );
-        }
-        // What a migration does next: the flags PATCH (with the stamp).
-        match self.mailbox.set_flags(&id, &msg.flags).await {
-            Ok(()) => {
-                if let Some(item) = self.read_back(report, ROUTE, &id).await {
-                    self.report_flags(report, ROUTE, &item);
-                }
-            }
-            Err(e) => report.push(
-                self.target,
-                "flags import-mime",
-                Status::Fail,
-                format!("PATCH of isRead/flag on an imported item failed: {e}"),
-            ),
-        }
-        self.report_bytes(report, ROUTE, &id, &msg, true).await;
-    }
-
-    /// JSON create, exactly as a migration writes it (the sink's own JSON route).
-    async fn json(&self, report: &mut DoctorReport) {
-        const ROUTE: &str = "json";
-        let check = "route json";
-        let Some(msg) = TestMessage::new(ROUTE, self.user, self.token, 2) else {
-            return;
-        };
-        let out = OutgoingMessage {
-            raw: &msg.raw,
-            flags: &msg.flags,
-            internal_date: msg.dates.internal_date,
-            identity: &msg.identity,
-            message_id: Some(&msg.message_id),
-        };
-        let sent_at = Utc::now();
-        let id = match self.mailbox.write(self.folder_id, &out).await {
-            Ok(id) => id,
-            Err(e) => {
-                let advice = match e.status() {
-                    Some(403) => format!(
-                        "{e}: JSON create needs the application permission {MAIL_READWRITE} with admin consent"
-                    ),
-                    _ => e.to_string(),
-                };
-                report.push(self.target, check, Status::Fail, advice);
-                return;
-            }
-        };
-        report.push(
-            self.target,
-            check,
-            Status::Ok,
-            format!("JSON create works ({MAIL_READWRITE} granted)"),
+        assert!(policy.contains("application access policy"), "{policy}");
+        assert!(policy.contains("r-1"), "{policy}");
+        let perm = access_advice(
+            &denied("Access is denied. Check credentials and try again."),
+            "ann@contoso.com",
+            None,
         );
-        if let Some(item) = self.read_back(report, ROUTE, &id).await {
-            self.report_draft_and_dates(report, ROUTE, &item, &msg, sent_at);
-            self.report_flags(report, ROUTE, &item);
-        }
-        self.report_bytes(report, ROUTE, &id, &msg, false).await;
-    }
-
-    async fn read_back(&self, report: &mut DoctorReport, route: &str, id: &str) -> Option<Value> {
-        match probe::get_item(&self.http, self.app, self.user, id).await {
-            Ok(v) => Some(v),
-            Err(e) => {
-                report.push(
-                    self.target,
-                    &format!("read back {route}"),
-                    Status::Fail,
-                    e.to_string(),
-                );
-                None
-            }
-        }
-    }
-
-    fn report_draft_and_dates(
-        &self,
-        report: &mut DoctorReport,
-        route: &str,
-        item: &Value,
-        msg: &TestMessage,
-        sent_at: DateTime<Utc>,
-    ) {
-        let draft = item["isDraft"].as_bool();
-        self.finding(
-            report,
-            route,
-            "isDraft",
-            item["isDraft"].to_string(),
-            if draft == Some(false) {
-                "a normal delivered item, as it should be"
-            } else {
-                "the item is a DRAFT: users would see it as unsent"
-            },
+        assert!(
+            perm.contains("Mail.ReadWrite") && !perm.contains("policy"),
+            "{perm}"
         );
-        if draft != Some(false) {
-            report.push(
-                self.target,
-                &format!("draft {route}"),
-                Status::Fail,
-                format!("the {route} route created a draft (isDraft = {}): do not migrate by this route", item["isDraft"]),
-            );
-        }
-        let received = item["receivedDateTime"]
-            .as_str()
-            .and_then(|s| DateTime::parse_from_rfc3339(s).ok());
-        let (value, meaning) = match received {
-            Some(r) => (
-                r.to_rfc3339(),
-                format!(
-                    "taken from {} (Date: {}, Received: {}, INTERNALDATE asked: {})",
-                    probe::received_source(r, &msg.dates, sent_at),
-                    msg.dates.date_header.to_rfc3339(),
-                    msg.dates.received_header.to_rfc3339(),
-                    msg.dates.internal_date.to_rfc3339()
-                ),
-            ),
-            None => (item["receivedDateTime"].to_string(), "not readable".into()),
-        };
-        self.finding(report, route, "receivedDateTime", value, &meaning);
-        if let Some(s) = item["sentDateTime"].as_str() {
-            self.finding(
-                report,
-                route,
-                "sentDateTime",
-                s.to_owned(),
-                &format!(
-                    "the Date: header was {}",
-                    msg.dates.date_header.to_rfc3339()
-                ),
-            );
-        }
-    }
-
-    fn report_flags(&self, report: &mut DoctorReport, route: &str, item: &Value) {
-        let read = item["isRead"].as_bool() == Some(true);
-        let flag = item["flag"]["flagStatus"]
-            .as_str()
-            .unwrap_or("-")
-            .to_owned();
-        self.finding(
-            report,
-            route,
-            "isRead",
-            item["isRead"].to_string(),
-            if read {
-                "\\Seen carried over"
-            } else {
-                "\\Seen was asked for but the item is unread"
-            },
+        // With Mail.ReadWrite in the token, a plain denial can only be the policy.
+        let roles = vec![MAIL_READWRITE.to_owned()];
+        let by_roles = access_advice(
+            &denied("Access is denied. Check credentials and try again."),
+            "ann@contoso.com",
+            Some(&roles),
         );
-        self.finding(
-            report,
-            route,
-            "flag",
-            flag.clone(),
-            if flag == "flagged" {
-                "\\Flagged carried over"
-            } else {
-                "\\Flagged was asked for but the item is not flagged"
-            },
+        assert!(by_roles.contains("application access policy"), "{by_roles}");
+    }
+
+    #[test]
+    fn token_roles_decide_the_permission_check() {
+        let mut r = DoctorReport::default();
+        report_roles(
+            "graph exo",
+            &["Mail.Read".into()],
+            plan::Route::Json,
+            &mut r,
         );
-        if !read || flag != "flagged" {
-            report.push(
-                self.target,
-                &format!("flags {route}"),
-                Status::Warn,
-                format!(
-                    "asked for read and flagged, got isRead = {}, flag = {flag}",
-                    item["isRead"]
-                ),
-            );
-        }
-    }
-
-    async fn report_bytes(
-        &self,
-        report: &mut DoctorReport,
-        route: &str,
-        id: &str,
-        msg: &TestMessage,
-        must_match: bool,
-    ) {
-        match self.mailbox.read_mime(id).await {
-            Ok(mime) => {
-                let same = ContentHash::of(&mime) == msg.identity.sha256;
-                let meaning = match (same, must_match) {
-                    (true, _) => {
-                        "byte-identical to what was sent: verify --deep compares content exactly"
-                    }
-                    (false, true) => {
-                        "NOT byte-identical: this tenant rewrites imported MIME; verify --deep will report content differences"
-                    }
-                    (false, false) => "rebuilt by Exchange (expected for the JSON route)",
-                };
-                self.finding(
-                    report,
-                    route,
-                    "$value",
-                    format!(
-                        "{} bytes, {}",
-                        mime.len(),
-                        if same { "identical" } else { "different" }
-                    ),
-                    meaning,
-                );
-                if must_match && !same {
-                    report.push(
-                        self.target,
-                        &format!("bytes {route}"),
-                        Status::Warn,
-                        meaning,
-                    );
-                }
-            }
-            Err(e) => report.push(
-                self.target,
-                &format!("read back {route}"),
-                Status::Fail,
-                format!("$value could not be read: {e}"),
-            ),
-        }
-    }
-}
-
-/// What an importMime refusal means.
-fn import_advice(e: &ProbeError) -> String {
-    match e.status() {
-        Some(403) => format!(
-            "{e}: importMime needs the application permission {MAIL_ADVANCED} with admin consent; without it mailferry writes every message by the JSON route (Exchange rebuilds the message: MIME details and signatures are lost)"
-        ),
-        Some(400 | 404 | 405 | 501) => format!(
-            "{e}: this tenant or endpoint does not offer importMime (a beta API): set route = \"json\""
-        ),
-        _ => e.to_string(),
+        report_roles(
+            "graph exo",
+            &[MAIL_READWRITE.into()],
+            plan::Route::ImportMime,
+            &mut r,
+        );
+        report_roles(
+            "graph exo",
+            &[MAIL_READWRITE.into()],
+            plan::Route::Json,
+            &mut r,
+        );
+        report_roles(
+            "graph exo",
+            &[MAIL_READWRITE.into(), MAIL_ADVANCED.into()],
+            plan::Route::ImportMime,
+            &mut r,
+        );
+        let s: Vec<Status> = r.checks.iter().map(|c| c.status).collect();
+        assert_eq!(s, [Status::Fail, Status::Fail, Status::Ok, Status::Ok]);
+        assert!(r.checks[0].message.contains("admin consent"));
+        assert!(r.checks[1].message.contains(MAIL_ADVANCED));
     }
 }

@@ -7,8 +7,9 @@
 //!   and the capabilities mailferry relies on.
 //! - [`graph`]: per Graph destination: the token (AADSTS errors turned into advice), then per
 //!   destination mailbox: access (403/404 turned into permission, access-policy or licence
-//!   advice), and in a scratch folder (`mailferry-doctor-<random>`, always deleted) one test
-//!   message per write route, read back to settle graph.md's unknowns on the real tenant.
+//!   advice), and a scratch folder (`mailferry-doctor-<random>`, always deleted) for
+//! - `routes`: one test message per write route, read back to settle graph.md's unknowns on the
+//!   real tenant.
 //! - [`probe`]: the test message and the raw Graph requests the route probes need (a probe must
 //!   see the tenant's own answer, so it never falls back to another route as a migration does).
 //! - [`render`]: the text and JSON output.
@@ -20,10 +21,16 @@ pub mod graph;
 pub mod imap;
 mod probe;
 pub mod render;
+mod routes;
 
 use serde::Serialize;
 
 use crate::plan::{Destination, Mailbox, Plan, PlanError};
+
+/// Application permissions as Entra spells them: folders, JSON create, PATCH and lists.
+const MAIL_READWRITE: &str = "Mail.ReadWrite";
+/// Needed for importMime.
+const MAIL_ADVANCED: &str = "Mail-Advanced.ReadWrite.All";
 
 /// The result of one check.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
