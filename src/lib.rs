@@ -13,12 +13,16 @@
 //! | [`engine`] | per-mailbox pipelines, concurrency, memory budget, incremental passes |
 //! | [`report`] | progress, summaries, JSON and CSV reports |
 //! | [`emulator`] | a local Microsoft Graph + Entra stand-in for tests, rehearsals and the demo |
+//! | [`doctor`] | checks a deployment before a migration: hosts, logins, permissions, routes |
+//! | [`demo`] | the self-contained end-to-end demonstration on bundled samples |
 //! | [`cli`] | the `mailferry` command line |
 //!
 //! Shared value types live in [`model`]; secrets in [`secret`]; modified UTF-7 in [`utf7`].
 #![forbid(unsafe_code)]
 
 pub mod cli;
+pub mod demo;
+pub mod doctor;
 pub mod emulator;
 pub mod engine;
 pub mod ledger;

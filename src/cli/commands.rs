@@ -6,10 +6,12 @@ use std::sync::Arc;
 use chrono::{DateTime, NaiveDate, Utc};
 
 use super::{Command, PlanArgs, exit, output};
+use crate::engine::survey::SurveyReport;
+use crate::engine::verify::VerifyReport;
 use crate::engine::{self, Cancel, MigrateOptions};
 use crate::ledger::{Ledger, LedgerError};
 use crate::plan::Plan;
-use crate::report::{self, Events, progress};
+use crate::report::{self, Events, RunSummary, progress};
 
 pub(super) async fn run(command: Command) -> u8 {
     match command {
@@ -61,6 +63,10 @@ pub(super) async fn run(command: Command) -> u8 {
                 exit::USAGE
             }
         },
+        Command::Doctor { plan } => doctor(&plan).await,
+        Command::Demo { fixtures, keep } => {
+            crate::demo::run(&crate::demo::DemoOptions { fixtures, keep }).await
+        }
     }
 }
 
@@ -83,7 +89,7 @@ pub(super) fn load_plan(args: &PlanArgs) -> Option<Plan> {
     }
 }
 
-fn state_path(args: &PlanArgs, plan: &Plan) -> PathBuf {
+pub(crate) fn state_path(args: &PlanArgs, plan: &Plan) -> PathBuf {
     args.state
         .clone()
         .unwrap_or_else(|| plan.default_state_path())
@@ -106,14 +112,24 @@ async fn survey(args: &PlanArgs, concurrency: usize) -> u8 {
     let Some(plan) = load_plan(args) else {
         return exit::USAGE;
     };
+    survey_plan(&plan, args, concurrency).await.0
+}
+
+/// `survey` on a loaded plan: prints the report (table or JSON) and returns the exit code with
+/// the report (`None` when the selection was refused).
+pub(crate) async fn survey_plan(
+    plan: &Plan,
+    args: &PlanArgs,
+    concurrency: usize,
+) -> (u8, Option<SurveyReport>) {
     let selected = match plan.select(&args.mailboxes) {
         Ok(s) => s,
         Err(e) => {
             eprintln!("mailferry: {e}");
-            return exit::USAGE;
+            return (exit::USAGE, None);
         }
     };
-    let report = engine::survey::survey(&plan, &selected, concurrency).await;
+    let report = engine::survey::survey(plan, &selected, concurrency).await;
     if args.json {
         println!(
             "{}",
@@ -122,34 +138,49 @@ async fn survey(args: &PlanArgs, concurrency: usize) -> u8 {
     } else {
         print!("{}", output::survey(&report));
     }
-    if report.failed_mailboxes > 0 || !report.plan_errors.is_empty() {
+    let code = if report.failed_mailboxes > 0 || !report.plan_errors.is_empty() {
         exit::FAILURES
     } else {
         exit::OK
-    }
+    };
+    (code, Some(report))
 }
 
 async fn migrate(args: &PlanArgs, opts: MigrateOptions, report_dir: Option<PathBuf>) -> u8 {
     let Some(plan) = load_plan(args) else {
         return exit::USAGE;
     };
-    let state = state_path(args, &plan);
+    let mode = progress::Mode::detect(args.json);
+    migrate_plan(&plan, args, opts, report_dir, mode).await.0
+}
+
+/// `migrate` on a loaded plan: takes the run lock, shows progress in `mode`, prints the summary
+/// (table or JSON), writes the reports, and returns the exit code with the run's summary
+/// (`None` when the run could not start or stopped on a run-wide error).
+pub(crate) async fn migrate_plan(
+    plan: &Plan,
+    args: &PlanArgs,
+    opts: MigrateOptions,
+    report_dir: Option<PathBuf>,
+    mode: progress::Mode,
+) -> (u8, Option<RunSummary>) {
+    let state = state_path(args, plan);
     let _lock = match Ledger::lock_run(&state) {
         Ok(l) => l,
         Err(e @ LedgerError::Locked { .. }) => {
             eprintln!("mailferry: {e}");
-            return exit::LOCKED;
+            return (exit::LOCKED, None);
         }
         Err(e) => {
             eprintln!("mailferry: {e}");
-            return exit::FAILURES;
+            return (exit::FAILURES, None);
         }
     };
     let ledger = match Ledger::open(&state) {
         Ok(l) => Arc::new(l),
         Err(e) => {
             eprintln!("mailferry: {e}");
-            return exit::FAILURES;
+            return (exit::FAILURES, None);
         }
     };
     let cancel = Cancel::default();
@@ -161,18 +192,18 @@ async fn migrate(args: &PlanArgs, opts: MigrateOptions, report_dir: Option<PathB
         }
     });
     let (events, rx) = Events::channel();
-    let mode = progress::Mode::detect(args.json);
     let shower = tokio::spawn(progress::show(mode, rx));
-    let result = engine::migrate(&plan, ledger, &opts, events, cancel).await;
+    let result = engine::migrate(plan, ledger, &opts, events, cancel).await;
     let _ = shower.await;
     let summary = match result {
         Ok(s) => s,
         Err(e) => {
             eprintln!("mailferry: {e}");
-            return match e {
+            let code = match e {
                 engine::EngineError::Plan(_) => exit::USAGE,
                 _ => exit::FAILURES,
             };
+            return (code, None);
         }
     };
     let dir = report_dir.unwrap_or_else(|| plan.dir());
@@ -191,11 +222,12 @@ async fn migrate(args: &PlanArgs, opts: MigrateOptions, report_dir: Option<PathB
         Ok(_) => {}
         Err(e) => eprintln!("mailferry: {e}"),
     }
-    if summary.has_failures() {
+    let code = if summary.has_failures() {
         exit::FAILURES
     } else {
         exit::OK
-    }
+    };
+    (code, Some(summary))
 }
 
 fn status(args: &PlanArgs) -> u8 {
@@ -245,26 +277,40 @@ async fn verify(
     let Some(plan) = load_plan(args) else {
         return exit::USAGE;
     };
+    verify_plan(&plan, args, deep, concurrency, report_dir)
+        .await
+        .0
+}
+
+/// `verify` on a loaded plan: prints the report (table or JSON), writes the report files when
+/// asked, and returns the exit code with the report (`None` when it could not run).
+pub(crate) async fn verify_plan(
+    plan: &Plan,
+    args: &PlanArgs,
+    deep: bool,
+    concurrency: usize,
+    report_dir: Option<PathBuf>,
+) -> (u8, Option<VerifyReport>) {
     let selected = match plan.select(&args.mailboxes) {
         Ok(s) => s,
         Err(e) => {
             eprintln!("mailferry: {e}");
-            return exit::USAGE;
+            return (exit::USAGE, None);
         }
     };
-    let state = state_path(args, &plan);
+    let state = state_path(args, plan);
     let ledger = if state.exists() {
         match Ledger::open(&state) {
             Ok(l) => Some(l),
             Err(e) => {
                 eprintln!("mailferry: {e}");
-                return exit::FAILURES;
+                return (exit::FAILURES, None);
             }
         }
     } else {
         None
     };
-    let report = engine::verify::verify(&plan, ledger.as_ref(), &selected, deep, concurrency).await;
+    let report = engine::verify::verify(plan, ledger.as_ref(), &selected, deep, concurrency).await;
     if args.json {
         println!(
             "{}",
@@ -285,11 +331,35 @@ async fn verify(
             }
         }
     }
-    if report.mailboxes.iter().any(|m| m.verdict == "failed") {
+    let code = if report.mailboxes.iter().any(|m| m.verdict == "failed") {
         exit::FAILURES
     } else if report.perfect {
         exit::OK
     } else {
         exit::DIFFERENCE
+    };
+    (code, Some(report))
+}
+
+async fn doctor(args: &PlanArgs) -> u8 {
+    let Some(plan) = load_plan(args) else {
+        return exit::USAGE;
+    };
+    let report = match crate::doctor::run(&plan, &args.mailboxes).await {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("mailferry: {e}");
+            return exit::USAGE;
+        }
+    };
+    if args.json {
+        println!("{}", crate::doctor::render::json(&report));
+    } else {
+        print!("{}", crate::doctor::render::text(&report));
+    }
+    if report.failed() {
+        exit::FAILURES
+    } else {
+        exit::OK
     }
 }

@@ -4,7 +4,7 @@
 //! Exit codes (a contract): 0 success; 1 some items or mailboxes failed; 2 usage or plan error;
 //! 3 another run holds the lock; 4 verify found a difference.
 
-mod commands;
+pub(crate) mod commands;
 mod output;
 
 use std::path::PathBuf;
@@ -116,6 +116,23 @@ pub enum Command {
         /// Allow a non-loopback listen address.
         #[arg(long)]
         allow_remote: bool,
+    },
+    /// Check a deployment before migrating: hosts, TLS, logins, capabilities, the Graph token,
+    /// permissions, mailbox access, and how the tenant treats a test message per write route.
+    Doctor {
+        #[command(flatten)]
+        plan: PlanArgs,
+    },
+    /// See it work, with no server and no network: bundled sample mailboxes migrated into the
+    /// built-in Graph emulator, migrated again (nothing moves), then verified.
+    Demo {
+        /// The sample set: Maildir trees, plan.toml, mailboxes.csv (default: the source tree's
+        /// fixtures/demo).
+        #[arg(long, value_name = "DIR")]
+        fixtures: Option<PathBuf>,
+        /// Work in this new or empty directory and keep it (plan, ledger, reports).
+        #[arg(long, value_name = "DIR")]
+        keep: Option<PathBuf>,
     },
 }
 

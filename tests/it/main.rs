@@ -2,6 +2,8 @@
 //! Each module below tests one area; `support` holds the Dovecot harness and shared helpers.
 
 mod cli;
+mod demo;
+mod doctor;
 mod emulator;
 mod graph_sink;
 mod imap_sink;
