@@ -278,6 +278,36 @@ impl MailSink for AnySink {
                 .map_err(imap_sink_err),
         }
     }
+    async fn copies(
+        &self,
+        folder_id: &str,
+        identity: &SourceIdentity,
+        message_id: Option<&str>,
+        size: u64,
+    ) -> Result<Vec<String>, StepError> {
+        match self {
+            AnySink::Graph(g) => g
+                .mailbox
+                .copies(folder_id, identity, message_id)
+                .await
+                .map_err(graph_err),
+            AnySink::Imap(s) => s
+                .sink
+                .find(folder_id, message_id, size, &identity.sha256)
+                .await
+                .map_err(imap_sink_err),
+        }
+    }
+    async fn remove(&self, folder_id: &str, item_id: &str) -> Result<(), StepError> {
+        match self {
+            AnySink::Graph(g) => g.mailbox.delete_item(item_id).await.map_err(graph_err),
+            AnySink::Imap(s) => s
+                .sink
+                .remove(folder_id, item_id)
+                .await
+                .map_err(imap_sink_err),
+        }
+    }
     async fn set_flags(
         &self,
         folder_id: &str,

@@ -120,11 +120,16 @@ pub(crate) async fn folder_pass<S: MailSource, K: MailSink>(
         .filter(|r| r.state == MessageState::Done)
         .filter_map(|r| r.dest_id.clone())
         .collect();
+    let resolved_at = tokio::time::Instant::now();
+    let mut resent = Vec::new();
     for row in rows
         .values_mut()
         .filter(|r| r.state == MessageState::Sending)
     {
         resolve_sending(ctx, folder, &status, &dest, row, &mut claimed, &mut sum).await?;
+        if row.state == MessageState::Pending {
+            resent.push(row.uid);
+        }
     }
 
     // Decide, per listed message, what this pass does with it.
@@ -197,6 +202,19 @@ pub(crate) async fn folder_pass<S: MailSource, K: MailSink>(
     .await?;
     if abort.is_none() && !cancelled(&ctx.cancel) {
         sync_flags(ctx, &dest, flag_updates, &mut sum).await;
+    }
+    if abort.is_none() {
+        super::orphans::sweep(
+            ctx,
+            folder,
+            &status,
+            &dest,
+            frow.id,
+            &resent,
+            resolved_at,
+            &mut sum,
+        )
+        .await?;
     }
 
     // What the ledger holds that the source no longer lists (any older UIDVALIDITY included).

@@ -12,6 +12,7 @@ pub mod budget;
 pub mod connect;
 mod folder;
 pub mod mailbox;
+mod orphans;
 pub mod ports;
 pub mod survey;
 pub mod verify;

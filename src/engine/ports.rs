@@ -83,6 +83,21 @@ pub trait MailSink: Send + Sync + 'static {
         size: u64,
         flags: &Flags,
     ) -> impl Future<Output = Result<Vec<String>, StepError>> + Send;
+    /// Every item in the folder that is this message, changing nothing (the check for orphaned
+    /// copies after a crash).
+    fn copies(
+        &self,
+        folder_id: &str,
+        identity: &SourceIdentity,
+        message_id: Option<&str>,
+        size: u64,
+    ) -> impl Future<Output = Result<Vec<String>, StepError>> + Send;
+    /// Deletes one item that is proven to be a redundant copy.
+    fn remove(
+        &self,
+        folder_id: &str,
+        item_id: &str,
+    ) -> impl Future<Output = Result<(), StepError>> + Send;
     /// Brings an item's flags in line with the source.
     fn set_flags(
         &self,

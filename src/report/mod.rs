@@ -92,6 +92,8 @@ pub struct MailboxSummary {
     /// Writes left ambiguous by a crash or lost response, found at the destination.
     pub resolved: u64,
     pub flags_updated: u64,
+    /// Orphaned second copies (a killed run's write committed late) found and removed.
+    pub orphans_removed: u64,
     /// Skipped messages by reason.
     pub skipped: BTreeMap<String, u64>,
     pub failed: u64,
@@ -119,6 +121,7 @@ impl MailboxSummary {
         self.already_present += o.already_present;
         self.resolved += o.resolved;
         self.flags_updated += o.flags_updated;
+        self.orphans_removed += o.orphans_removed;
         self.failed += o.failed;
         self.source_gone += o.source_gone;
         self.pending += o.pending;

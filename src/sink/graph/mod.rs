@@ -316,6 +316,21 @@ impl GraphMailbox {
     }
 
     /// Deletes a folder (doctor's scratch folder) and forgets it in the cache.
+    /// Items that are this message, stamped or unstamped, without changing any (see `resolve`).
+    pub async fn copies(
+        &self,
+        folder_id: &str,
+        identity: &SourceIdentity,
+        message_id: Option<&str>,
+    ) -> Result<Vec<String>, GraphError> {
+        resolve::copies(self, folder_id, identity, message_id).await
+    }
+
+    /// Deletes one item (an orphaned second copy the engine proved redundant).
+    pub async fn delete_item(&self, item_id: &str) -> Result<(), GraphError> {
+        lookup::delete_message(self, item_id).await
+    }
+
     pub async fn delete_folder(&self, folder_id: &str) -> Result<(), GraphError> {
         folders::delete(self, folder_id).await
     }

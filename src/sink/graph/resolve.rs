@@ -39,3 +39,25 @@ pub(crate) async fn resolve(
     }
     Ok(Vec::new())
 }
+
+/// Every item in the folder that is this message, stamped or not, changing nothing (for the
+/// engine's check for orphaned copies after a crash).
+pub(crate) async fn copies(
+    mb: &GraphMailbox,
+    folder_id: &str,
+    identity: &SourceIdentity,
+    message_id: Option<&str>,
+) -> Result<Vec<String>, GraphError> {
+    let mut out = find_by_stamp(mb, folder_id, identity).await?;
+    let candidates = match message_id {
+        Some(mid) => by_message_id_raw(mb, folder_id, mid).await?,
+        None => list_raw(mb, folder_id).await?,
+    };
+    for c in candidates.iter().filter(|c| c.stamp.is_none()) {
+        let Some(id) = c.id() else { continue };
+        if ContentHash::of(&mime_of(mb, id).await?) == identity.sha256 {
+            out.push(id.to_owned());
+        }
+    }
+    Ok(out)
+}

@@ -35,6 +35,7 @@ macro_rules! with_lease {
 mod append;
 mod lookup;
 mod pool;
+mod remove;
 
 use std::collections::HashMap;
 use std::sync::Mutex;

@@ -132,12 +132,11 @@ fn maildir_count(root: &Path) -> usize {
         .sum()
 }
 
-/// Open bug, found by this test: with some seeds (e.g. RELIABILITY_SEED=20261131 ROUNDS=2) a
-/// message is doubled at the Dovecot destination after a SIGKILL. Suspected: Dovecot finishes an
-/// APPEND whose client was killed only after the resumed run's `find` looked, so the `sending`
-/// row is judged unwritten and sent again. Ignored in CI until fixed; the soak runs it.
+/// The IMAP route under repeated SIGKILL. This test found a duplicate: a killed run's last
+/// APPEND, already in the server's socket buffer, was committed after the next run had looked for
+/// it, so the message was sent again. The engine now re-checks messages re-sent after a crash at
+/// the end of the folder's pass and removes such orphaned copies (`engine::orphans`).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "open bug: rare duplicate on the IMAP route after SIGKILL (see doc comment)"]
 async fn imap_route_survives_repeated_sigkill() {
     let (mut inj, mut lost, mut dup) = (0, 0, 0);
     for k in 0..rounds() {

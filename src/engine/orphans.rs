@@ -1,0 +1,79 @@
+//! After a crash, a write the killed run had fully sent can still be committed by the destination
+//! *after* the next run looked for it (its bytes were already in the server's socket buffer), so
+//! the next run, finding nothing, writes the message again. Each message re-sent after an
+//! unresolved `sending` row is therefore checked once more at the end of its folder's pass, after
+//! a short settling time: any exact copy that no ledger row owns is such an orphan and is removed.
+//! Found by the reliability suite's SIGKILL test on the IMAP route.
+
+use std::collections::HashSet;
+use std::time::Duration;
+
+use tokio::time::Instant;
+
+use super::MailboxCtx;
+use super::ports::{MailSink, StepError, identity};
+use crate::ledger::MessageState;
+use crate::model::{FolderStatus, SourceFolder, Uid};
+use crate::report::MailboxSummary;
+use crate::sink::FailureClass;
+
+/// How long an orphaned write is given to land before the check. Servers commit a fully received
+/// command within milliseconds; seconds leave a wide margin on a loaded machine.
+const SETTLE: Duration = Duration::from_secs(3);
+
+/// Removes unowned exact copies of the messages in `resent` (UIDs re-sent after a crash).
+#[allow(clippy::too_many_arguments)]
+pub(crate) async fn sweep<K: MailSink>(
+    ctx: &MailboxCtx<K>,
+    folder: &SourceFolder,
+    status: &FolderStatus,
+    dest: &str,
+    folder_id: i64,
+    resent: &[Uid],
+    since: Instant,
+    sum: &mut MailboxSummary,
+) -> Result<(), StepError> {
+    if resent.is_empty() {
+        return Ok(());
+    }
+    tokio::time::sleep_until(since + SETTLE).await;
+    let lerr = |e: crate::ledger::LedgerError| StepError::new(FailureClass::Fatal, e.to_string());
+    let rows = ctx
+        .ledger
+        .folder_messages(folder_id, status.uid_validity)
+        .map_err(lerr)?;
+    let mut owned: HashSet<String> = rows
+        .values()
+        .filter(|r| r.state == MessageState::Done)
+        .filter_map(|r| r.dest_id.clone())
+        .collect();
+    for uid in resent {
+        let Some(row) = rows.get(uid).filter(|r| r.state == MessageState::Done) else {
+            continue;
+        };
+        let Some(hash) = row.sha256 else { continue };
+        let id = identity(&ctx.mailbox_key, folder, status, row.uid, hash);
+        let copies = ctx
+            .sink
+            .copies(dest, &id, row.message_id.as_deref(), row.size)
+            .await?;
+        for copy in copies {
+            // `insert` also keeps one orphan from being counted twice by identical messages.
+            if !owned.insert(copy.clone()) {
+                continue;
+            }
+            match ctx.sink.remove(dest, &copy).await {
+                Ok(()) => sum.orphans_removed += 1,
+                Err(e) => {
+                    *sum.failures
+                        .entry(format!(
+                            "orphaned copy {copy} of UID {uid} not removed: {}",
+                            e.message
+                        ))
+                        .or_default() += 1;
+                }
+            }
+        }
+    }
+    Ok(())
+}
