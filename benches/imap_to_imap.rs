@@ -108,9 +108,13 @@ fn main() {
     let plan = plan(dir.path(), &src, &dst);
     let args = ["migrate", "--plan", plan.as_str(), "--json"];
 
+    let dovecots = || support::dovecot_cpu(&src) + support::dovecot_cpu(&dst);
+    let cpu0 = dovecots();
     let first = support::run_measured(&support::mailferry_bin(), &args, &[]);
+    let cpu1 = dovecots();
     let s1 = support::mailbox_summary(&first);
     let rerun = support::run_measured(&support::mailferry_bin(), &args, &[]);
+    let cpu2 = dovecots();
     let s2 = support::mailbox_summary(&rerun);
     assert_eq!(first.exit, 0, "first run failed:\n{}", first.stderr);
     assert_eq!(rerun.exit, 0, "re-run failed:\n{}", rerun.stderr);
@@ -202,6 +206,11 @@ fn main() {
     let peak = first.peak_rss_mib.max(rerun.peak_rss_mib);
     let verdict = |ok: bool| if ok { "met" } else { "missed" };
     println!();
+    println!(
+        "Dovecot pair CPU (both instances): {:.1} s during the first copy, {:.2} s during the re-run",
+        cpu1 - cpu0,
+        cpu2 - cpu1
+    );
     println!(
         "Goals (against imapsync's best figure): first copy >= 4x its messages/s: {:.1}x ({}); re-run >= 10x faster: {:.1}x ({}); peak RSS <= 50 MB: {peak:.0} MiB ({}); zero skipped: {skipped} ({})",
         rate / ref_rate,

@@ -12,7 +12,8 @@
 //! per 1,000 messages, and the no-op re-run against the first run. Checks only correctness.
 //!
 //! Run: `cargo bench --bench migrate` (needs Dovecot and GNU time; `scripts/bench` installs
-//! both). `MAILFERRY_BENCH_SCALE` overrides the time scale (default 60).
+//! both). `MAILFERRY_BENCH_SCALE` overrides the time scale (default 60); `MAILFERRY_BENCH_MESSAGES`
+//! and `MAILFERRY_BENCH_BIG_MB` shrink the mailbox for a quick look.
 
 mod support;
 
@@ -22,7 +23,14 @@ use std::process::{Child, Command, Stdio};
 
 use support::{dovecot, num};
 
-const BIG: usize = 140_000_000;
+/// The one very large message: 140 MB, or `MAILFERRY_BENCH_BIG_MB` (0 leaves it out).
+fn big() -> Option<usize> {
+    let mb = std::env::var("MAILFERRY_BENCH_BIG_MB")
+        .ok()
+        .and_then(|v| v.parse::<usize>().ok())
+        .unwrap_or(140);
+    (mb > 0).then_some(mb * 1_000_000)
+}
 /// Microsoft's documented budgets per app and mailbox (graph.md section 5).
 const REQUESTS_PER_WINDOW: f64 = 10_000.0;
 const REQUEST_WINDOW_S: f64 = 600.0;
@@ -120,7 +128,7 @@ fn main() {
         .unwrap_or(60.0);
     let src = dovecot::Dovecot::start(dovecot::Layout::Fs);
     src.add_user("bench", "pw");
-    let loaded = support::load_mailbox(&src, "bench", Some(BIG));
+    let loaded = support::load_mailbox(&src, "bench", big());
 
     let dir = tempfile::Builder::new()
         .prefix("mailferry-bench-migrate-")

@@ -21,8 +21,15 @@ pub mod dovecot;
 use chrono::{DateTime, FixedOffset};
 use mailferry::model::Flags;
 
-/// Messages in the generated mailbox.
-pub const MESSAGES: usize = 5_000;
+/// Messages in the generated mailbox: 5,000, or `MAILFERRY_BENCH_MESSAGES` (at least 200) for a
+/// quick look while working on the benchmarks themselves.
+pub fn messages() -> usize {
+    std::env::var("MAILFERRY_BENCH_MESSAGES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(5_000usize)
+        .max(200)
+}
 /// Messages sharing one Message-ID and body with an earlier message (imapsync skips these).
 pub const DUPLICATES: usize = 20;
 /// Messages without a Message-ID (imapsync skips those without Received headers too).
@@ -38,7 +45,7 @@ pub fn size_of(i: usize) -> usize {
     if r < 40 {
         5_000_000 + (u * 5e6) as usize
     } else if r < 1_040 {
-        100_000 + (u.powi(5) * 1.9e6) as usize
+        100_000 + (u.powi(4) * 1.9e6) as usize
     } else {
         5_000 + (u * 45e3) as usize
     }
@@ -73,10 +80,10 @@ fn folder_of(i: usize) -> usize {
 
 /// The raw bytes of message `i`: generated, with its Message-ID removed for some and some
 /// byte-identical duplicates of an earlier message in the same folder.
-fn message(i: usize) -> Vec<u8> {
-    if i >= MESSAGES - DUPLICATES {
+fn message(i: usize, count: usize) -> Vec<u8> {
+    if i >= count - DUPLICATES {
         // A duplicate of a message six earlier: same folder (folder_of has period 6 x 28).
-        return message(i - 6 * 28);
+        return message(i - 6 * 28, count);
     }
     let raw = corpus::generated_message(i, size_of(i));
     if i % 131 == 7 && i / 131 < WITHOUT_MESSAGE_ID {
@@ -108,8 +115,9 @@ pub struct Loaded {
 /// itself never holds more than a few MB besides the big message.
 pub fn load_mailbox(d: &dovecot::Dovecot, user: &str, extra_big: Option<usize>) -> Loaded {
     let t = Instant::now();
+    let count = messages();
     let mut per_folder: Vec<Vec<usize>> = vec![Vec::new(); 30];
-    for i in 0..MESSAGES {
+    for i in 0..count {
         per_folder[folder_of(i)].push(i);
     }
     let mut out = Loaded {
@@ -122,7 +130,7 @@ pub fn load_mailbox(d: &dovecot::Dovecot, user: &str, extra_big: Option<usize>) 
         let mut batch: Vec<(Vec<u8>, Flags, DateTime<FixedOffset>)> = Vec::new();
         let mut batch_bytes = 0;
         for (k, &i) in ids.iter().enumerate() {
-            let raw = message(i);
+            let raw = message(i, count);
             batch_bytes += raw.len();
             out.bytes += raw.len() as u64;
             out.largest = out.largest.max(raw.len() as u64);
@@ -136,14 +144,14 @@ pub fn load_mailbox(d: &dovecot::Dovecot, user: &str, extra_big: Option<usize>) 
         }
     }
     if let Some(size) = extra_big {
-        let raw = corpus::generated_message(MESSAGES + 1, size);
+        let raw = corpus::generated_message(count + 1, size);
         out.bytes += raw.len() as u64;
         out.largest = out.largest.max(raw.len() as u64);
         out.messages += 1;
         d.load(
             user,
             &["INBOX"],
-            &[(raw, corpus::flags_for(1), corpus::date_for(MESSAGES + 1))],
+            &[(raw, corpus::flags_for(1), corpus::date_for(count + 1))],
         );
     }
     eprintln!(
@@ -187,6 +195,21 @@ pub fn count_messages(d: &dovecot::Dovecot, user: &str) -> usize {
         }
     }
     total
+}
+
+/// CPU seconds a Dovecot instance has spent so far: its master plus every finished child (the
+/// `imap` processes that served the sessions are reaped by the master, so their time lands in
+/// its children's counters once they log out).
+pub fn dovecot_cpu(d: &dovecot::Dovecot) -> f64 {
+    let pid = std::fs::read_to_string(d.dir().join("run/master.pid")).unwrap_or_default();
+    let stat = std::fs::read_to_string(format!("/proc/{}/stat", pid.trim())).unwrap_or_default();
+    let after = stat.rfind(')').map(|i| &stat[i + 2..]).unwrap_or("");
+    let f: Vec<&str> = after.split(' ').collect();
+    // utime, stime, cutime, cstime are fields 14-17 of stat, 11-14 after the command.
+    (11..=14)
+        .filter_map(|i| f.get(i).and_then(|v| v.parse::<f64>().ok()))
+        .sum::<f64>()
+        / 100.0
 }
 
 /// Peak RSS, CPU and wall time of one process, from `/usr/bin/time`.
