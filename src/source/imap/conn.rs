@@ -19,6 +19,9 @@ use super::transport::{self, Stream};
 use super::wire::{self, Command, Part, RespText, Response, Status};
 use crate::secret::Secret;
 
+/// Literals this large are read into a vector of their own and moved, not copied, into the
+/// parsed response (message bodies; small literals stay in the line buffer).
+const DETACH_LITERAL: usize = 64 * 1024;
 /// Longest response line (without literals) accepted; Dovecot caps its own at 64 KiB by default.
 const MAX_LINE: usize = 8 << 20;
 /// Literals at least this big are written straight to the socket instead of being copied.
@@ -550,8 +553,8 @@ impl Conn {
 
     /// Reads one complete response (line plus literals) and parses it.
     pub(crate) async fn read_response(&mut self, label: &str) -> Result<Response, ImapError> {
-        let raw = self.read_raw(label).await?;
-        wire::parse_response(&raw).map_err(|detail| {
+        let (raw, detached) = self.read_raw(label).await?;
+        wire::parse_response_parts(&raw, detached).map_err(|detail| {
             self.broken = true;
             ImapError::Protocol {
                 ctx: self.ctx(label),
@@ -560,9 +563,16 @@ impl Conn {
         })
     }
 
-    async fn read_raw(&mut self, label: &str) -> Result<Vec<u8>, ImapError> {
+    /// Reads the response's lines into one buffer; literals of [`DETACH_LITERAL`] bytes or more
+    /// (message bodies) go into vectors of their own, so parsing can move them instead of
+    /// copying them out of the buffer.
+    async fn read_raw(
+        &mut self,
+        label: &str,
+    ) -> Result<(Vec<u8>, Vec<wire::DetachedLiteral>), ImapError> {
         let t = self.timeout;
         let mut buf = Vec::new();
+        let mut detached = Vec::new();
         loop {
             let start = buf.len();
             let n = match tokio::time::timeout(
@@ -585,25 +595,30 @@ impl Conn {
                 return Err(self.lost(label, reason));
             }
             let Some(len) = wire::literal_announced(&buf[start..]) else {
-                return Ok(buf);
+                return Ok((buf, detached));
+            };
+            let detach = len >= DETACH_LITERAL;
+            let mut own = Vec::new();
+            let target = if detach {
+                own.reserve_exact(len);
+                &mut own
+            } else {
+                buf.reserve(len);
+                &mut buf
             };
             // Read the literal in bounded steps so the timeout measures silence, not size.
             let mut remaining = len;
-            buf.reserve(len);
             while remaining > 0 {
                 let step = remaining.min(1 << 20);
-                let before = buf.len();
-                match tokio::time::timeout(
-                    t,
-                    (&mut self.io).take(step as u64).read_to_end(&mut buf),
-                )
-                .await
+                let before = target.len();
+                match tokio::time::timeout(t, (&mut self.io).take(step as u64).read_to_end(target))
+                    .await
                 {
                     Ok(Ok(_)) => {}
                     Ok(Err(e)) => return Err(self.lost(label, format!("read literal: {e}"))),
                     Err(_) => return Err(self.timed_out(label)),
                 }
-                let got = buf.len() - before;
+                let got = target.len() - before;
                 if got == 0 {
                     return Err(self.lost(
                         label,
@@ -611,6 +626,10 @@ impl Conn {
                     ));
                 }
                 remaining -= got;
+            }
+            if detach {
+                // The parser finds it by the offset where its bytes would have started.
+                detached.push((buf.len(), own));
             }
         }
     }

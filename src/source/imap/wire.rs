@@ -134,8 +134,29 @@ pub(crate) enum Response {
 }
 
 /// Parses one response as framed by [`literal_announced`] (line, literals inline, final CRLF).
+#[cfg(test)]
 pub(crate) fn parse_response(buf: &[u8]) -> Result<Response, String> {
-    let mut c = Cursor { buf, pos: 0 };
+    parse_response_parts(buf, Vec::new())
+}
+
+/// A literal the reader kept out of the response buffer (see [`parse_response_parts`]): its
+/// bytes, and the offset in the buffer where they would have started.
+pub(crate) type DetachedLiteral = (usize, Vec<u8>);
+
+/// Like [`parse_response`], for a buffer whose large literals were read into their own vectors
+/// (`detached`, in order) instead of into `buf`: each is handed over as the value, not copied, so
+/// a 140 MB message body costs 140 MB once rather than twice while its response is parsed.
+pub(crate) fn parse_response_parts(
+    buf: &[u8],
+    detached: Vec<DetachedLiteral>,
+) -> Result<Response, String> {
+    let mut detached = detached;
+    detached.reverse();
+    let mut c = Cursor {
+        buf,
+        pos: 0,
+        detached,
+    };
     if c.peek() == Some(b'+') {
         c.pos += 1;
         c.skip_spaces();
@@ -196,6 +217,8 @@ pub(crate) fn literal_announced(line: &[u8]) -> Option<usize> {
 struct Cursor<'a> {
     buf: &'a [u8],
     pos: usize,
+    /// Detached literals still to come, last first.
+    detached: Vec<DetachedLiteral>,
 }
 
 impl Cursor<'_> {
@@ -334,6 +357,15 @@ impl Cursor<'_> {
                     return Err(self.error("literal without CRLF"));
                 }
                 self.pos += 1;
+                if self.detached.last().is_some_and(|(at, _)| *at == self.pos) {
+                    let Some((_, data)) = self.detached.pop() else {
+                        return Err(self.error("detached literal vanished"));
+                    };
+                    if data.len() != len {
+                        return Err(self.error("detached literal of the wrong length"));
+                    }
+                    return Ok(Value::Str(data));
+                }
                 let end = self.pos + len;
                 if end > self.buf.len() {
                     return Err(self.error("literal shorter than announced"));
@@ -431,6 +463,32 @@ mod tests {
             Response::Data { number, name, args } => (number, name, args),
             other => panic!("not data: {other:?}"),
         }
+    }
+
+    #[test]
+    fn detached_literals_parse_as_if_inline() {
+        let body = b"Subject: x\r\n\r\nbody \x00\xff\r\n";
+        let header = b"Message-ID: <a@b>\r\n\r\n";
+        let mut inline = b"* 3 FETCH (UID 7 BODY[] {".to_vec();
+        inline.extend_from_slice(format!("{}}}\r\n", body.len()).as_bytes());
+        inline.extend_from_slice(body);
+        inline.extend_from_slice(format!(" BODY[HEADER] {{{}}}\r\n", header.len()).as_bytes());
+        inline.extend_from_slice(header);
+        inline.extend_from_slice(b")\r\n");
+        // The same response with both literals kept out of the buffer, as the reader does.
+        let mut buf = format!("* 3 FETCH (UID 7 BODY[] {{{}}}\r\n", body.len()).into_bytes();
+        let first = buf.len();
+        buf.extend_from_slice(format!(" BODY[HEADER] {{{}}}\r\n", header.len()).as_bytes());
+        let second = buf.len();
+        buf.extend_from_slice(b")\r\n");
+        let detached = vec![(first, body.to_vec()), (second, header.to_vec())];
+        assert_eq!(
+            parse_response_parts(&buf, detached).expect("parses"),
+            parse_response(&inline).expect("parses")
+        );
+        // A detached literal whose length disagrees with the announcement is an error.
+        let wrong = vec![(first, body[1..].to_vec()), (second, header.to_vec())];
+        assert!(parse_response_parts(&buf, wrong).is_err());
     }
 
     #[test]
