@@ -158,7 +158,10 @@ fn main() {
             &first,
             copied,
             num(&s1, "copied_bytes"),
-            &format!("{skipped} ({at_dest} of {} at the destination)", loaded.messages),
+            &format!(
+                "{skipped} ({at_dest} of {} at the destination)",
+                loaded.messages
+            ),
         )
     );
     println!(

@@ -173,12 +173,11 @@ pub fn count_messages(d: &dovecot::Dovecot, user: &str) -> usize {
             continue;
         }
         // `* LIST (attrs) "sep" name`: the name is the rest after the quoted separator.
-        let Some(name) = l.splitn(2, ") ").nth(1).and_then(|r| {
+        let Some(name) = l.split_once(") ").and_then(|(_, r)| {
             let r = r.trim_start();
-            let after_sep = if r.starts_with("NIL") {
-                &r[3..]
-            } else {
-                r.get(3..)?
+            let after_sep = match r.strip_prefix("NIL") {
+                Some(rest) => rest,
+                None => r.get(3..)?,
             };
             Some(after_sep.trim().to_owned())
         }) else {

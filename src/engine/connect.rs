@@ -227,7 +227,9 @@ fn rehearsal_time_scale() -> Option<f64> {
     let v = std::env::var(REHEARSAL_TIME_SCALE_ENV).ok()?;
     let scale: f64 = v.trim().parse().ok()?;
     if scale.is_finite() && scale > 0.0 && scale != 1.0 {
-        tracing::warn!("{REHEARSAL_TIME_SCALE_ENV}={scale}: Graph pacing windows are {scale}x shorter (emulator rehearsal only)");
+        tracing::warn!(
+            "{REHEARSAL_TIME_SCALE_ENV}={scale}: Graph pacing windows are {scale}x shorter (emulator rehearsal only)"
+        );
         Some(scale)
     } else {
         None

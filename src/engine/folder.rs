@@ -352,9 +352,7 @@ async fn copy<S: MailSource, K: MailSink>(
         }
         let mut j = i;
         let mut bytes = 0;
-        while j < todo.len()
-            && j - i < max_items
-            && (j == i || bytes + todo[j].0.size <= max_bytes)
+        while j < todo.len() && j - i < max_items && (j == i || bytes + todo[j].0.size <= max_bytes)
         {
             bytes += todo[j].0.size;
             j += 1;
