@@ -30,8 +30,9 @@ pub(crate) struct WriteBatch<K> {
     pub dest: String,
     pub rematch: bool,
     pub items: Vec<(MessageMeta, MessageRow, Vec<u8>)>,
-    /// Released when the task ends, returning the bodies' bytes to the budget.
-    pub _reservation: Reservation,
+    /// Released when the task ends, returning the bodies' bytes to the process-wide budget and
+    /// to the mailbox's own window.
+    pub _reservation: (Reservation, Reservation),
 }
 
 /// What a batch did.

@@ -226,6 +226,26 @@ pub fn imap_auth(login: &SourceLogin, method: plan::AuthMethod) -> ImapAuth {
     }
 }
 
+/// Environment variable for rehearsals against an emulator whose clock runs faster
+/// (`time_scale` in its config): the governor's windows shrink by the same factor, so the client
+/// paces itself inside the emulator's scaled limits instead of running into them. Unset (the
+/// normal case) means real time. The benchmarks set it; nothing else should.
+pub const REHEARSAL_TIME_SCALE_ENV: &str = "MAILFERRY_REHEARSAL_TIME_SCALE";
+
+/// The rehearsal time scale, when set to a positive number other than 1.
+fn rehearsal_time_scale() -> Option<f64> {
+    let v = std::env::var(REHEARSAL_TIME_SCALE_ENV).ok()?;
+    let scale: f64 = v.trim().parse().ok()?;
+    if scale.is_finite() && scale > 0.0 && scale != 1.0 {
+        tracing::warn!(
+            "{REHEARSAL_TIME_SCALE_ENV}={scale}: Graph pacing windows are {scale}x shorter (emulator rehearsal only)"
+        );
+        Some(scale)
+    } else {
+        None
+    }
+}
+
 /// Plan Graph destination -> Graph sink settings.
 pub fn graph_settings(g: &plan::GraphDestination, max_message_bytes: u64) -> graph::GraphSettings {
     let credential = match &g.credential {
@@ -252,6 +272,10 @@ pub fn graph_settings(g: &plan::GraphDestination, max_message_bytes: u64) -> gra
         mailbox_max_in_flight: g.concurrency_per_mailbox,
         app_max_in_flight: g.concurrency_per_app,
         ..Default::default()
+    };
+    let governor = match rehearsal_time_scale() {
+        Some(scale) => governor.scaled(scale),
+        None => governor,
     };
     graph::GraphSettings {
         tenant: g.tenant.clone(),

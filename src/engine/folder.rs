@@ -14,6 +14,7 @@ use futures::StreamExt;
 use tokio::task::JoinSet;
 
 use super::batch::{BatchOutcome, WriteBatch, write_batch};
+use super::budget::Budget;
 use super::ports::{MailSink, MailSource, StepError, identity};
 use super::{MailboxCtx, cancelled};
 use crate::ledger::{MessageRow, MessageState, NewMessage};
@@ -22,8 +23,18 @@ use crate::report::{Event, MailboxSummary};
 use crate::sink::FailureClass;
 use crate::translate::Target;
 
-/// Bytes of bodies one fetch/write batch may carry.
-const BATCH_BYTES: u64 = 16 << 20;
+/// Bytes of bodies one folder pass may hold between fetch and recorded write: shared by the
+/// batches being written (one per sink connection) and the one being fetched, so a run of 5-10
+/// MB messages cannot fill every slot at once. A single larger message takes the whole window,
+/// alone. The process-wide budget still bounds all mailboxes together. IMAP to IMAP copied as
+/// fast with this window as with 16 MiB per batch and no window (up to 80 MiB), at a lower peak
+/// RSS (docs/benchmarks.md).
+const MAILBOX_WINDOW_BYTES: u64 = 24 << 20;
+
+/// Bytes of bodies one fetch/write batch may carry with `parallel` batches being written.
+fn batch_bytes(parallel: usize) -> u64 {
+    (MAILBOX_WINDOW_BYTES / (parallel as u64 + 1)).max(1 << 20)
+}
 
 /// A folder's pass result: its counts, and an error that stops the whole mailbox.
 pub(crate) struct FolderResult {
@@ -361,6 +372,8 @@ async fn copy<S: MailSource, K: MailSink>(
     let mut inflight: JoinSet<BatchOutcome> = JoinSet::new();
     let parallel = ctx.sink.parallelism().max(1);
     let max_items = ctx.sink.batch_size().max(1);
+    let max_bytes = batch_bytes(parallel);
+    let window = Budget::new(MAILBOX_WINDOW_BYTES);
     let mut abort = None;
     let mut i = 0;
     while i < todo.len() {
@@ -369,16 +382,17 @@ async fn copy<S: MailSource, K: MailSink>(
         }
         let mut j = i;
         let mut bytes = 0;
-        while j < todo.len()
-            && j - i < max_items
-            && (j == i || bytes + todo[j].0.size <= BATCH_BYTES)
+        while j < todo.len() && j - i < max_items && (j == i || bytes + todo[j].0.size <= max_bytes)
         {
             bytes += todo[j].0.size;
             j += 1;
         }
         let chunk = &todo[i..j];
         i = j;
-        let reservation = ctx.budget.reserve(bytes).await;
+        // The folder's window first, so a pass waiting on its own writes holds nothing of the
+        // process-wide budget other mailboxes could use.
+        let local = window.reserve(bytes).await;
+        let reservation = (ctx.budget.reserve(bytes).await, local);
         let uids: Vec<Uid> = chunk.iter().map(|c| c.0.uid).collect();
         let bodies = src.fetch_bodies(folder, &uids).await;
         let bodies = match bodies {
