@@ -97,26 +97,13 @@ impl<'p> Connector<'p> {
                 Ok(AnySink::Graph(GraphMailboxSink::new(mailbox, g)))
             }
             Destination::Imap(d) => {
-                let login = match (&mb.destination_login, &d.master_user, &d.master_password) {
-                    (Some(l), _, _) => l.clone(),
-                    (None, Some(master), Some(pw)) => SourceLogin::Proxy {
-                        authzid: mb.destination_user.clone(),
-                        authcid: master.clone(),
-                        password: pw.clone(),
-                    },
-                    _ => {
-                        return Err(StepError::new(
-                            FailureClass::Mailbox,
-                            format!(
-                                "no login for {} at IMAP destination {:?}: set DestinationUser/DestinationPassword or a master user",
-                                mb.destination_user, d.name
-                            ),
-                        ));
-                    }
+                let auth = match &d.oauth_app {
+                    Some(app) => self.app_only_imap_auth(app, d, mb).await?,
+                    None => imap_auth(&self.imap_dest_login(d, mb)?, d.auth),
                 };
                 let sink = ImapSink::connect(
                     imap_endpoint(&d.endpoint, self.plan.source.timeout_secs),
-                    imap_auth(&login, d.auth),
+                    auth,
                     d.connections.max(1),
                 )
                 .await
@@ -138,6 +125,57 @@ impl<'p> Connector<'p> {
             .values()
             .cloned()
             .collect()
+    }
+
+    /// How a mailbox logs in at an IMAP destination: its own DestinationUser/Password, or the
+    /// destination's master user acting for it.
+    fn imap_dest_login(
+        &self,
+        d: &plan::ImapDestination,
+        mb: &Mailbox,
+    ) -> Result<SourceLogin, StepError> {
+        match (&mb.destination_login, &d.master_user, &d.master_password) {
+            (Some(l), _, _) => Ok(l.clone()),
+            (None, Some(master), Some(pw)) => Ok(SourceLogin::Proxy {
+                authzid: mb.destination_user.clone(),
+                authcid: master.clone(),
+                password: pw.clone(),
+            }),
+            _ => Err(StepError::new(
+                FailureClass::Mailbox,
+                format!(
+                    "no login for {} at IMAP destination {:?}: set DestinationUser/DestinationPassword or a master user",
+                    mb.destination_user, d.name
+                ),
+            )),
+        }
+    }
+
+    /// App-only XOAUTH2 (Exchange Online's IMAP endpoint): a token from the named Graph
+    /// destination's app registration, for the IMAP host's resource
+    /// (`https://outlook.office365.com/.default`), used as the mailbox's bearer.
+    async fn app_only_imap_auth(
+        &self,
+        app: &str,
+        d: &plan::ImapDestination,
+        mb: &Mailbox,
+    ) -> Result<ImapAuth, StepError> {
+        let Some(Destination::Graph(g)) = self.plan.destination(app) else {
+            return Err(StepError::new(
+                FailureClass::Fatal,
+                format!("oauth_app {app:?} is not a Graph destination"),
+            ));
+        };
+        let scope = imap_oauth_scope(&d.endpoint.host);
+        let token = self
+            .graph_app(g)?
+            .token_for_scope(&scope)
+            .await
+            .map_err(|e| StepError::new(e.class(), format!("token for {scope}: {e}")))?;
+        Ok(ImapAuth::XOAuth2 {
+            user: mb.destination_user.clone(),
+            token,
+        })
     }
 
     /// The folder mapper for a mailbox's destination.
@@ -174,6 +212,15 @@ impl<'p> Connector<'p> {
         apps.insert(g.name.clone(), app.clone());
         Ok(app)
     }
+}
+
+/// The OAuth resource scope of an IMAP host: `https://outlook.office365.com/.default` for
+/// Exchange Online (and likewise for the national clouds' Outlook hosts).
+pub fn imap_oauth_scope(host: &str) -> String {
+    format!(
+        "https://{}/.default",
+        host.trim_end_matches('.').to_ascii_lowercase()
+    )
 }
 
 /// Plan endpoint -> IMAP endpoint.
@@ -281,12 +328,7 @@ pub fn graph_settings(g: &plan::GraphDestination, max_message_bytes: u64) -> gra
         tenant: g.tenant.clone(),
         client_id: g.client_id.clone(),
         credential,
-        cloud: match g.cloud {
-            plan::Cloud::Global => graph::Cloud::Global,
-            plan::Cloud::UsGovHigh => graph::Cloud::UsGovHigh,
-            plan::Cloud::UsGovDod => graph::Cloud::UsGovDod,
-            plan::Cloud::China => graph::Cloud::China,
-        },
+        cloud: g.cloud,
         route: match g.route {
             plan::Route::ImportMime => graph::Route::ImportMime,
             plan::Route::Json => graph::Route::Json,

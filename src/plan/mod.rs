@@ -241,34 +241,9 @@ pub enum GraphCredential {
     },
 }
 
-/// Microsoft's national clouds (graph.md section 1).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Cloud {
-    Global,
-    UsGovHigh,
-    UsGovDod,
-    China,
-}
-
-impl Cloud {
-    /// The Entra ID login host.
-    pub fn login_host(self) -> &'static str {
-        match self {
-            Cloud::Global => "https://login.microsoftonline.com",
-            Cloud::UsGovHigh | Cloud::UsGovDod => "https://login.microsoftonline.us",
-            Cloud::China => "https://login.chinacloudapi.cn",
-        }
-    }
-    /// The Microsoft Graph host.
-    pub fn graph_host(self) -> &'static str {
-        match self {
-            Cloud::Global => "https://graph.microsoft.com",
-            Cloud::UsGovHigh => "https://graph.microsoft.us",
-            Cloud::UsGovDod => "https://dod-graph.microsoft.us",
-            Cloud::China => "https://microsoftgraph.chinacloudapi.cn",
-        }
-    }
-}
+/// Microsoft's national clouds (graph.md section 1): the Graph sink's own type, so hosts are
+/// defined once.
+pub use crate::sink::graph::Cloud;
 
 /// How messages are written to Exchange Online.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -298,6 +273,9 @@ pub struct ImapDestination {
     pub master_password: Option<Secret<String>>,
     /// Connections open at once to this server.
     pub connections: usize,
+    /// App-only XOAUTH2 (Exchange Online's IMAP endpoint): the name of a Graph destination whose
+    /// app registration gets the token, for the scope of this IMAP host.
+    pub oauth_app: Option<String>,
 }
 
 /// `[folders]`: how folder names are chosen at the destination.

@@ -130,6 +130,7 @@ pub(super) struct RawImapDestination {
     pub master_password_env: Option<String>,
     pub master_password_file: Option<String>,
     pub connections: Option<usize>,
+    pub oauth_app: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]

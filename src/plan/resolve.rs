@@ -50,6 +50,21 @@ pub(super) fn load(path: &Path, env: EnvLookup<'_>) -> Result<Plan, PlanError> {
             }
         });
     }
+    for d in &destinations {
+        if let Destination::Imap(i) = d
+            && let Some(app) = &i.oauth_app
+            && !destinations
+                .iter()
+                .any(|g| matches!(g, Destination::Graph(g) if &g.name == app))
+        {
+            return Err(ctx.err(
+                &format!("destination.{}.oauth_app", i.name),
+                format!(
+                    "names no Graph destination: add [destination.{app}] with kind = \"graph\""
+                ),
+            ));
+        }
+    }
     let folders = resolve_folders(&ctx, raw.folders)?;
     let limits = resolve_limits(&ctx, raw.limits)?;
     if raw.mailboxes.trim().is_empty() {
@@ -442,6 +457,7 @@ fn resolve_imap_dest(
         master_user,
         master_password,
         connections,
+        oauth_app: d.oauth_app,
     })
 }
 

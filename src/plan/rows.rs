@@ -275,6 +275,8 @@ impl RowCtx<'_> {
             .unwrap_or_else(|| email.clone());
         let dest_password = self.cell(rec, line, "DestinationPassword", true)?;
         let destination_login = match self.destinations.iter().find(|d| d.name() == destination) {
+            // App-only XOAUTH2: the token comes from the Graph app, no per-row login.
+            Some(Destination::Imap(d)) if d.oauth_app.is_some() => None,
             Some(Destination::Imap(d)) => Some(match (&d.master_user, &d.master_password) {
                 (Some(m), Some(p)) => SourceLogin::Proxy {
                     authzid: destination_user.clone(),

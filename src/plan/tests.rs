@@ -56,6 +56,7 @@ fn dests() -> Vec<Destination> {
             master_user: None,
             master_password: None,
             connections: 4,
+            oauth_app: None,
         }),
     ]
 }

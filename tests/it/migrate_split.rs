@@ -186,3 +186,62 @@ async fn one_plan_sends_some_mailboxes_to_graph_and_others_to_imap() {
         engine::verify::verify(&plan, Some(&ledger), &plan.select(&[]).unwrap(), true, 2).await;
     assert!(report.perfect, "{:#?}", report.mailboxes);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn app_only_xoauth2_takes_its_token_from_the_graph_app() {
+    // Exchange Online's IMAP endpoint accepts an app-only token for outlook.office365.com; here
+    // the token comes from the emulator and Dovecot (which knows no OAuth) refuses it, which is
+    // exactly what must be reported: the mailbox, the mechanism, and never the token.
+    let dir = tempfile::tempdir().unwrap();
+    let source = Dovecot::start(Layout::Fs);
+    source.add_user("ida", "pw-ida");
+    let target = Dovecot::start(Layout::Fs);
+    let emulator = emulator::start(EmulatorConfig::default()).await.unwrap();
+    std::fs::write(dir.path().join("master"), MASTER_PASSWORD).unwrap();
+    std::fs::write(dir.path().join("secret"), "demo-secret").unwrap();
+    let plan = format!(
+        "mailboxes = \"mailboxes.csv\"\n\n[source]\nhost = \"localhost\"\nport = {}\nca_file = \"{}\"\n\
+         master_user = \"master\"\nmaster_password_file = \"master\"\n\n\
+         [destination.exo]\nkind = \"graph\"\ntenant = \"contoso.example\"\nclient_id = \"mailferry-demo\"\n\
+         client_secret_file = \"secret\"\ngraph_url = \"{2}\"\nlogin_url = \"{2}\"\n\n\
+         [destination.exo-imap]\nkind = \"imap\"\nhost = \"localhost\"\nport = {3}\nca_file = \"{4}\"\n\
+         auth = \"xoauth2\"\noauth_app = \"exo\"\n",
+        source.port_tls(),
+        source.ca_pem_path().display(),
+        emulator.base_url(),
+        target.port_tls(),
+        target.ca_pem_path().display(),
+    );
+    std::fs::write(dir.path().join("plan.toml"), plan).unwrap();
+    std::fs::write(
+        dir.path().join("mailboxes.csv"),
+        "EmailAddress,UserName,Password,Destination\nida@contoso.example,ida,,exo-imap\n",
+    )
+    .unwrap();
+    let run = run(&dir.path().join("plan.toml")).await;
+    let ida = &run.mailboxes[0];
+    assert_eq!(ida.status, "failed");
+    let err = ida.error.as_deref().unwrap();
+    assert!(err.to_ascii_lowercase().contains("auth"), "{err}");
+    let tokens = emulator
+        .inspect()
+        .requests()
+        .iter()
+        .filter(|r| r.path.ends_with("/oauth2/v2.0/token"))
+        .count();
+    assert_eq!(
+        tokens, 1,
+        "one app-only token was fetched for the IMAP host"
+    );
+    assert!(!err.contains("eyJ"), "no token in the error: {err}");
+
+    // A plan naming a Graph destination that does not exist is a plan error naming the key.
+    let bad = std::fs::read_to_string(dir.path().join("plan.toml"))
+        .unwrap()
+        .replace("oauth_app = \"exo\"", "oauth_app = \"nope\"");
+    std::fs::write(dir.path().join("plan.toml"), bad).unwrap();
+    let e = Plan::load(&dir.path().join("plan.toml"))
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("oauth_app"), "{e}");
+}
