@@ -63,6 +63,14 @@ pub async fn show(mode: Mode, mut rx: UnboundedReceiver<Event>) -> Vec<MailboxSu
     let mut finished = Vec::new();
     let mut last_plain = Instant::now();
     let (mut total_msgs, mut total_bytes) = (0u64, 0u64);
+    let (mut planned_msgs, mut planned_bytes, mut throttled) = (0u64, 0u64, 0u64);
+    // The total sits below the mailboxes' bars (they are inserted before it).
+    let total_bar = (mode == Mode::Terminal).then(|| {
+        let b = multi.add(ProgressBar::new(0));
+        b.set_style(style.clone());
+        b.set_prefix("total");
+        b
+    });
     while let Some(ev) = rx.recv().await {
         if mode == Mode::Json
             && let Ok(line) = serde_json::to_string(&ev)
@@ -73,7 +81,10 @@ pub async fn show(mode: Mode, mut rx: UnboundedReceiver<Event>) -> Vec<MailboxSu
         match ev {
             Event::MailboxStarted { mailbox, .. } => {
                 let bar = (mode == Mode::Terminal).then(|| {
-                    let b = multi.add(ProgressBar::new(0));
+                    let b = match &total_bar {
+                        Some(t) => multi.insert_before(t, ProgressBar::new(0)),
+                        None => multi.add(ProgressBar::new(0)),
+                    };
                     b.set_style(style.clone());
                     b.set_prefix(mailbox.clone());
                     b
@@ -92,6 +103,11 @@ pub async fn show(mode: Mode, mut rx: UnboundedReceiver<Event>) -> Vec<MailboxSu
                 bytes: b,
                 ..
             } => {
+                planned_msgs += messages;
+                planned_bytes += b;
+                if let Some(t) = &total_bar {
+                    t.set_length(planned_msgs);
+                }
                 if let Some(a) = active.get_mut(&mailbox) {
                     a.planned += messages;
                     a.planned_bytes += b;
@@ -107,6 +123,10 @@ pub async fn show(mode: Mode, mut rx: UnboundedReceiver<Event>) -> Vec<MailboxSu
             } => {
                 total_msgs += messages;
                 total_bytes += b;
+                if let Some(t) = &total_bar {
+                    t.set_position(total_msgs);
+                    t.set_message(rate_text(total_bytes, planned_bytes, throttled, started));
+                }
                 if let Some(a) = active.get_mut(&mailbox) {
                     a.copied += messages;
                     a.bytes += b;
@@ -117,6 +137,7 @@ pub async fn show(mode: Mode, mut rx: UnboundedReceiver<Event>) -> Vec<MailboxSu
                 }
             }
             Event::Throttled { mailbox, .. } => {
+                throttled += 1;
                 if let Some(a) = active.get_mut(&mailbox) {
                     a.throttled += 1;
                 }
