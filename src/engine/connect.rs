@@ -127,28 +127,22 @@ impl<'p> Connector<'p> {
             .collect()
     }
 
-    /// How a mailbox logs in at an IMAP destination: its own DestinationUser/Password, or the
-    /// destination's master user acting for it.
+    /// How a mailbox logs in at an IMAP destination: the plan resolved it per row (its
+    /// DestinationUser/Password, or the destination's master user acting for it).
     fn imap_dest_login(
         &self,
         d: &plan::ImapDestination,
         mb: &Mailbox,
     ) -> Result<SourceLogin, StepError> {
-        match (&mb.destination_login, &d.master_user, &d.master_password) {
-            (Some(l), _, _) => Ok(l.clone()),
-            (None, Some(master), Some(pw)) => Ok(SourceLogin::Proxy {
-                authzid: mb.destination_user.clone(),
-                authcid: master.clone(),
-                password: pw.clone(),
-            }),
-            _ => Err(StepError::new(
+        mb.destination_login.clone().ok_or_else(|| {
+            StepError::new(
                 FailureClass::Mailbox,
                 format!(
                     "no login for {} at IMAP destination {:?}: set DestinationUser/DestinationPassword or a master user",
                     mb.destination_user, d.name
                 ),
-            )),
-        }
+            )
+        })
     }
 
     /// App-only XOAUTH2 (Exchange Online's IMAP endpoint): a token from the named Graph
