@@ -14,6 +14,7 @@ mod migrate_imap;
 mod migrate_split;
 mod plan;
 mod reliability;
+mod signatures;
 #[path = "../support/mod.rs"]
 mod support;
 mod translate;
