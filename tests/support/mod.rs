@@ -1,5 +1,6 @@
 //! Shared test support: the Dovecot harness and helpers.
 #![allow(dead_code)]
 pub mod corpus;
+pub mod cyrus;
 pub mod dovecot;
 pub mod openapi;
