@@ -10,13 +10,15 @@ use std::time::Duration;
 
 use mailferry::engine::{self, Cancel, MigrateOptions};
 use mailferry::ledger::Ledger;
+use mailferry::model::FolderPath;
 use mailferry::plan::Plan;
 use mailferry::report::{Events, RunSummary};
 use mailferry::secret::Secret;
+use mailferry::sink::imap::{AppendItem, ImapSink};
 use mailferry::source::imap::{ImapAuth, ImapEndpoint, ImapSource, Security};
 
 use crate::support::corpus::{corpus_messages, date_for, flags_for, generated_message, imap_ready};
-use crate::support::cyrus::Cyrus;
+use crate::support::cyrus::{Cyrus, Namespace};
 use crate::support::dovecot::{Dovecot, Layout, MASTER_PASSWORD};
 
 async fn run(plan: &std::path::Path) -> RunSummary {
@@ -228,6 +230,119 @@ async fn migrates_from_dovecot_into_cyrus_byte_identical_and_exactly_once() {
     let report =
         engine::verify::verify(&plan, Some(&ledger), &plan.select(&[]).unwrap(), true, 2).await;
     assert!(report.perfect, "{:#?}", report.mailboxes);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn classic_cyrus_is_read_as_a_source_and_written_under_its_inbox_prefix() {
+    // Cyrus 2's layout: delimiter `.`, every personal folder under `INBOX.`.
+    let dir = tempfile::tempdir().unwrap();
+    let cyrus = Cyrus::start_with(Namespace::Classic);
+    let target = Dovecot::start(Layout::Fs);
+    cyrus.add_user("carl", "pw-carl");
+    target.add_user("carl", "new-carl");
+    let msgs = |range: std::ops::Range<usize>| -> Vec<_> {
+        range
+            .map(|i| {
+                let raw = generated_message(i, [900, 6_000, 60_000][i % 3]);
+                (raw, flags_for(i), date_for(i))
+            })
+            .collect()
+    };
+    cyrus.load("carl", "pw-carl", &["INBOX"], &msgs(0..40));
+    cyrus.load("carl", "pw-carl", &["INBOX", "Sent"], &msgs(40..70));
+    cyrus.load(
+        "carl",
+        "pw-carl",
+        &["INBOX", "Projekte", "Größe"],
+        &msgs(70..100),
+    );
+
+    let plan = format!(
+        "mailboxes = \"mailboxes.csv\"\n\n[source]\nhost = \"127.0.0.1\"\nport = {}\nsecurity = \"plain\"\n\n\
+         [destination.dove]\nkind = \"imap\"\nhost = \"localhost\"\nport = {}\nca_file = \"{}\"\n",
+        cyrus.port(),
+        target.port_tls(),
+        target.ca_pem_path().display(),
+    );
+    std::fs::write(dir.path().join("plan.toml"), plan).unwrap();
+    std::fs::write(
+        dir.path().join("mailboxes.csv"),
+        "EmailAddress,UserName,Password,Destination,DestinationUser,DestinationPassword\n\
+         carl@contoso.example,carl,pw-carl,dove,carl,new-carl\n",
+    )
+    .unwrap();
+    let plan_path = dir.path().join("plan.toml");
+    let first = run(&plan_path).await;
+    assert!(!first.has_failures(), "{:#?}", first.mailboxes);
+    assert_eq!(first.total().copied, 100, "{:?}", first.mailboxes);
+
+    // Same messages in same-named folders. Compared by leaf: where `INBOX.Sent` lands (top level
+    // or under the Inbox) is the folder mapper's decision (`translate`), not the IMAP dialect's.
+    let by_leaf = |snap: Snapshot| -> Snapshot {
+        snap.into_iter()
+            .map(|(k, v)| (k.rsplit('/').next().unwrap_or(&k).to_owned(), v))
+            .collect()
+    };
+    let src = by_leaf(snapshot(cyrus_endpoint(&cyrus), "carl", "pw-carl").await);
+    let dst = by_leaf(snapshot(dovecot_endpoint(&target), "carl", "new-carl").await);
+    assert_eq!(src.keys().collect::<Vec<_>>(), ["Größe", "INBOX", "Sent"]);
+    assert_eq!(
+        src.keys().collect::<Vec<_>>(),
+        dst.keys().collect::<Vec<_>>()
+    );
+    for (folder, items) in &src {
+        assert_eq!(items.len(), 30 + 10 * usize::from(folder == "INBOX"));
+        assert!(
+            items == &dst[folder],
+            "{folder}: flags, dates or bytes differ"
+        );
+    }
+    assert_eq!(run(&plan_path).await.total().copied, 0);
+
+    // Written into the classic dialect: new folders go under the personal namespace `INBOX.`.
+    let sink = ImapSink::connect(cyrus_endpoint(&cyrus), login("carl", "pw-carl"), 2)
+        .await
+        .expect("sink");
+    assert_eq!(sink.delimiter(), Some('.'));
+    let name = sink
+        .ensure_folder(&FolderPath::parse("Neu/Größe", Some('/')).unwrap(), None)
+        .await
+        .expect("folder");
+    assert_eq!(name, "INBOX.Neu.Gr&APYA3w-e");
+    let batch = msgs(200..210);
+    let items: Vec<AppendItem> = batch
+        .iter()
+        .map(|(raw, flags, date)| AppendItem {
+            raw,
+            flags,
+            internal_date: *date,
+        })
+        .collect();
+    let ids: Vec<String> = sink
+        .append_batch(&name, &items)
+        .await
+        .into_iter()
+        .map(|r| r.expect("append"))
+        .collect();
+    let listed = sink.list_items(&name).await.expect("list");
+    assert_eq!(listed.iter().map(|i| i.id.clone()).collect::<Vec<_>>(), ids);
+    let back = snapshot(cyrus_endpoint(&cyrus), "carl", "pw-carl").await;
+    let mut want: Vec<_> = batch
+        .iter()
+        .map(|(raw, flags, date)| (flags.to_ledger_string(), date.timestamp(), raw.clone()))
+        .collect();
+    want.sort();
+    assert!(
+        back["INBOX/Neu/Größe"] == want,
+        "bytes, flags or dates differ"
+    );
+}
+
+fn login(user: &str, password: &str) -> ImapAuth {
+    ImapAuth::Login {
+        user: user.into(),
+        password: Secret::from(password),
+    }
 }
 
 /// A header-section line that is neither `name:` (printable ASCII name) nor a continuation.

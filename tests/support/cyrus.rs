@@ -3,7 +3,8 @@
 //! Each [`Cyrus`] owns a temp directory with a generated `imapd.conf` (config directory, default
 //! partition, sockets and an sasldb all inside it), a `cyrus.conf` with a single plain `imap`
 //! service on a free loopback port, and an admin (`cyrus-admin` / [`ADMIN_PASSWORD`]) that creates
-//! each user's INBOX (`CREATE user/NAME`: `unixhierarchysep: yes`, so the delimiter is `/`).
+//! each user's INBOX (`CREATE user/NAME`). Two dialects ([`Namespace`]): Cyrus 3's default
+//! (top-level folders, `/`) and Cyrus 2's classic one (everything under `INBOX.`).
 //! `master` runs in the foreground (`-D`) in its own process group; dropping the instance kills
 //! that group. Nothing under `/etc` or `/var/lib/cyrus` is read or written: every service command
 //! carries `-C` (Cyrus's master does not pass its own `-C` on to the services it starts).
@@ -17,6 +18,9 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
+
+use chrono::{DateTime, FixedOffset};
+use mailferry::model::Flags;
 
 #[path = "dovecot_loader.rs"]
 mod loader;
@@ -41,9 +45,30 @@ const INSTALL_HINT: &str = "Cyrus IMAP is required (run scripts/install-deps): a
      --no-install-recommends cyrus-common sasl2-bin, then apt-get download cyrus-imapd and \
      dpkg-deb -x cyrus-imapd_*.deb /opt/cyrus-imapd (installing cyrus-imapd would remove dovecot-imapd)";
 
+/// How the instance names folders (the two dialects Cyrus deployments use).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Namespace {
+    /// Cyrus 3's default: `altnamespace: yes` (personal folders at top level beside INBOX) with
+    /// `unixhierarchysep: yes` (delimiter `/`).
+    Alt,
+    /// Cyrus 2's classic layout: `altnamespace: no`, `unixhierarchysep: no`, so every personal
+    /// folder lives under `INBOX.` (NAMESPACE `(("INBOX." "."))`).
+    Classic,
+}
+
+impl Namespace {
+    pub fn separator(self) -> char {
+        match self {
+            Namespace::Alt => '/',
+            Namespace::Classic => '.',
+        }
+    }
+}
+
 /// One running private Cyrus.
 pub struct Cyrus {
     dir: tempfile::TempDir,
+    namespace: Namespace,
     imapd: PathBuf,
     port: u16,
     master: Mutex<Option<Child>>,
@@ -53,8 +78,14 @@ pub struct Cyrus {
 static START_LOCK: Mutex<()> = Mutex::new(());
 
 impl Cyrus {
-    /// Starts a fresh instance (panics with an install hint if Cyrus is missing).
+    /// Starts a fresh instance in the [`Namespace::Alt`] dialect (panics with an install hint if
+    /// Cyrus is missing).
     pub fn start() -> Cyrus {
+        Cyrus::start_with(Namespace::Alt)
+    }
+
+    /// Starts a fresh instance in the given dialect.
+    pub fn start_with(namespace: Namespace) -> Cyrus {
         let master = Path::new(SERVICE_DIR).join("master");
         let has_saslpasswd = Command::new("saslpasswd2")
             .arg("-v")
@@ -81,6 +112,7 @@ impl Cyrus {
         }
         let mut me = Cyrus {
             dir,
+            namespace,
             imapd,
             port: 0,
             master: Mutex::new(None),
@@ -109,25 +141,46 @@ impl Cyrus {
         self.dir.path()
     }
 
-    /// The hierarchy delimiter (`unixhierarchysep: yes`).
+    /// The hierarchy delimiter.
     pub fn separator(&self) -> char {
-        '/'
+        self.namespace.separator()
     }
 
-    /// Adds a user: an sasldb entry, then the admin creates `user/NAME` (the INBOX).
+    /// Adds a user: an sasldb entry, then the admin creates `user/NAME` (`user.NAME`), the INBOX.
     pub fn add_user(&self, name: &str, password: &str) {
         self.set_password(name, password);
-        let mut s = Loader::connect(self.port, ADMIN, ADMIN_PASSWORD, '/');
+        let sep = self.separator();
+        let mut s = Loader::connect(self.port, ADMIN, ADMIN_PASSWORD, sep);
         s.command_ok(&format!(
             "CREATE {}",
-            loader::quote(&format!("user/{name}"))
+            loader::quote(&format!("user{sep}{name}"))
         ));
         s.logout();
     }
 
+    /// APPENDs messages to a folder given as wire-level segments (so `["INBOX", "Sent"]` in the
+    /// classic dialect), creating it when missing; returns the UIDs given.
+    pub fn load<B: AsRef<[u8]>>(
+        &self,
+        user: &str,
+        password: &str,
+        folder: &[&str],
+        messages: &[(B, Flags, DateTime<FixedOffset>)],
+    ) -> Vec<u32> {
+        let mut s = Loader::connect(self.port, user, password, self.separator());
+        s.create(folder);
+        let name = s.wire_name(folder);
+        let uids = messages
+            .chunks(200)
+            .flat_map(|chunk| s.multiappend(&name, chunk))
+            .collect();
+        s.logout();
+        uids
+    }
+
     /// Runs one raw command as `user` (whose password is given) and returns every response line.
     pub fn raw(&self, user: &str, password: &str, command: &str) -> Vec<String> {
-        let mut s = Loader::connect(self.port, user, password, '/');
+        let mut s = Loader::connect(self.port, user, password, self.separator());
         let lines = s.command_ok(command);
         s.logout();
         lines
@@ -174,8 +227,8 @@ impl Cyrus {
              sasl_mech_list: PLAIN LOGIN\n\
              allowplaintext: yes\n\
              virtdomains: off\n\
-             unixhierarchysep: yes\n\
-             altnamespace: yes\n\
+             unixhierarchysep: {unix}\n\
+             altnamespace: {alt}\n\
              # Keep header bytes as sent: the default (munge8bit: yes) rewrites 8-bit header\n\
              # characters to 'X', which no migration may do silently.\n\
              reject8bit: no\n\
@@ -185,7 +238,9 @@ impl Cyrus {
              notifysocket: {root}/run/notify\n\
              proc_path: {root}/run/proc\n\
              mboxname_lockpath: {root}/run/lock\n\
-             statuscache: no\n"
+             statuscache: no\n",
+            unix = yes_no(self.namespace == Namespace::Alt),
+            alt = yes_no(self.namespace == Namespace::Alt),
         );
         std::fs::write(self.dir.path().join("imapd.conf"), conf).expect("imapd.conf");
         let cfg = format!("{root}/imapd.conf");
@@ -258,6 +313,10 @@ impl Drop for Cyrus {
     fn drop(&mut self) {
         self.kill();
     }
+}
+
+fn yes_no(b: bool) -> &'static str {
+    if b { "yes" } else { "no" }
 }
 
 fn free_port() -> u16 {
