@@ -202,6 +202,9 @@ impl FolderMapper {
             (Some(w), Vec::new())
         } else if let Some((len, w)) = (1..orig.len())
             .rev()
+            // In a `.`-delimited tree every folder sits under INBOX (Courier, Maildir++, classic
+            // Cyrus): that prefix is dropped below, so INBOX does not count as the parent here.
+            .filter(|&n| !(n == 1 && inbox_prefixed(f)))
             .find_map(|n| specials.get(&orig[..n]).map(|w| (n, *w)))
         {
             (
@@ -213,7 +216,7 @@ impl FolderMapper {
         } else {
             special = f.special_use;
             let mut start = 0;
-            if orig.len() > 1 && orig[0].eq_ignore_ascii_case("INBOX") && f.delimiter == Some('.') {
+            if inbox_prefixed(f) {
                 start = 1;
                 changes.push(FolderChange {
                     kind: ChangeKind::InboxPrefix,
@@ -504,4 +507,11 @@ fn sort_key(f: &SourceFolder) -> SortKey<'_> {
         f.special_use,
         f.selectable,
     )
+}
+
+/// A folder below INBOX in a `.`-delimited tree, where INBOX is the namespace prefix of
+/// everything rather than a parent folder.
+fn inbox_prefixed(f: &SourceFolder) -> bool {
+    let p = f.path.segments();
+    p.len() > 1 && p[0].eq_ignore_ascii_case("INBOX") && f.delimiter == Some('.')
 }

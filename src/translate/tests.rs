@@ -151,6 +151,26 @@ fn maildir_plus_plus_inbox_prefix_tree_without_special_use() {
     );
 }
 
+/// As an IMAP source really lists it: INBOX carries the Inbox role (found by the Cyrus test:
+/// with it, `INBOX.Sent` used to stay under the Inbox instead of becoming Sent Items).
+#[test]
+fn inbox_prefix_tree_when_the_source_marks_inbox() {
+    let mut folders: Vec<_> = ["INBOX.Sent", "INBOX.Sent.2019", "INBOX.Foo"]
+        .iter()
+        .map(|n| f(n, '.', None))
+        .collect();
+    folders.push(f("INBOX", '.', Some(SpecialUse::Inbox)));
+    assert_eq!(
+        graph(&FolderRules::default(), &folders),
+        [
+            row("INBOX", "inbox", &[]),
+            row("INBOX.Foo", "Foo", &[InboxPrefix]),
+            row("INBOX.Sent", "sentitems", &[InboxPrefix, WellKnown]),
+            row("INBOX.Sent.2019", "sentitems/2019", &[InboxPrefix]),
+        ]
+    );
+}
+
 #[test]
 fn slash_inside_a_name() {
     let folders = vec![
