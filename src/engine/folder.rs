@@ -27,9 +27,9 @@ use crate::translate::Target;
 /// batches being written (one per sink connection) and the one being fetched, so a run of 5-10
 /// MB messages cannot fill every slot at once. A single larger message takes the whole window,
 /// alone. The process-wide budget still bounds all mailboxes together. IMAP to IMAP copied as
-/// fast with this window as with 16 MiB per batch and no window (up to 80 MiB), at a lower peak
-/// RSS (docs/benchmarks.md).
-const MAILBOX_WINDOW_BYTES: u64 = 24 << 20;
+/// fast with a 16 MiB window as with 24 MiB or with none (up to 80 MiB), at a lower peak RSS
+/// (42 MiB against 50 and 72; docs/benchmarks.md).
+const MAILBOX_WINDOW_BYTES: u64 = 16 << 20;
 
 /// Bytes of bodies one fetch/write batch may carry with `parallel` batches being written.
 fn batch_bytes(parallel: usize) -> u64 {
