@@ -113,12 +113,12 @@ async fn one_plan_sends_some_mailboxes_to_graph_and_others_to_imap() {
             .collect();
         source.load(user, folder, &batch);
     };
-    // Every corpus message (duplicated and missing Message-IDs included) plus generated ones.
+    // Every corpus message (duplicated and missing Message-IDs included) plus 5,000 generated ones.
     let half = corpus.len() / 2;
     load("bob", &["INBOX"], &corpus[..half], 0);
     load("bob", &["Sent"], &corpus[half..], half);
-    let generated: Vec<Vec<u8>> = (0..150)
-        .map(|i| generated_message(i, 500 + i * 97))
+    let generated: Vec<Vec<u8>> = (0..5000)
+        .map(|i| generated_message(i, 300 + (i * 37) % 4000))
         .collect();
     load("bob", &["Archiv", "2023"], &generated, 1000);
     load("ann", &["INBOX"], &corpus[..20], 0);
