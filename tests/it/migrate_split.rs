@@ -84,15 +84,6 @@ async fn snapshot(
     out
 }
 
-/// Every message of every folder of a mailbox, as raw bytes.
-pub async fn read_all(d: &Dovecot, user: &str, password: &str) -> Vec<Vec<u8>> {
-    snapshot(d, user, password)
-        .await
-        .into_values()
-        .flat_map(|items| items.into_iter().map(|(_, _, bytes)| bytes))
-        .collect()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn one_plan_sends_some_mailboxes_to_graph_and_others_to_imap() {
     let dir = tempfile::tempdir().unwrap();

@@ -130,7 +130,7 @@ async fn dkim_and_smime_signatures_still_verify_at_both_destinations() {
     assert!(!run.has_failures(), "{:#?}", run.mailboxes);
 
     // IMAP destination: read back over IMAP.
-    let copies = crate::migrate_split::read_all(&target, "imapuser", "new1").await;
+    let copies = crate::reliability::imap_bodies(&target, "imapuser", "new1").await;
     // Graph destination: the MIME importMime stored.
     let insp = emulator.inspect();
     let view = insp.mailbox("exouser@contoso.example").unwrap();
