@@ -1,9 +1,10 @@
 //! After a crash, a write the killed run had fully sent can still be committed by the destination
 //! *after* the next run looked for it (its bytes were already in the server's socket buffer), so
-//! the next run, finding nothing, writes the message again. Each message re-sent after an
-//! unresolved `sending` row is therefore checked once more at the end of its folder's pass, after
-//! a short settling time: any exact copy that no ledger row owns is such an orphan and is removed.
-//! Found by the reliability suite's SIGKILL test on the IMAP route.
+//! the next run, finding nothing, writes the message again; and two interrupted runs in a row can
+//! each leave a copy. Every message whose row was found in `sending` is therefore checked once
+//! more at the end of its folder's pass, after a short settling time: any exact copy that no
+//! ledger row owns is such an orphan and is removed. Found by the reliability suite's SIGKILL
+//! test on the IMAP route.
 
 use std::collections::HashSet;
 use std::time::Duration;
@@ -19,9 +20,9 @@ use crate::sink::FailureClass;
 
 /// How long an orphaned write is given to land before the check. Servers commit a fully received
 /// command within milliseconds; seconds leave a wide margin on a loaded machine.
-const SETTLE: Duration = Duration::from_secs(3);
+const SETTLE: Duration = Duration::from_secs(5);
 
-/// Removes unowned exact copies of the messages in `resent` (UIDs re-sent after a crash).
+/// Removes unowned exact copies of the messages in `resent` (UIDs found in `sending`).
 #[allow(clippy::too_many_arguments)]
 pub(crate) async fn sweep<K: MailSink>(
     ctx: &MailboxCtx<K>,
