@@ -4,89 +4,20 @@
 //! same folders (a non-ASCII name included); a second run copies nothing; Cyrus's own
 //! ids and mailferry's APPENDUID bookkeeping agree (verify is perfect).
 
-use std::collections::BTreeMap;
-use std::sync::Arc;
 use std::time::Duration;
 
-use mailferry::engine::{self, Cancel, MigrateOptions};
+use mailferry::engine;
 use mailferry::ledger::Ledger;
 use mailferry::model::FolderPath;
 use mailferry::plan::Plan;
-use mailferry::report::{Events, RunSummary};
 use mailferry::secret::Secret;
 use mailferry::sink::imap::{AppendItem, ImapSink};
-use mailferry::source::imap::{ImapAuth, ImapEndpoint, ImapSource, Security};
+use mailferry::source::imap::{ImapAuth, ImapEndpoint, Security};
 
 use crate::support::corpus::{corpus_messages, date_for, flags_for, generated_message, imap_ready};
 use crate::support::cyrus::{Cyrus, Namespace};
 use crate::support::dovecot::{Dovecot, Layout, MASTER_PASSWORD};
-
-async fn run(plan: &std::path::Path) -> RunSummary {
-    let plan = Plan::load(plan).unwrap();
-    let ledger = Arc::new(Ledger::open(&plan.default_state_path()).unwrap());
-    engine::migrate(
-        &plan,
-        ledger,
-        &MigrateOptions::default(),
-        Events::discard(),
-        Cancel::default(),
-    )
-    .await
-    .unwrap()
-}
-
-/// Folder path -> sorted (flags without keywords' order issues, INTERNALDATE as UTC seconds, bytes).
-type Snapshot = BTreeMap<String, Vec<(String, i64, Vec<u8>)>>;
-
-async fn snapshot(endpoint: ImapEndpoint, user: &str, password: &str) -> Snapshot {
-    let auth = ImapAuth::Login {
-        user: user.into(),
-        password: Secret::from(password),
-    };
-    let mut src = ImapSource::connect(endpoint, auth).await.expect("connect");
-    let mut out = BTreeMap::new();
-    for f in src.list_folders().await.expect("list") {
-        if !f.selectable {
-            continue;
-        }
-        src.select(&f).await.expect("select");
-        let metas = src.fetch_meta(&f, None).await.expect("meta");
-        let uids: Vec<_> = metas.iter().map(|m| m.uid).collect();
-        let bodies: BTreeMap<_, _> = src
-            .fetch_bodies(&f, &uids)
-            .await
-            .expect("bodies")
-            .into_iter()
-            .collect();
-        let mut items: Vec<(String, i64, Vec<u8>)> = metas
-            .iter()
-            .map(|m| {
-                (
-                    m.flags.to_ledger_string(),
-                    m.internal_date.timestamp(),
-                    bodies[&m.uid].clone(),
-                )
-            })
-            .collect();
-        items.sort();
-        if !items.is_empty() {
-            out.insert(f.path.to_string(), items);
-        }
-    }
-    src.logout().await;
-    out
-}
-
-fn dovecot_endpoint(d: &Dovecot) -> ImapEndpoint {
-    ImapEndpoint {
-        host: "localhost".into(),
-        port: d.port_tls(),
-        security: Security::Tls,
-        ca_file: Some(d.ca_pem_path()),
-        insecure: false,
-        timeout: Duration::from_secs(20),
-    }
-}
+use crate::support::readback::{Snapshot, dovecot_endpoint, migrate_plan, snapshot};
 
 fn cyrus_endpoint(c: &Cyrus) -> ImapEndpoint {
     ImapEndpoint {
@@ -148,7 +79,7 @@ async fn migrates_from_dovecot_into_cyrus_byte_identical_and_exactly_once() {
     .unwrap();
     let plan_path = dir.path().join("plan.toml");
 
-    let first = run(&plan_path).await;
+    let first = migrate_plan(&plan_path).await;
     assert!(!first.has_failures(), "{:#?}", first.mailboxes);
     // Cyrus refuses a message whose header section has a line that is neither a field nor a
     // continuation ("Message contains invalid header"): no byte-preserving client can store it,
@@ -221,7 +152,7 @@ async fn migrates_from_dovecot_into_cyrus_byte_identical_and_exactly_once() {
         "{list:?}"
     );
 
-    let second = run(&plan_path).await;
+    let second = migrate_plan(&plan_path).await;
     assert!(!second.has_failures(), "{:#?}", second.mailboxes);
     assert_eq!(second.total().copied, 0);
 
@@ -272,7 +203,7 @@ async fn classic_cyrus_is_read_as_a_source_and_written_under_its_inbox_prefix() 
     )
     .unwrap();
     let plan_path = dir.path().join("plan.toml");
-    let first = run(&plan_path).await;
+    let first = migrate_plan(&plan_path).await;
     assert!(!first.has_failures(), "{:#?}", first.mailboxes);
     assert_eq!(first.total().copied, 100, "{:?}", first.mailboxes);
 
@@ -297,7 +228,7 @@ async fn classic_cyrus_is_read_as_a_source_and_written_under_its_inbox_prefix() 
             "{folder}: flags, dates or bytes differ"
         );
     }
-    assert_eq!(run(&plan_path).await.total().copied, 0);
+    assert_eq!(migrate_plan(&plan_path).await.total().copied, 0);
 
     // Written into the classic dialect: new folders go under the personal namespace `INBOX.`.
     let sink = ImapSink::connect(cyrus_endpoint(&cyrus), login("carl", "pw-carl"), 2)

@@ -1,88 +1,14 @@
 //! A split migration in one plan: some mailboxes to the Graph emulator, others to a second real
 //! Dovecot (Maildir++, `.` delimiter) over IMAP, from a Dovecot source with `/` delimiter.
 
-use std::collections::BTreeMap;
-use std::sync::Arc;
-use std::time::Duration;
-
 use mailferry::emulator::{self, EmulatorConfig};
-use mailferry::engine::{self, Cancel, MigrateOptions};
+use mailferry::engine;
 use mailferry::ledger::Ledger;
 use mailferry::plan::Plan;
-use mailferry::report::{Events, RunSummary};
-use mailferry::secret::Secret;
-use mailferry::source::imap::{ImapAuth, ImapEndpoint, ImapSource, Security};
 
 use crate::support::corpus::{corpus_messages, date_for, flags_for, generated_message, imap_ready};
 use crate::support::dovecot::{Dovecot, Layout, MASTER_PASSWORD};
-
-async fn run(plan: &std::path::Path) -> RunSummary {
-    let plan = Plan::load(plan).unwrap();
-    let ledger = Arc::new(Ledger::open(&plan.default_state_path()).unwrap());
-    engine::migrate(
-        &plan,
-        ledger,
-        &MigrateOptions::default(),
-        Events::discard(),
-        Cancel::default(),
-    )
-    .await
-    .unwrap()
-}
-
-/// (folder path, flags, INTERNALDATE as UTC seconds, bytes) of everything in a mailbox.
-async fn snapshot(
-    d: &Dovecot,
-    user: &str,
-    password: &str,
-) -> BTreeMap<String, Vec<(String, i64, Vec<u8>)>> {
-    let ep = ImapEndpoint {
-        host: "localhost".into(),
-        port: d.port_tls(),
-        security: Security::Tls,
-        ca_file: Some(d.ca_pem_path()),
-        insecure: false,
-        timeout: Duration::from_secs(20),
-    };
-    let auth = ImapAuth::Login {
-        user: user.into(),
-        password: Secret::from(password),
-    };
-    let mut src = ImapSource::connect(ep, auth).await.unwrap();
-    let mut out = BTreeMap::new();
-    for f in src.list_folders().await.unwrap() {
-        if !f.selectable {
-            continue;
-        }
-        src.select(&f).await.unwrap();
-        let metas = src.fetch_meta(&f, None).await.unwrap();
-        let uids: Vec<_> = metas.iter().map(|m| m.uid).collect();
-        let bodies: BTreeMap<_, _> = src
-            .fetch_bodies(&f, &uids)
-            .await
-            .unwrap()
-            .into_iter()
-            .collect();
-        let mut items: Vec<(String, i64, Vec<u8>)> = metas
-            .iter()
-            .map(|m| {
-                let mut flags = m.flags.clone();
-                flags.keywords.clear();
-                (
-                    flags.to_ledger_string(),
-                    m.internal_date.timestamp(),
-                    bodies[&m.uid].clone(),
-                )
-            })
-            .collect();
-        items.sort();
-        if !items.is_empty() {
-            out.insert(f.path.leaf().to_owned(), items);
-        }
-    }
-    src.logout().await;
-    out
-}
+use crate::support::readback::{dovecot_endpoint, migrate_plan, snapshot};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn one_plan_sends_some_mailboxes_to_graph_and_others_to_imap() {
@@ -138,7 +64,7 @@ async fn one_plan_sends_some_mailboxes_to_graph_and_others_to_imap() {
     .unwrap();
     let plan_path = dir.path().join("plan.toml");
 
-    let first = run(&plan_path).await;
+    let first = migrate_plan(&plan_path).await;
     assert!(!first.has_failures(), "{:#?}", first.mailboxes);
     let bob = first
         .mailboxes
@@ -158,26 +84,28 @@ async fn one_plan_sends_some_mailboxes_to_graph_and_others_to_imap() {
         .len();
     assert_eq!(ann_items, 20);
 
-    // Byte-identical, with flags and INTERNALDATE, in the same folders, at the IMAP destination.
-    let src = snapshot(&source, "bob", "pw-bob").await;
-    let dst = snapshot(&target, "bob", "new-bob").await;
+    // Byte-identical, with flags and INTERNALDATE, in the mapped folders, at the IMAP
+    // destination. "Archiv" is German for Archive: it becomes the destination's Archive folder.
+    let src = snapshot(dovecot_endpoint(&source), "bob", "pw-bob").await;
+    let dst = snapshot(dovecot_endpoint(&target), "bob", "new-bob").await;
+    let mapped = |f: &str| f.replace("Archiv/", "Archive/");
     assert_eq!(
-        src.keys().collect::<Vec<_>>(),
-        dst.keys().collect::<Vec<_>>()
+        src.keys().map(|k| mapped(k)).collect::<Vec<_>>(),
+        dst.keys().cloned().collect::<Vec<_>>()
     );
     for (folder, items) in &src {
-        let theirs = &dst[folder];
+        let theirs = &dst[&mapped(folder)];
         assert_eq!(items.len(), theirs.len(), "{folder}");
         assert!(items == theirs, "{folder}: flags, dates or bytes differ");
     }
     // (The source serves CRLF bytes; what was loaded arrives exactly.)
     assert!(
-        dst["2023"]
+        dst["Archive/2023"]
             .iter()
             .any(|(_, _, b)| *b == imap_ready(&generated[7]))
     );
 
-    let second = run(&plan_path).await;
+    let second = migrate_plan(&plan_path).await;
     assert_eq!(second.total().copied, 0);
 
     let plan = Plan::load(&plan_path).unwrap();
@@ -218,7 +146,7 @@ async fn app_only_xoauth2_takes_its_token_from_the_graph_app() {
         "EmailAddress,UserName,Password,Destination\nida@contoso.example,ida,,exo-imap\n",
     )
     .unwrap();
-    let run = run(&dir.path().join("plan.toml")).await;
+    let run = migrate_plan(&dir.path().join("plan.toml")).await;
     let ida = &run.mailboxes[0];
     assert_eq!(ida.status, "failed");
     let err = ida.error.as_deref().unwrap();

@@ -4,3 +4,4 @@ pub mod corpus;
 pub mod cyrus;
 pub mod dovecot;
 pub mod openapi;
+pub mod readback;

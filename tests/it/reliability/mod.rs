@@ -26,13 +26,10 @@ mod source_faults;
 use std::collections::HashMap;
 use std::path::Path;
 use std::process::{Command, Stdio};
-use std::time::Duration;
 
 use mailferry::engine;
 use mailferry::ledger::Ledger;
 use mailferry::plan::Plan;
-use mailferry::secret::Secret;
-use mailferry::source::imap::{ImapAuth, ImapEndpoint, ImapSource, Security};
 use rand::SeedableRng;
 use rand::rngs::StdRng;
 
@@ -120,33 +117,12 @@ pub fn run_bin(args: &[&str]) -> (i32, String, String) {
 
 /// Every message body in every selectable folder of `user` at a Dovecot, read over IMAP.
 pub async fn imap_bodies(d: &Dovecot, user: &str, password: &str) -> Vec<Vec<u8>> {
-    let ep = ImapEndpoint {
-        host: "localhost".into(),
-        port: d.port_tls(),
-        security: Security::Tls,
-        ca_file: Some(d.ca_pem_path()),
-        insecure: false,
-        timeout: Duration::from_secs(20),
-    };
-    let auth = ImapAuth::Login {
-        user: user.into(),
-        password: Secret::from(password),
-    };
-    let mut src = ImapSource::connect(ep, auth).await.unwrap();
-    let mut out = Vec::new();
-    for f in src.list_folders().await.unwrap() {
-        if !f.selectable {
-            continue;
-        }
-        src.select(&f).await.unwrap();
-        let metas = src.fetch_meta(&f, None).await.unwrap();
-        let uids: Vec<_> = metas.iter().map(|m| m.uid).collect();
-        let bodies = src.fetch_bodies(&f, &uids).await.unwrap();
-        assert_eq!(bodies.len(), uids.len(), "every listed UID fetched");
-        out.extend(bodies.into_iter().map(|(_, b)| b));
-    }
-    src.logout().await;
-    out
+    crate::support::readback::bodies(
+        crate::support::readback::dovecot_endpoint(d),
+        user,
+        password,
+    )
+    .await
 }
 
 /// Every item of a Graph emulator mailbox as raw MIME (empty for items built by the JSON route).
