@@ -68,7 +68,9 @@ pub(crate) async fn folder_pass<S: MailSource, K: MailSink>(
         && matches!((frow.highest_modseq, status.highest_modseq), (Some(a), Some(b)) if a == b)
         && frow.mapped_name.as_deref() == Some(mapped_name)
         && frow.dest_id.is_some()
-        && !ctx.opts.retry_failed;
+        && !ctx.opts.retry_failed
+        // An interrupted write still owes its orphan check, which only a full pass does.
+        && ledger.recheck_rows(frow.id, status.uid_validity).map_err(lerr)?.is_empty();
     if unchanged {
         sum.folders_unchanged = 1;
         sum.listed = status.exists as u64;
@@ -132,15 +134,20 @@ pub(crate) async fn folder_pass<S: MailSource, K: MailSink>(
         .filter_map(|r| r.dest_id.clone())
         .collect();
     let resolved_at = tokio::time::Instant::now();
-    let mut resent = Vec::new();
+    // Found or re-sent, an interrupted write may still have a copy in flight at the server, or a
+    // second one from an earlier interruption: the sweep looks again once the row is done. The
+    // mark is committed first, so the check survives a further crash before the sweep.
+    let interrupted: Vec<i64> = rows
+        .values()
+        .filter(|r| r.state == MessageState::Sending)
+        .map(|r| r.id)
+        .collect();
+    ledger.mark_recheck(&interrupted).map_err(lerr)?;
     for row in rows
         .values_mut()
         .filter(|r| r.state == MessageState::Sending)
     {
         resolve_sending(ctx, folder, &status, &dest, row, &mut claimed, &mut sum).await?;
-        // Found or re-sent, an interrupted write may still have a copy in flight at the
-        // server, or a second one from an earlier interruption: the sweep looks again.
-        resent.push(row.uid);
     }
 
     // Decide, per listed message, what this pass does with it.
@@ -215,17 +222,7 @@ pub(crate) async fn folder_pass<S: MailSource, K: MailSink>(
         sync_flags(ctx, &dest, flag_updates, &mut sum).await;
     }
     if abort.is_none() {
-        super::orphans::sweep(
-            ctx,
-            folder,
-            &status,
-            &dest,
-            frow.id,
-            &resent,
-            resolved_at,
-            &mut sum,
-        )
-        .await?;
+        super::orphans::sweep(ctx, folder, &status, &dest, frow.id, resolved_at, &mut sum).await?;
     }
 
     // What the ledger holds that the source no longer lists (any older UIDVALIDITY included).

@@ -278,4 +278,42 @@ impl Ledger {
             Ok(found.map(|r| MessageRow { uid_validity, uid, ..r }))
         })
     }
+
+    /// Marks rows whose write was interrupted: they are checked for orphaned copies once done.
+    pub fn mark_recheck(&self, ids: &[i64]) -> Result<(), LedgerError> {
+        self.with(|c| {
+            let tx = c.transaction()?;
+            {
+                let mut st = tx.prepare_cached("UPDATE messages SET recheck = 1 WHERE id = ?1")?;
+                for id in ids {
+                    st.execute([id])?;
+                }
+            }
+            tx.commit()
+        })
+    }
+
+    /// Done rows of a folder still waiting for the orphan check.
+    pub fn recheck_rows(
+        &self,
+        folder: i64,
+        uid_validity: UidValidity,
+    ) -> Result<Vec<MessageRow>, LedgerError> {
+        self.with(|c| {
+            let mut st = c.prepare_cached(&format!(
+                "SELECT {COLUMNS} FROM messages WHERE folder_id = ?1 AND uid_validity = ?2
+                 AND recheck = 1 AND state = 'done'"
+            ))?;
+            let rows = st.query_map(params![folder, uid_validity.get()], row)?;
+            rows.collect()
+        })
+    }
+
+    /// The orphan check of a row is done.
+    pub fn clear_recheck(&self, id: i64) -> Result<(), LedgerError> {
+        self.with(|c| {
+            c.execute("UPDATE messages SET recheck = 0 WHERE id = ?1", [id])?;
+            Ok(())
+        })
+    }
 }

@@ -57,6 +57,9 @@ const MIGRATIONS: &[&str] = &[
     );
     CREATE INDEX messages_by_state ON messages (folder_id, state);
     CREATE INDEX messages_by_hash ON messages (folder_id, sha256);",
+    // 1 -> 2: rows whose write was interrupted stay marked until the destination has been
+    // checked for an orphaned second copy (that check must survive a further crash).
+    "ALTER TABLE messages ADD COLUMN recheck INTEGER NOT NULL DEFAULT 0;",
 ];
 
 /// The schema version this build writes.
