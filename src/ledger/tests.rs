@@ -149,13 +149,19 @@ fn a_recheck_mark_lasts_until_cleared_and_only_done_rows_are_due() {
     let run = l.start_run("migrate").unwrap();
     let mb = l.mailbox("a@x", "exo").unwrap();
     let f = l.folder(mb, "INBOX").unwrap();
-    l.insert_pending(f.id, uv(1), &[new(1, 10), new(2, 10)]).unwrap();
+    l.insert_pending(f.id, uv(1), &[new(1, 10), new(2, 10)])
+        .unwrap();
     let rows = l.folder_messages(f.id, uv(1)).unwrap();
     let (a, b) = (&rows[&Uid::new(1).unwrap()], &rows[&Uid::new(2).unwrap()]);
     l.mark_recheck(&[a.id, b.id]).unwrap();
-    l.mark_done(&[(a.id, "d1".into(), Flags::default())], run).unwrap();
+    l.mark_done(&[(a.id, "d1".into(), Flags::default())], run)
+        .unwrap();
     let due = l.recheck_rows(f.id, uv(1)).unwrap();
-    assert_eq!(due.iter().map(|r| r.id).collect::<Vec<_>>(), [a.id], "b is not done yet");
+    assert_eq!(
+        due.iter().map(|r| r.id).collect::<Vec<_>>(),
+        [a.id],
+        "b is not done yet"
+    );
     l.clear_recheck(a.id).unwrap();
     assert!(l.recheck_rows(f.id, uv(1)).unwrap().is_empty());
 }
