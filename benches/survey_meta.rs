@@ -1,14 +1,16 @@
-//! Survey benchmark: metadata of a 5,000-message mailbox (about 480 MB, realistic size mix, 30
-//! folders) read with `ImapSource::fetch_meta` over implicit TLS, next to the floor: a bare
-//! `UID FETCH 1:* (FLAGS RFC822.SIZE INTERNALDATE)` per folder on one raw TLS connection that
-//! parses nothing. Prints a table; asserts nothing about speed.
+//! Survey benchmark: a 5,000-message mailbox (about 430 MB, realistic size mix, 30 folders)
+//! surveyed by the real `engine::survey` over implicit TLS (metadata only, no bodies), next to
+//! the floor: EXAMINE and a bare `UID FETCH 1:* (FLAGS RFC822.SIZE INTERNALDATE)` per folder on
+//! one raw TLS connection that parses nothing. Prints a table; asserts nothing about speed.
 //!
 //! Run: `cargo bench --bench survey_meta` (needs Dovecot; loading takes a minute or two).
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use mailferry::engine::survey::survey;
 use mailferry::model::Flags;
+use mailferry::plan::Plan;
 use mailferry::secret::Secret;
 use mailferry::source::imap::{ImapAuth, ImapEndpoint, ImapSource, Security};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
@@ -25,8 +27,7 @@ const FOLDERS: usize = 30;
 const RUNS: usize = 9;
 const FLOOR_ATTRS: &str = "FLAGS RFC822.SIZE INTERNALDATE";
 /// What fetch_meta asks for, sent by the raw client: separates server cost from client cost.
-const FULL_ATTRS: &str =
-    "UID FLAGS INTERNALDATE RFC822.SIZE BODY.PEEK[HEADER.FIELDS (MESSAGE-ID)] MODSEQ";
+const FULL_ATTRS: &str = "UID FLAGS INTERNALDATE RFC822.SIZE BODY.PEEK[HEADER.FIELDS (MESSAGE-ID)]";
 
 /// Deterministic size mix: mostly 5-50 KB, some 100 KB-2 MB, a few 5-10 MB.
 fn size_of(i: usize) -> usize {
@@ -104,16 +105,61 @@ fn main() {
         password: Secret::from("pw"),
     };
 
-    let mut meta_times = Vec::new();
+    // The real command's path: a plan with this one mailbox, surveyed by `engine::survey`.
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::write(dir.path().join("secret"), "unused").expect("secret");
+    std::fs::write(
+        dir.path().join("plan.toml"),
+        format!(
+            "mailboxes = \"mailboxes.csv\"\n\n[source]\nhost = \"localhost\"\nport = {}\n\
+             security = \"tls\"\nca_file = \"{}\"\n\n[destination.exo]\nkind = \"graph\"\n\
+             tenant = \"contoso.example\"\nclient_id = \"bench\"\nclient_secret_file = \"secret\"\n",
+            d.port_tls(),
+            d.ca_pem_path().display()
+        ),
+    )
+    .expect("plan");
+    let csv = dir.path().join("mailboxes.csv");
+    std::fs::write(
+        &csv,
+        "EmailAddress,UserName,Password\nbench@contoso.example,bench,pw\n",
+    )
+    .expect("csv");
+    std::fs::set_permissions(&csv, std::os::unix::fs::PermissionsExt::from_mode(0o600))
+        .expect("chmod");
+    let plan = Plan::load(&dir.path().join("plan.toml")).expect("plan loads");
+    let selected = plan.select(&[]).expect("select");
+
+    let raw_names: Vec<String> = folder_names
+        .iter()
+        .map(|s| {
+            s.iter()
+                .map(|x| mailferry::utf7::encode(x))
+                .collect::<Vec<_>>()
+                .join("/")
+        })
+        .collect();
+    let mut survey_times = Vec::new();
+    let mut source_times = Vec::new();
     let mut floor_times = Vec::new();
     let mut raw_full_times = Vec::new();
-    let mut counted = 0;
+    let mut connect_times = Vec::new();
     for _ in 0..RUNS {
-        let (elapsed, n) = rt.block_on(async {
+        let t = Instant::now();
+        let report = rt.block_on(survey(&plan, &selected, 1));
+        survey_times.push(t.elapsed());
+        assert_eq!(
+            report.mailboxes[0].messages as usize,
+            per_folder * FOLDERS,
+            "the survey saw every message: {:?}",
+            report.mailboxes[0].error
+        );
+        let (elapsed, n, connected) = rt.block_on(async {
             let t = Instant::now();
             let mut src = ImapSource::connect(endpoint.clone(), auth.clone())
                 .await
                 .expect("connect");
+            let connected = t.elapsed();
             let mut n = 0;
             for f in src
                 .list_folders()
@@ -122,22 +168,14 @@ fn main() {
                 .iter()
                 .filter(|f| f.selectable)
             {
-                n += src.fetch_meta(f, None).await.expect("meta").len();
+                n += src.examine_meta(f).await.expect("meta").1.len();
             }
             src.logout().await;
-            (t.elapsed(), n)
+            (t.elapsed(), n, connected)
         });
-        meta_times.push(elapsed);
-        counted = n;
-        let raw_names: Vec<String> = folder_names
-            .iter()
-            .map(|s| {
-                s.iter()
-                    .map(|x| mailferry::utf7::encode(x))
-                    .collect::<Vec<_>>()
-                    .join("/")
-            })
-            .collect();
+        assert_eq!(n, per_folder * FOLDERS, "examine_meta saw every message");
+        connect_times.push(connected);
+        source_times.push(elapsed);
         floor_times.push(rt.block_on(floor(
             d.port_tls(),
             d.ca_pem_path(),
@@ -151,38 +189,40 @@ fn main() {
             FULL_ATTRS,
         )));
     }
-    assert_eq!(
-        counted,
-        per_folder * FOLDERS,
-        "fetch_meta saw every message"
-    );
-    let m = median(meta_times.clone());
-    let f = median(floor_times.clone());
-    let r = median(raw_full_times.clone());
+    let counted = (per_folder * FOLDERS) as f64;
+    let row = |what: &str, v: &[Duration]| {
+        let m = median(v.to_vec()).as_secs_f64();
+        println!("| {what} | {m:.3} s | {:.0} |", counted / m);
+    };
     println!();
-    println!("| run ({RUNS} runs, median; connect + login included) | wall | messages/s |");
+    println!("| run ({RUNS} runs, median; connect + TLS + login included) | wall | messages/s |");
     println!("|---|---|---|");
-    println!(
-        "| fetch_meta, all folders (LIST + EXAMINE + UID FETCH with Message-ID) | {:.3} s | {:.0} |",
-        m.as_secs_f64(),
-        counted as f64 / m.as_secs_f64()
+    row(
+        "mailferry survey (engine::survey: plan, LIST, EXAMINE + UID FETCH with Message-ID, tallies)",
+        &survey_times,
+    );
+    row(
+        "ImapSource: LIST, then examine_meta per folder",
+        &source_times,
+    );
+    row(
+        "floor: EXAMINE + bare UID FETCH 1:* (FLAGS RFC822.SIZE INTERNALDATE), no parsing",
+        &floor_times,
+    );
+    row(
+        "raw client, the survey's attributes (+ Message-ID header), no parsing",
+        &raw_full_times,
     );
     println!(
-        "| floor: bare UID FETCH 1:* (FLAGS RFC822.SIZE INTERNALDATE), no parsing | {:.3} s | {:.0} |",
-        f.as_secs_f64(),
-        counted as f64 / f.as_secs_f64()
+        "| of which connect + TLS + login (ImapSource) | {:.3} s | |",
+        median(connect_times.clone()).as_secs_f64()
     );
     println!(
-        "| raw client, fetch_meta's attributes (+ Message-ID header, MODSEQ), no parsing | {:.3} s | {:.0} |",
-        r.as_secs_f64(),
-        counted as f64 / r.as_secs_f64()
+        "| ratio survey / floor | {:.2}x | |",
+        median(survey_times.clone()).as_secs_f64() / median(floor_times.clone()).as_secs_f64()
     );
     println!(
-        "| ratio fetch_meta / floor | {:.2}x | |",
-        m.as_secs_f64() / f.as_secs_f64()
-    );
-    println!(
-        "all runs: fetch_meta {meta_times:?}; floor {floor_times:?}; raw full {raw_full_times:?}"
+        "all runs: survey {survey_times:?}; floor {floor_times:?}; raw full {raw_full_times:?}"
     );
 }
 

@@ -58,6 +58,21 @@ impl MailSource for AnySource {
                 .map_err(|e| StepError::new(FailureClass::Transient, e.to_string())),
         }
     }
+    async fn list_messages(
+        &mut self,
+        folder: &SourceFolder,
+    ) -> Result<(FolderStatus, Vec<MessageMeta>), StepError> {
+        match self {
+            AnySource::Imap(s) => s.examine_meta(folder).await.map_err(imap_err),
+            AnySource::Maildir(s) => {
+                let transient = |e: crate::source::maildir::MaildirError| {
+                    StepError::new(FailureClass::Transient, e.to_string())
+                };
+                let status = s.select(folder).map_err(transient)?;
+                Ok((status, s.fetch_meta(folder).map_err(transient)?))
+            }
+        }
+    }
     async fn fetch_bodies(
         &mut self,
         folder: &SourceFolder,

@@ -28,7 +28,6 @@ impl StepError {
     }
 }
 
-/// Where messages come from (IMAP or Maildir). One instance is one connection: calls are sequential.
 /// Where messages come from (IMAP or Maildir). One instance is one connection: calls are
 /// sequential, on the mailbox's own task, so its futures need not be `Send`.
 pub trait MailSource: Send {
@@ -44,6 +43,11 @@ pub trait MailSource: Send {
         folder: &SourceFolder,
         changed_since: Option<u64>,
     ) -> impl Future<Output = Result<Vec<MessageMeta>, StepError>>;
+    /// `select` then a full `fetch_meta`, in one round trip where the source can pipeline them.
+    fn list_messages(
+        &mut self,
+        folder: &SourceFolder,
+    ) -> impl Future<Output = Result<(FolderStatus, Vec<MessageMeta>), StepError>>;
     /// Raw bytes of the given UIDs; expunged ones are simply absent.
     fn fetch_bodies(
         &mut self,

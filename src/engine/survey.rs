@@ -261,8 +261,7 @@ async fn read_folder<S: MailSource>(
     src: &mut S,
     folder: &crate::model::SourceFolder,
 ) -> Result<(u64, Vec<MessageMeta>), StepError> {
-    let status = src.select(folder).await?;
-    let metas = src.fetch_meta(folder, None).await?;
+    let (status, metas) = src.list_messages(folder).await?;
     Ok((status.exists as u64, metas))
 }
 

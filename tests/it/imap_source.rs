@@ -467,3 +467,47 @@ async fn a_dovecot_restart_mid_session_is_survived() {
     assert!(err.is_connect() || err.is_connection_drop(), "{err}");
     assert_eq!(err.context().folder.as_deref(), Some("INBOX"), "{err}");
 }
+
+/// The survey's read: EXAMINE pipelined with the first metadata page. It must equal `select` then
+/// `fetch_meta` for every page size (pages of 1, 7 and 20,000 UIDs, with UID gaps from an
+/// expunge), and a folder whose EXAMINE fails must fail alone: its pipelined FETCH must not read
+/// the previously selected folder, and the session must stay usable.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn examine_meta_equals_select_then_fetch_and_a_missing_folder_fails_alone() {
+    let d = Dovecot::start(Layout::Fs);
+    d.add_user("erin", "pw");
+    let msgs: Vec<_> = (0..40)
+        .map(|i| {
+            (
+                generated_message(i, 2_000 + i * 100),
+                flags_for(i),
+                date_for(i),
+            )
+        })
+        .collect();
+    let uids = d.load("erin", &["Work"], &msgs);
+    let lines = expunge_uid(&d, "erin", "Work", uids[5]);
+    assert!(lines.iter().any(|l| l.starts_with("d OK")), "{lines:?}");
+    let mut src = ImapSource::connect(endpoint(&d, Security::Tls), login("erin", "pw"))
+        .await
+        .expect("connect");
+    let work = folder(&mut src, &["Work"]).await;
+    let expected_status = src.select(&work).await.expect("examine");
+    let expected = src.fetch_meta(&work, None).await.expect("meta");
+    assert_eq!(expected.len(), 39);
+    for page in [1, 7, 20_000] {
+        src.set_meta_page(page);
+        let (status, metas) = src.examine_meta(&work).await.expect("examine_meta");
+        assert_eq!(status, expected_status, "page {page}");
+        assert_eq!(metas, expected, "page {page}");
+    }
+    let mut gone = work.clone();
+    gone.raw_name = "Gone".into();
+    let err = src.examine_meta(&gone).await.expect_err("no such folder");
+    let text = err.to_string();
+    assert!(text.contains("Gone") && text.contains("EXAMINE"), "{text}");
+    // Still usable, and still reading the right folder.
+    let (_, again) = src.examine_meta(&work).await.expect("after a failure");
+    assert_eq!(again, expected);
+    src.logout().await;
+}

@@ -1,7 +1,7 @@
 //! Interpreting FETCH responses: UID, FLAGS, INTERNALDATE, RFC822.SIZE, MODSEQ, the Message-ID
 //! header section and full bodies; UID set encoding; INTERNALDATE formatting for APPEND.
 
-use chrono::{DateTime, FixedOffset};
+use chrono::{DateTime, FixedOffset, TimeZone};
 
 use super::wire::Value;
 use crate::model::{Flags, MessageMeta, Uid};
@@ -116,15 +116,44 @@ fn num(v: &Value, what: &str) -> Result<u64, String> {
         .ok_or_else(|| format!("{what} is not a number: {v:?}"))
 }
 
-/// Parses `" 7-Jul-2017 10:00:00 +0200"`.
+const MONTHS: [&str; 12] = [
+    "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
+];
+
+/// Parses `" 7-Jul-2017 10:00:00 +0200"` (RFC 3501 `date-time`; the day may be space-padded).
+/// By hand rather than with chrono's format strings: a survey parses one per message, and the
+/// format-string parser was a visible share of the survey's CPU.
 pub(crate) fn parse_internal_date(s: &str) -> Option<DateTime<FixedOffset>> {
-    let s = s.trim();
-    let s = if s.as_bytes().get(1) == Some(&b'-') {
-        format!("0{s}")
-    } else {
-        s.to_owned()
+    fn digits<T: std::str::FromStr>(s: &str, len: std::ops::RangeInclusive<usize>) -> Option<T> {
+        if !len.contains(&s.len()) || !s.bytes().all(|b| b.is_ascii_digit()) {
+            return None;
+        }
+        s.parse().ok()
+    }
+    let (day, rest) = s.trim().split_once('-')?;
+    let (month, rest) = rest.split_once('-')?;
+    let (year, rest) = rest.split_once(' ')?;
+    let (time, zone) = rest.split_once(' ')?;
+    let day: u32 = digits(day, 1..=2)?;
+    let month = MONTHS.iter().position(|m| m.eq_ignore_ascii_case(month))? as u32 + 1;
+    let year: i32 = digits(year, 4..=4)?;
+    let mut hms = time.split(':');
+    let hour: u32 = digits(hms.next()?, 2..=2)?;
+    let minute: u32 = digits(hms.next()?, 2..=2)?;
+    let second: u32 = digits(hms.next()?, 2..=2)?;
+    if hms.next().is_some() {
+        return None;
+    }
+    let sign = match zone.as_bytes().first()? {
+        b'+' => 1,
+        b'-' => -1,
+        _ => return None,
     };
-    DateTime::parse_from_str(&s, "%d-%b-%Y %H:%M:%S %z").ok()
+    let zone: i32 = digits(&zone[1..], 4..=4)?;
+    let offset = FixedOffset::east_opt(sign * ((zone / 100) * 3600 + (zone % 100) * 60))?;
+    let local =
+        chrono::NaiveDate::from_ymd_opt(year, month, day)?.and_hms_opt(hour, minute, second)?;
+    offset.from_local_datetime(&local).single()
 }
 
 /// Formats an INTERNALDATE for APPEND (`"07-Jul-2017 10:00:00 +0200"`, quotes included).
@@ -275,6 +304,36 @@ mod tests {
         let d = parse_internal_date("17-Jul-1996 02:44:25 -0700").expect("parses");
         assert_eq!(format_internal_date(&d), "\"17-Jul-1996 02:44:25 -0700\"");
         assert!(parse_internal_date("garbage").is_none());
+        let padded = parse_internal_date(" 7-Jul-2017 10:00:00 +0200").expect("space-padded day");
+        assert_eq!(padded.to_rfc3339(), "2017-07-07T10:00:00+02:00");
+        for bad in [
+            "32-Jul-2017 10:00:00 +0200",
+            "07-Jux-2017 10:00:00 +0200",
+            "07-Jul-2017 24:00:00 +0200",
+            "07-Jul-2017 10:00 +0200",
+            "07-Jul-2017 10:00:00 0200",
+            "07-Jul-2017 10:00:00 +02:00",
+            "+7-Jul-2017 10:00:00 +0200",
+        ] {
+            assert!(parse_internal_date(bad).is_none(), "{bad}");
+        }
+    }
+
+    proptest::proptest! {
+        /// Whatever instant and offset: formatting for APPEND and parsing back is the identity,
+        /// and the hand parser agrees with chrono's format-string parser.
+        #[test]
+        fn dates_round_trip_everywhere(secs in 0i64..4_102_444_800, quarter_hours in -56i32..=56) {
+            let offset = FixedOffset::east_opt(quarter_hours * 900).expect("offset");
+            let d = DateTime::from_timestamp(secs, 0).expect("instant").with_timezone(&offset);
+            let text = format_internal_date(&d);
+            let text = text.trim_matches('"');
+            proptest::prop_assert_eq!(parse_internal_date(text), Some(d));
+            proptest::prop_assert_eq!(
+                DateTime::parse_from_str(text, "%d-%b-%Y %H:%M:%S %z").ok(),
+                Some(d)
+            );
+        }
     }
 
     #[test]

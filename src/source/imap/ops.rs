@@ -124,44 +124,51 @@ impl Conn {
         read_only: bool,
     ) -> Result<SelectInfo, ImapError> {
         let verb = if read_only { "EXAMINE" } else { "SELECT" };
-        let mut cmd = Command::new(verb);
-        cmd.text(" ").astring(raw_name);
+        let cmd = select_command(verb, raw_name);
         self.selected = None;
-        let reply = self
-            .run(&cmd, verb)
+        let mut info = SelectInfo::default();
+        self.run_with(&cmd, verb, |r| info.absorb(r))
             .await
             .map_err(|e| e.in_folder(raw_name))?;
-        let mut info = SelectInfo::default();
-        for r in reply.untagged {
-            match r {
-                Response::Data {
-                    number: Some(n),
-                    name,
-                    ..
-                } if name == "EXISTS" => info.exists = n,
-                Response::UntaggedStatus { text, .. } => match text.code_name() {
-                    Some("UIDVALIDITY") => info.uid_validity = text.code_number().map(|n| n as u32),
-                    Some("UIDNEXT") => info.uid_next = text.code_number().map(|n| n as u32),
-                    Some("HIGHESTMODSEQ") => info.highest_modseq = text.code_number(),
-                    Some("PERMANENTFLAGS") => {
-                        info.permanent_flags = text
-                            .code
-                            .as_ref()
-                            .and_then(|c| c.get(1))
-                            .and_then(Value::list)
-                            .map(|l| {
-                                l.iter()
-                                    .filter_map(|v| v.text().map(|t| t.into_owned()))
-                                    .collect()
-                            })
-                    }
-                    _ => {}
-                },
-                _ => {}
-            }
-        }
         self.selected = Some((raw_name.to_owned(), read_only));
         Ok(info)
+    }
+
+    /// EXAMINE and a metadata UID FETCH sent together, so listing a folder costs one round trip
+    /// instead of two. If the EXAMINE fails the server deselects, so the FETCH cannot read
+    /// another folder: its own failure is then consumed and the EXAMINE's error returned.
+    pub(crate) async fn examine_fetch(
+        &mut self,
+        raw_name: &str,
+        set: &str,
+        attributes: &str,
+        label: &str,
+    ) -> Result<(SelectInfo, FetchOutcome), ImapError> {
+        self.selected = None;
+        let mut info = SelectInfo::default();
+        let examine = select_command("EXAMINE", raw_name);
+        let fetch = Command::new(&format!("UID FETCH {set} ({attributes})"));
+        let first = self
+            .start(&examine, "EXAMINE", &mut |r| info.absorb(r))
+            .await
+            .map_err(|e| e.in_folder(raw_name))?;
+        let second = self
+            .start(&fetch, label, &mut |r| info.absorb(r))
+            .await
+            .map_err(|e| e.in_folder(raw_name))?;
+        if let Err(e) = self.finish(&first, "EXAMINE", |r| info.absorb(r)).await {
+            if self.is_usable() {
+                // The FETCH's own refusal ("no mailbox selected") still has to be read.
+                let _ = self.finish(&second, label, |_| {}).await;
+            }
+            return Err(e.in_folder(raw_name));
+        }
+        self.selected = Some((raw_name.to_owned(), true));
+        let mut out = FetchOutcome::default();
+        let mut bad = None;
+        self.finish(&second, label, |r| out.absorb(r, &mut bad))
+            .await?;
+        self.fetch_result(out, bad, label).map(|out| (info, out))
     }
 
     /// `STATUS name (items)`: the numbers by item name (upper-case).
@@ -210,8 +217,72 @@ impl Conn {
             text.push_str(&format!(" ({m})"));
         }
         let mut out = FetchOutcome::default();
-        let mut bad: Option<String> = None;
-        self.run_with(&Command::new(&text), label, |r| match r {
+        let mut bad = None;
+        self.run_with(&Command::new(&text), label, |r| out.absorb(r, &mut bad))
+            .await?;
+        self.fetch_result(out, bad, label)
+    }
+
+    fn fetch_result(
+        &self,
+        out: FetchOutcome,
+        bad: Option<String>,
+        label: &str,
+    ) -> Result<FetchOutcome, ImapError> {
+        match bad {
+            Some(detail) => Err(ImapError::Protocol {
+                ctx: self.ctx(label),
+                detail,
+            }),
+            None => Ok(out),
+        }
+    }
+}
+
+fn select_command<'a>(verb: &str, raw_name: &'a str) -> Command<'a> {
+    let mut cmd = Command::new(verb);
+    cmd.text(" ").astring(raw_name);
+    cmd
+}
+
+impl SelectInfo {
+    /// Takes in one untagged response of a SELECT/EXAMINE.
+    fn absorb(&mut self, r: Response) {
+        match r {
+            Response::Data {
+                number: Some(n),
+                name,
+                ..
+            } if name == "EXISTS" => self.exists = n,
+            Response::UntaggedStatus { text, .. } => match text.code_name() {
+                Some("UIDVALIDITY") => self.uid_validity = text.code_number().map(|n| n as u32),
+                Some("UIDNEXT") => self.uid_next = text.code_number().map(|n| n as u32),
+                Some("HIGHESTMODSEQ") => self.highest_modseq = text.code_number(),
+                Some("PERMANENTFLAGS") => {
+                    self.permanent_flags = text
+                        .code
+                        .as_ref()
+                        .and_then(|c| c.get(1))
+                        .and_then(Value::list)
+                        .map(|l| {
+                            l.iter()
+                                .filter_map(|v| v.text().map(|t| t.into_owned()))
+                                .collect()
+                        })
+                }
+                _ => {}
+            },
+            _ => {}
+        }
+    }
+}
+
+impl FetchOutcome {
+    /// Takes in one untagged response of a UID FETCH: items by UID (responses without a UID,
+    /// unsolicited flag updates, are ignored), EXISTS and EXPUNGE counted. The first
+    /// unparseable item is kept in `bad`.
+    fn absorb(&mut self, r: Response, bad: &mut Option<String>) {
+        match r {
             Response::Data {
                 number: Some(_),
                 name,
@@ -219,30 +290,24 @@ impl Conn {
             } if name == "FETCH" => match FetchItem::parse(args) {
                 Ok(item) => {
                     if let Some(uid) = item.uid {
-                        out.items.entry(uid).or_default().merge(item);
+                        self.items.entry(uid).or_default().merge(item);
                     }
                 }
-                Err(e) => bad = Some(e),
+                Err(e) => {
+                    bad.get_or_insert(e);
+                }
             },
             Response::Data {
                 number: Some(n),
                 name,
                 ..
-            } if name == "EXISTS" => out.exists = Some(n),
+            } if name == "EXISTS" => self.exists = Some(n),
             Response::Data {
                 number: Some(_),
                 name,
                 ..
-            } if name == "EXPUNGE" => out.expunged += 1,
+            } if name == "EXPUNGE" => self.expunged += 1,
             _ => {}
-        })
-        .await?;
-        if let Some(detail) = bad {
-            return Err(ImapError::Protocol {
-                ctx: self.ctx(label),
-                detail,
-            });
         }
-        Ok(out)
     }
 }

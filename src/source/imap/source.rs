@@ -60,6 +60,8 @@ pub struct ImapSource {
     /// `fetch_meta` right after it uses this instead of a second EXAMINE (one round trip less
     /// per folder on every pass).
     fresh: Option<(String, FolderStatus)>,
+    /// UIDs per metadata FETCH ([`META_PAGE_UIDS`] unless a test makes pages small).
+    meta_page: u32,
 }
 
 impl ImapSource {
@@ -74,7 +76,15 @@ impl ImapSource {
             caps,
             validity: HashMap::new(),
             fresh: None,
+            meta_page: META_PAGE_UIDS,
         })
+    }
+
+    /// Lists metadata in pages of `uids` UIDs instead of 20,000 (tests use this to exercise
+    /// paging without loading 20,000 messages).
+    #[doc(hidden)]
+    pub fn set_meta_page(&mut self, uids: u32) {
+        self.meta_page = uids.max(1);
     }
 
     /// The capabilities announced after login.
@@ -166,40 +176,70 @@ impl ImapSource {
                 reason: "the server does not offer CONDSTORE".into(),
             });
         }
+        let (_, metas) = self.listing(folder, changed_since, false).await?;
+        Ok(metas)
+    }
+
+    /// `select` and then `fetch_meta`, with the EXAMINE and the first metadata FETCH pipelined:
+    /// one round trip per folder instead of two (the survey reads every folder this way).
+    pub async fn examine_meta(
+        &mut self,
+        folder: &SourceFolder,
+    ) -> Result<(FolderStatus, Vec<MessageMeta>), ImapError> {
+        self.fresh = None;
+        self.listing(folder, None, true).await
+    }
+
+    async fn listing(
+        &mut self,
+        folder: &SourceFolder,
+        changed_since: Option<u64>,
+        pipelined: bool,
+    ) -> Result<(FolderStatus, Vec<MessageMeta>), ImapError> {
+        let mut attrs = META_ATTRS.to_owned();
+        if self.caps.condstore() {
+            attrs.push_str(" MODSEQ");
+        }
+        let modifier = changed_since.map(|m| format!("CHANGEDSINCE {m}"));
         let mut last_mismatch = String::new();
         for attempt in 0..2 {
-            let status = match self.fresh.take() {
-                Some((name, status)) if attempt == 0 && name == folder.raw_name => status,
+            let (status, mut first) = match self.fresh.take() {
+                Some((name, status)) if attempt == 0 && name == folder.raw_name => (status, None),
+                _ if pipelined => {
+                    let (status, page) = self.examine_first_page(folder, &attrs).await?;
+                    (status, Some(page))
+                }
                 _ => {
                     let status = self.select(folder).await?;
                     self.fresh = None;
-                    status
+                    (status, None)
                 }
             };
+            let top = status.uid_next.map(|n| n.saturating_sub(1));
             let mut exists = status.exists;
             let mut items: Vec<FetchItem> = Vec::new();
             let mut lo = 1u32;
             loop {
-                let hi = status
-                    .uid_next
-                    .map(|n| n.saturating_sub(1))
-                    .filter(|&top| lo.saturating_add(META_PAGE_UIDS) <= top);
-                let set = match hi {
-                    Some(_) => format!("{lo}:{}", lo + META_PAGE_UIDS - 1),
-                    None => format!("{lo}:*"),
+                // A page `lo:lo+PAGE-1` while the folder's top UID is beyond it, else `lo:*`.
+                let (outcome, paged) = match first.take() {
+                    Some(page) => (page, true),
+                    None => {
+                        let page = self.meta_page;
+                        let hi = top.filter(|&top| lo.saturating_add(page) <= top);
+                        let set = match hi {
+                            Some(_) => format!("{lo}:{}", lo + page - 1),
+                            None => format!("{lo}:*"),
+                        };
+                        let label = format!("UID FETCH {set} (metadata)");
+                        let outcome = with_conn!(self, Some(folder), |c| c.uid_fetch(
+                            &set,
+                            &attrs,
+                            modifier.as_deref(),
+                            &label
+                        ))?;
+                        (outcome, hi.is_some())
+                    }
                 };
-                let mut attrs = META_ATTRS.to_owned();
-                if self.caps.condstore() {
-                    attrs.push_str(" MODSEQ");
-                }
-                let modifier = changed_since.map(|m| format!("CHANGEDSINCE {m}"));
-                let label = format!("UID FETCH {set} (metadata)");
-                let outcome = with_conn!(self, Some(folder), |c| c.uid_fetch(
-                    &set,
-                    &attrs,
-                    modifier.as_deref(),
-                    &label
-                ))?;
                 if let Some(n) = outcome.exists {
                     exists = n;
                 }
@@ -211,9 +251,12 @@ impl ImapSource {
                         .into_values()
                         .filter(|i| i.uid.is_some_and(|u| u >= lo)),
                 );
-                match hi {
-                    Some(_) => lo += META_PAGE_UIDS,
-                    None => break,
+                if !paged {
+                    break;
+                }
+                lo = lo.saturating_add(self.meta_page);
+                if top.is_some_and(|top| top < lo) {
+                    break;
                 }
             }
             let mut metas = Vec::with_capacity(items.len());
@@ -226,7 +269,7 @@ impl ImapSource {
             metas.sort_by_key(|m| m.uid);
             metas.dedup_by_key(|m| m.uid);
             if changed_since.is_some() || metas.len() == exists as usize {
-                return Ok(metas);
+                return Ok((status, metas));
             }
             last_mismatch = format!(
                 "the server listed {} messages but EXISTS is {exists}",
@@ -238,6 +281,20 @@ impl ImapSource {
             ctx: self.ctx("UID FETCH (metadata)", folder),
             detail: last_mismatch,
         })
+    }
+
+    /// EXAMINE pipelined with `UID FETCH 1:PAGE` (see [`Conn::examine_fetch`]).
+    async fn examine_first_page(
+        &mut self,
+        folder: &SourceFolder,
+        attrs: &str,
+    ) -> Result<(FolderStatus, super::ops::FetchOutcome), ImapError> {
+        let raw = folder.raw_name.clone();
+        let set = format!("1:{}", self.meta_page);
+        let label = format!("UID FETCH {set} (metadata)");
+        let (info, page) = with_conn!(self, None, |c| c.examine_fetch(&raw, &set, attrs, &label))?;
+        let status = self.folder_status(&raw, &info)?;
+        Ok((status, page))
     }
 
     /// The raw bytes (`BODY.PEEK[]`) of the given UIDs, in UID order. UIDs that no longer exist
