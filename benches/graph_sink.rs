@@ -16,6 +16,7 @@ use std::time::Instant;
 
 use chrono::DateTime;
 use futures::StreamExt;
+use mailferry::body::Body;
 use mailferry::emulator::{EmulatorConfig, Latency};
 use mailferry::model::{ContentHash, Flags, SourceIdentity, Uid, UidValidity};
 use mailferry::sink::OutgoingMessage;
@@ -133,17 +134,19 @@ async fn run(mailboxes: usize, scale: f64, warmup: f64, measure: f64) -> Row {
                                 sha256: ContentHash::of(&raw),
                             };
                             let mid = format!("<b{mbi}.{n}@example.org>");
+                            let body = Body::Memory(raw);
                             let msg = OutgoingMessage {
-                                raw: &raw,
+                                body: &body,
                                 flags: &flags,
                                 internal_date: internal,
                                 identity: &id,
                                 message_id: Some(&mid),
                             };
                             match mb.write(&inbox, &msg).await {
-                                Ok(_) => {
-                                    done.lock().expect("lock").push((Instant::now(), raw.len()))
-                                }
+                                Ok(_) => done
+                                    .lock()
+                                    .expect("lock")
+                                    .push((Instant::now(), body.len() as usize)),
                                 Err(e) => eprintln!("write failed: {e}"),
                             }
                         }

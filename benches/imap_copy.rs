@@ -99,7 +99,7 @@ async fn copy_folder(src_ep: ImapEndpoint, sink: Arc<ImapSink>, f: SourceFolder)
             .iter()
             .zip(chunk)
             .map(|((_, raw), m)| AppendItem {
-                raw,
+                body: raw,
                 flags: &m.flags,
                 internal_date: m.internal_date,
             })

@@ -7,6 +7,7 @@
 //! |---|---|
 //! | [`plan`] | reads `plan.toml` and the mailboxes CSV into one resolved [`plan::Plan`] |
 //! | [`source`] | reads folders, metadata and raw bytes: [`source::imap`] (IMAP over TLS), [`source::maildir`] |
+//! | [`body`] | message bytes in memory, or spooled to an unlinked 0600 file when large |
 //! | [`translate`] | pure mapping of folder names, flags and dates to what a destination accepts |
 //! | [`sink`] | writes messages: [`sink::graph`] (Microsoft Graph), [`sink::imap`] (APPEND) |
 //! | [`ledger`] | SQLite record of every message's state, the basis of exactly-once resume |
@@ -20,6 +21,7 @@
 //! Shared value types live in [`model`]; secrets in [`secret`]; modified UTF-7 in [`utf7`].
 #![forbid(unsafe_code)]
 
+pub mod body;
 pub mod cli;
 pub mod demo;
 pub mod doctor;

@@ -311,6 +311,10 @@ impl ContentHash {
     pub fn of(raw: &[u8]) -> ContentHash {
         ContentHash(Sha256::digest(raw).into())
     }
+    /// From a finished SHA-256 digest (for bodies hashed while streamed).
+    pub fn from_digest(digest: [u8; 32]) -> ContentHash {
+        ContentHash(digest)
+    }
     /// Lower-case hex.
     pub fn to_hex(self) -> String {
         hex::encode(self.0)

@@ -8,6 +8,7 @@ use serde_json::Value;
 
 use super::probe::{self, ProbeError, TestMessage};
 use super::{DoctorReport, Finding, MAIL_ADVANCED, MAIL_READWRITE, Status};
+use crate::body::Body;
 use crate::model::ContentHash;
 use crate::plan::{self, GraphDestination};
 use crate::sink::OutgoingMessage;
@@ -117,8 +118,9 @@ impl Probes<'_> {
         let Some(msg) = TestMessage::new(ROUTE, self.user, self.token, 2) else {
             return;
         };
+        let body = Body::Memory(msg.raw.clone());
         let out = OutgoingMessage {
-            raw: &msg.raw,
+            body: &body,
             flags: &msg.flags,
             internal_date: msg.dates.internal_date,
             identity: &msg.identity,

@@ -1,6 +1,7 @@
 //! Binds the concrete sources (IMAP, Maildir) and sinks (Graph, IMAP) to the engine's ports, and
 //! turns each module's own error into a [`StepError`] that keeps its message and class.
 
+use crate::body::Body;
 use crate::model::{
     Flags, FolderPath, FolderStatus, MessageMeta, SourceFolder, SourceIdentity, Uid,
 };
@@ -77,7 +78,7 @@ impl MailSource for AnySource {
         &mut self,
         folder: &SourceFolder,
         uids: &[Uid],
-    ) -> Result<Vec<(Uid, Vec<u8>)>, StepError> {
+    ) -> Result<Vec<(Uid, Body)>, StepError> {
         match self {
             AnySource::Imap(s) => s.fetch_bodies(folder, uids).await.map_err(imap_err),
             AnySource::Maildir(s) => s
@@ -258,7 +259,7 @@ impl MailSink for AnySink {
                 let items: Vec<AppendItem<'_>> = messages
                     .iter()
                     .map(|m| AppendItem {
-                        raw: m.raw,
+                        body: m.body,
                         flags: m.flags,
                         internal_date: m.internal_date,
                     })

@@ -11,6 +11,7 @@ use std::sync::Arc;
 
 use super::budget::Reservation;
 use super::ports::{MailSink, StepError, identity};
+use crate::body::Body;
 use crate::ledger::{Ledger, MessageRow, MessageState};
 use crate::model::{ContentHash, FolderStatus, MessageMeta, SourceFolder};
 use crate::report::{Event, Events, MailboxSummary};
@@ -29,7 +30,7 @@ pub(crate) struct WriteBatch<K> {
     pub status: FolderStatus,
     pub dest: String,
     pub rematch: bool,
-    pub items: Vec<(MessageMeta, MessageRow, Vec<u8>)>,
+    pub items: Vec<(MessageMeta, MessageRow, Body)>,
     /// Released when the task ends, returning the bodies' bytes to the process-wide budget and
     /// to the mailbox's own window.
     pub _reservation: (Reservation, Reservation),
@@ -59,10 +60,11 @@ async fn run<K: MailSink>(
     b: &WriteBatch<K>,
     sum: &mut MailboxSummary,
 ) -> Result<Option<StepError>, crate::ledger::LedgerError> {
-    let hashed: Vec<(&MessageMeta, &MessageRow, &[u8], ContentHash)> = b
+    // A spooled body's hash was computed while it was written.
+    let hashed: Vec<(&MessageMeta, &MessageRow, &Body, ContentHash)> = b
         .items
         .iter()
-        .map(|(m, r, body)| (m, r, body.as_slice(), ContentHash::of(body)))
+        .map(|(m, r, body)| (m, r, body, body.sha256()))
         .collect();
 
     let mut to_write = Vec::with_capacity(hashed.len());
@@ -100,7 +102,7 @@ async fn run<K: MailSink>(
         .iter()
         .zip(&identities)
         .map(|((m, _, body, _), id)| OutgoingMessage {
-            raw: body,
+            body,
             flags: &m.flags,
             internal_date: m.internal_date,
             identity: id,
@@ -137,7 +139,7 @@ async fn run<K: MailSink>(
             Ok(item) => {
                 done.push((row.id, item, meta.flags.clone()));
                 copied += 1;
-                bytes += body.len() as u64;
+                bytes += body.len();
             }
             Err(e) => {
                 let (state, class) = match e.class {

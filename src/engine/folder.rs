@@ -17,6 +17,7 @@ use super::batch::{BatchOutcome, WriteBatch, write_batch};
 use super::budget::Budget;
 use super::ports::{MailSink, MailSource, StepError, identity};
 use super::{MailboxCtx, cancelled};
+use crate::body::Body;
 use crate::ledger::{MessageRow, MessageState, NewMessage};
 use crate::model::{FolderStatus, MessageMeta, SourceFolder, Uid};
 use crate::report::{Event, MailboxSummary};
@@ -394,7 +395,7 @@ async fn copy<S: MailSource, K: MailSink>(
                 break;
             }
         };
-        let mut by_uid: HashMap<Uid, Vec<u8>> = bodies.into_iter().collect();
+        let mut by_uid: HashMap<Uid, Body> = bodies.into_iter().collect();
         let mut items = Vec::with_capacity(chunk.len());
         for (meta, row) in chunk {
             match by_uid.remove(&meta.uid) {

@@ -4,6 +4,7 @@
 
 use std::future::Future;
 
+use crate::body::Body;
 use crate::model::{
     ContentHash, Flags, FolderStatus, MessageMeta, SourceFolder, SourceIdentity, Uid,
 };
@@ -53,7 +54,7 @@ pub trait MailSource: Send {
         &mut self,
         folder: &SourceFolder,
         uids: &[Uid],
-    ) -> impl Future<Output = Result<Vec<(Uid, Vec<u8>)>, StepError>>;
+    ) -> impl Future<Output = Result<Vec<(Uid, Body)>, StepError>>;
     /// Ends the session politely.
     fn close(self) -> impl Future<Output = ()>;
 }

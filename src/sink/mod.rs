@@ -11,13 +11,14 @@ pub mod imap;
 use chrono::{DateTime, FixedOffset};
 use serde::Serialize;
 
+use crate::body::Body;
 use crate::model::{Flags, SourceIdentity};
 
 /// One message on its way to a sink.
 #[derive(Debug, Clone, Copy)]
 pub struct OutgoingMessage<'a> {
-    /// The raw RFC 5322 bytes exactly as the source holds them.
-    pub raw: &'a [u8],
+    /// The raw RFC 5322 bytes exactly as the source holds them (in memory or spooled).
+    pub body: &'a Body,
     pub flags: &'a Flags,
     /// The source's INTERNALDATE (received time).
     pub internal_date: DateTime<FixedOffset>,

@@ -6,6 +6,7 @@
 
 use std::time::Duration;
 
+use mailferry::body::Body;
 use mailferry::engine;
 use mailferry::ledger::Ledger;
 use mailferry::model::FolderPath;
@@ -241,10 +242,15 @@ async fn classic_cyrus_is_read_as_a_source_and_written_under_its_inbox_prefix() 
         .expect("folder");
     assert_eq!(name, "INBOX.Neu.Gr&APYA3w-e");
     let batch = msgs(200..210);
+    let bodies: Vec<Body> = batch
+        .iter()
+        .map(|(raw, _, _)| Body::from(raw.clone()))
+        .collect();
     let items: Vec<AppendItem> = batch
         .iter()
-        .map(|(raw, flags, date)| AppendItem {
-            raw,
+        .zip(&bodies)
+        .map(|((_, flags, date), raw)| AppendItem {
+            body: raw,
             flags,
             internal_date: *date,
         })

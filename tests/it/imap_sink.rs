@@ -6,6 +6,7 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
+use mailferry::body::Body;
 use mailferry::model::{ContentHash, Flags, FolderPath, SourceFolder, SpecialUse};
 use mailferry::secret::Secret;
 use mailferry::sink::imap::{AppendItem, ImapSink};
@@ -58,7 +59,7 @@ async fn copy_all(src: &mut ImapSource, sink: &ImapSink) -> BTreeMap<String, Vec
                 .iter()
                 .zip(chunk)
                 .map(|((_, raw), m)| AppendItem {
-                    raw,
+                    body: raw,
                     flags: &m.flags,
                     internal_date: m.internal_date,
                 })
@@ -208,11 +209,12 @@ async fn find_resolves_with_and_without_message_id_and_shared_ids() {
         msg(Some("<xshared@x>"), "first body"), // a Message-ID containing the other
     ];
     let flags = Flags::default();
-    let items: Vec<AppendItem> = raws
+    let bodies: Vec<Body> = raws.iter().map(|r| Body::from(r.clone())).collect();
+    let items: Vec<AppendItem> = bodies
         .iter()
         .enumerate()
         .map(|(i, r)| AppendItem {
-            raw: r,
+            body: r,
             flags: &flags,
             internal_date: date_for(i),
         })
@@ -273,13 +275,13 @@ async fn set_flags_replaces_flags_and_honours_unchangedsince() {
         .ensure_folder(&FolderPath::parse("Flags", None).expect("p"), None)
         .await
         .expect("folder");
-    let raw = generated_message(1, 3_000);
+    let raw = Body::from(generated_message(1, 3_000));
     let start = Flags::from_atoms(["\\Seen", "Work"]);
     let id = sink
         .append_batch(
             &folder,
             &[AppendItem {
-                raw: &raw,
+                body: &raw,
                 flags: &start,
                 internal_date: date_for(1),
             }],
@@ -345,12 +347,13 @@ async fn a_server_without_uidplus_multiappend_or_literal_plus_still_gets_everyth
         .map(|i| generated_message(i, 1_500 + i * 10))
         .collect();
     let flags: Vec<Flags> = (0..12).map(flags_for).collect();
-    let items: Vec<AppendItem> = raws
+    let bodies: Vec<Body> = raws.iter().map(|r| Body::from(r.clone())).collect();
+    let items: Vec<AppendItem> = bodies
         .iter()
         .zip(&flags)
         .enumerate()
         .map(|(i, (raw, f))| AppendItem {
-            raw,
+            body: raw,
             flags: f,
             internal_date: date_for(i),
         })

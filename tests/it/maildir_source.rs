@@ -9,6 +9,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use chrono::{DateTime, FixedOffset};
+use mailferry::body::Body;
 use mailferry::model::{Flags, FolderStatus, MessageMeta, SourceFolder, Uid};
 use mailferry::secret::Secret;
 use mailferry::source::imap::{ImapAuth, ImapEndpoint, ImapSource, Security};
@@ -24,7 +25,7 @@ type Loaded = Vec<(Vec<u8>, Flags, DateTime<FixedOffset>)>;
 struct FolderView {
     status: (u32, Option<u32>, u32),
     metas: Vec<MessageMeta>,
-    bodies: Vec<(Uid, Vec<u8>)>,
+    bodies: Vec<(Uid, Body)>,
 }
 
 async fn imap(d: &Dovecot, user: &str, password: &str) -> ImapSource {

@@ -67,6 +67,15 @@ pub enum GraphError {
     #[error("message rejected for {mailbox}: {reason}")]
     Rejected { mailbox: String, reason: String },
 
+    /// Reading the message or writing a decoded attachment on this machine failed (a spool file
+    /// in `$TMPDIR`: disk full, I/O error). Nothing was sent for it; worth trying again.
+    #[error("{op} for {mailbox}: local file error: {reason}")]
+    Local {
+        op: String,
+        mailbox: String,
+        reason: String,
+    },
+
     /// Graph answered 2xx with a body we cannot use.
     #[error("{op} for {mailbox}: unexpected response: {reason}{}",
         request_id.as_deref().map(|r| format!(" [request-id {r}]")).unwrap_or_default())]
@@ -132,7 +141,9 @@ impl GraphError {
             } => FailureClass::Transient,
             GraphError::Auth { .. } => FailureClass::Fatal,
             GraphError::Http(h) => class_of_status(h.status, h.code.as_deref()),
-            GraphError::Unreachable { .. } | GraphError::Protocol { .. } => FailureClass::Transient,
+            GraphError::Unreachable { .. }
+            | GraphError::Protocol { .. }
+            | GraphError::Local { .. } => FailureClass::Transient,
             GraphError::Ambiguous { .. } => FailureClass::Ambiguous,
             GraphError::Rejected { .. } => FailureClass::Rejected,
         }

@@ -17,6 +17,7 @@ use super::flags::{
     DELIVERY_TIME, INCOMPLETE_PROPERTY, MESSAGE_FLAGS, STAMP_PROPERTY, SUBMIT_TIME, categories,
     flag_value, verb_properties,
 };
+use super::skeleton::LargePart;
 use crate::sink::OutgoingMessage;
 
 /// Graph refuses longer subjects.
@@ -34,7 +35,13 @@ pub(crate) struct Attachment<'a> {
     pub content_type: String,
     pub content_id: Option<String>,
     pub inline: bool,
-    pub data: Cow<'a, [u8]>,
+    pub data: AttachmentData<'a>,
+}
+
+/// An attachment's bytes: decoded by mail-parser, or a large part still encoded in the message.
+pub(crate) enum AttachmentData<'a> {
+    Memory(Cow<'a, [u8]>),
+    Part(LargePart),
 }
 
 /// The create body and the attachments to add.
@@ -180,7 +187,7 @@ fn attachments<'a>(m: &'a Message<'a>) -> Vec<Attachment<'a>> {
             content_type: format!("{ctype}/{subtype}"),
             content_id,
             inline,
-            data: Cow::Borrowed(part.contents()),
+            data: AttachmentData::Memory(Cow::Borrowed(part.contents())),
         });
     }
     out
@@ -263,14 +270,40 @@ pub(crate) fn rebuild<'a>(
     }
 }
 
+/// Swaps the placeholders of a skeleton's large parts (see [`super::skeleton`]) for those parts.
+/// A placeholder inside the body means a body too large for the create request.
+pub(crate) fn adopt_parts(rebuilt: &mut Rebuilt<'_>, parts: &[LargePart]) -> Result<(), String> {
+    if parts.is_empty() {
+        return Ok(());
+    }
+    let body = rebuilt.message["body"]["content"].as_str().unwrap_or("");
+    if let Some(p) = parts.iter().find(|p| body.contains(&p.token)) {
+        return Err(format!(
+            "its text body ({} bytes) is too large for the JSON route",
+            p.end - p.start
+        ));
+    }
+    for a in &mut rebuilt.attachments {
+        let AttachmentData::Memory(data) = &a.data else {
+            continue;
+        };
+        let data = data.trim_ascii_end();
+        if let Some(p) = parts.iter().find(|p| data.ends_with(p.token.as_bytes())) {
+            a.data = AttachmentData::Part(p.clone());
+        }
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::body::Body;
     use crate::model::{ContentHash, Flags, SourceIdentity, Uid, UidValidity};
 
-    fn out<'a>(raw: &'a [u8], flags: &'a Flags, id: &'a SourceIdentity) -> OutgoingMessage<'a> {
+    fn out<'a>(body: &'a Body, flags: &'a Flags, id: &'a SourceIdentity) -> OutgoingMessage<'a> {
         OutgoingMessage {
-            raw,
+            body,
             flags,
             internal_date: DateTime::parse_from_rfc3339("2020-02-03T04:05:06+02:00").unwrap(),
             identity: id,
@@ -301,7 +334,7 @@ iVBORw0KGgo=\r\n--b1\r\nContent-Type: application/pdf; name=\"r.pdf\"\r\nContent
         let flags = Flags::from_atoms(["\\Seen", "\\Answered", "Work"]);
         let id = ident(MSG);
         let m = parse(MSG).unwrap();
-        let r = rebuild(&m, &out(MSG, &flags, &id), "STAMP");
+        let r = rebuild(&m, &out(&Body::Memory(MSG.to_vec()), &flags, &id), "STAMP");
         let j = &r.message;
         assert_eq!(j["subject"], "café");
         assert_eq!(j["body"]["contentType"], "html");
@@ -357,7 +390,10 @@ iVBORw0KGgo=\r\n--b1\r\nContent-Type: application/pdf; name=\"r.pdf\"\r\nContent
         assert!(img.inline);
         assert_eq!(img.content_id.as_deref(), Some("img1@x"));
         assert_eq!(img.content_type, "image/png");
-        assert_eq!(&img.data[..4], b"\x89PNG");
+        let AttachmentData::Memory(data) = &img.data else {
+            panic!("a small attachment is decoded in memory")
+        };
+        assert_eq!(&data[..4], b"\x89PNG");
         assert_eq!(r.attachments[1].name, "r.pdf");
         assert!(!r.attachments[1].inline);
     }
@@ -368,7 +404,7 @@ iVBORw0KGgo=\r\n--b1\r\nContent-Type: application/pdf; name=\"r.pdf\"\r\nContent
         let id = ident(raw);
         let m = parse(raw).unwrap();
         let plain = Flags::default();
-        let r = rebuild(&m, &out(raw, &plain, &id), "S");
+        let r = rebuild(&m, &out(&Body::Memory(raw.to_vec()), &plain, &id), "S");
         let props = r.message["singleValueExtendedProperties"]
             .as_array()
             .unwrap()
@@ -383,7 +419,7 @@ iVBORw0KGgo=\r\n--b1\r\nContent-Type: application/pdf; name=\"r.pdf\"\r\nContent
         );
         assert!(r.message.get("internetMessageId").is_none());
         let draft = Flags::from_atoms(["\\Draft"]);
-        let r = rebuild(&m, &out(raw, &draft, &id), "S");
+        let r = rebuild(&m, &out(&Body::Memory(raw.to_vec()), &draft, &id), "S");
         assert!(
             r.message["singleValueExtendedProperties"]
                 .as_array()

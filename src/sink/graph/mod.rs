@@ -16,6 +16,7 @@
 //!   the identity stamp), `urls` (escaping).
 
 mod auth;
+mod decode;
 mod error;
 mod flags;
 mod folders;
@@ -27,6 +28,7 @@ mod mime_to_json;
 mod resolve;
 pub mod retry;
 mod settings;
+mod skeleton;
 mod upload;
 mod urls;
 mod write;
@@ -312,7 +314,7 @@ impl GraphMailbox {
 
     /// The route [`GraphMailbox::write`] would take for `msg` right now.
     pub fn route_for(&self, msg: &OutgoingMessage<'_>) -> Route {
-        write::choose_route(self, msg.raw.len() as u64, msg.flags.draft)
+        write::choose_route(self, msg.body.len(), msg.flags.draft)
     }
 
     /// Deletes a folder (doctor's scratch folder) and forgets it in the cache.

@@ -1,5 +1,6 @@
 //! Attachments of JSON-route items: small ones in one POST, large ones (3 to 150 MB) through an
-//! upload session in ranges of at most 4 MB.
+//! upload session in ranges of at most 4 MB, each range read from the decoded attachment's spool
+//! file when it is sent (never the whole attachment in memory).
 //!
 //! The upload URL carries its own token: it lives in a [`Secret`], is sent without an
 //! Authorization header, and the HTTP layer logs it as `<upload session>`. Chunks follow the
@@ -12,10 +13,12 @@ use reqwest::Method;
 use serde_json::{Value, json};
 
 use super::GraphMailbox;
+use super::decode;
 use super::error::GraphError;
 use super::http::{Call, Target};
-use super::mime_to_json::Attachment;
+use super::mime_to_json::{Attachment, AttachmentData};
 use super::urls::seg;
+use crate::body::Body;
 use crate::secret::Secret;
 
 /// Attachments below this go in one POST (Microsoft: under 3 MB).
@@ -23,27 +26,52 @@ pub(crate) const SMALL_ATTACHMENT: usize = 3 * 1024 * 1024;
 /// Upload chunk: 12 x 320 KiB, under the 4 MB per-request ceiling.
 pub(crate) const CHUNK: usize = 12 * 320 * 1024;
 
+/// Adds every attachment, one at a time: a large part is decoded from `message` into a spool
+/// first, so at most one upload chunk of it is in memory.
 pub(crate) async fn add_all(
     mb: &GraphMailbox,
     item_id: &str,
     atts: &[Attachment<'_>],
+    message: &Body,
     max_request: u64,
 ) -> Result<(), GraphError> {
     for a in atts {
-        let b64_len = a.data.len().div_ceil(3) * 4;
-        if a.data.len() < SMALL_ATTACHMENT && (b64_len as u64 + 4096) <= max_request {
-            post_small(mb, item_id, a).await?;
+        let data = match &a.data {
+            AttachmentData::Memory(bytes) => Body::Memory(bytes.to_vec()),
+            AttachmentData::Part(part) => Body::Spooled(decode::to_spool(message, part).map_err(
+                |e| GraphError::Local {
+                    op: "decode attachment".into(),
+                    mailbox: mb.user.clone(),
+                    reason: format!("attachment {:?}: {e}", a.name),
+                },
+            )?),
+        };
+        let len = data.len();
+        let b64_len = len.div_ceil(3) * 4;
+        if len < SMALL_ATTACHMENT as u64 && b64_len + 4096 <= max_request {
+            let bytes = read(mb, &data, 0, len)?;
+            post_small(mb, item_id, a, &bytes).await?;
         } else {
-            upload_session(mb, item_id, a, max_request).await?;
+            upload_session(mb, item_id, a, &data, max_request).await?;
         }
     }
     Ok(())
+}
+
+/// Bytes `start..end` of an attachment's decoded data.
+fn read(mb: &GraphMailbox, data: &Body, start: u64, end: u64) -> Result<Vec<u8>, GraphError> {
+    data.range(start, end).map_err(|e| GraphError::Local {
+        op: "read attachment".into(),
+        mailbox: mb.user.clone(),
+        reason: e.to_string(),
+    })
 }
 
 async fn post_small(
     mb: &GraphMailbox,
     item_id: &str,
     a: &Attachment<'_>,
+    data: &[u8],
 ) -> Result<(), GraphError> {
     let http = mb.app.http();
     let url = http.v1(&format!(
@@ -55,7 +83,7 @@ async fn post_small(
         "@odata.type": "#microsoft.graph.fileAttachment",
         "name": a.name,
         "contentType": a.content_type,
-        "contentBytes": STANDARD.encode(&a.data),
+        "contentBytes": STANDARD.encode(data),
         "isInline": a.inline,
     });
     if let Some(cid) = &a.content_id {
@@ -106,10 +134,11 @@ async fn upload_session(
     mb: &GraphMailbox,
     item_id: &str,
     a: &Attachment<'_>,
+    data: &Body,
     max_request: u64,
 ) -> Result<(), GraphError> {
     let http = mb.app.http();
-    let total = a.data.len() as u64;
+    let total = data.len();
     let url = http.v1(&format!(
         "{}/messages/{}/attachments/createUploadSession",
         mb.user_path(),
@@ -142,7 +171,6 @@ async fn upload_session(
         }
     })?);
     let chunk = (CHUNK as u64).min(max_request.max(320 * 1024));
-    let data = Bytes::copy_from_slice(&a.data);
     let mut start = next_expected(&v).unwrap_or(0);
     let mut rounds = 0u64;
     while start < total {
@@ -161,7 +189,7 @@ async fn upload_session(
             method: Method::PUT,
             target: Target::Upload(&upload_url),
             body: Some((
-                data.slice(start as usize..end as usize),
+                Bytes::from(read(mb, data, start, end)?),
                 "application/octet-stream",
             )),
             headers: vec![(

@@ -26,7 +26,8 @@ use super::http::{Call, Resp, Target};
 use super::lookup::{by_message_id_raw, by_stamp_raw, delete_message, mime_of, patch_message};
 use super::settings::Route;
 use super::urls::seg;
-use super::{GraphMailbox, mime_to_json, upload};
+use super::{GraphMailbox, decode, mime_to_json, skeleton, upload};
+use crate::body::Body;
 use crate::model::ContentHash;
 use crate::sink::OutgoingMessage;
 
@@ -64,13 +65,13 @@ pub(crate) async fn write(
     folder_id: &str,
     msg: &OutgoingMessage<'_>,
 ) -> Result<String, GraphError> {
-    let size = msg.raw.len() as u64;
+    let size = msg.body.len();
     let max = mb.app.settings().max_message_bytes;
     if size > max {
         // Exchange sizes the item it stores, not the base64-inflated MIME: a message whose raw
         // form is over the limit may still fit once its attachments are decoded (JSON route).
         let stored = if size <= max.saturating_mul(3) / 2 {
-            stored_size(msg.raw)
+            stored_size(msg.body, mb.app.settings().max_request_bytes)
         } else {
             None
         };
@@ -115,16 +116,22 @@ pub(crate) async fn write(
     }
 }
 
-/// The size of the item Exchange would store: decoded bodies and attachments.
-fn stored_size(raw: &[u8]) -> Option<u64> {
-    let m = mime_to_json::parse(raw)?;
+/// The size of the item Exchange would store: decoded bodies and attachments (large parts are
+/// decoded from the message only to be counted).
+fn stored_size(body: &Body, text_limit: u64) -> Option<u64> {
+    let skel = skeleton::build(body, skeleton::MIN_PART, text_limit).ok()?;
+    let m = mime_to_json::parse(&skel.bytes)?;
     let bodies: usize = m
         .text_bodies()
         .chain(m.html_bodies())
         .map(|p| p.contents().len())
         .sum();
     let atts: usize = m.attachments().map(|p| p.contents().len()).sum();
-    Some((bodies + atts) as u64)
+    let mut large = 0;
+    for p in &skel.parts {
+        large += decode::decoded_len(body, p).ok()?;
+    }
+    Some((bodies + atts) as u64 + large)
 }
 
 /// Worth retrying as JSON: importMime itself was refused (not throttling, not the mailbox).
@@ -145,7 +152,15 @@ async fn import_mime(
         mb.user_path(),
         seg(folder_id)
     ));
-    let body = Bytes::from(STANDARD.encode(msg.raw));
+    // The importMime route is only taken for messages under the request limit: small enough to
+    // hold (whether or not the source spooled them).
+    let raw = msg.body.to_vec().map_err(|e| GraphError::Local {
+        op: "importMime".into(),
+        mailbox: mb.user.clone(),
+        reason: format!("reading the spooled message: {e}"),
+    })?;
+    let body = Bytes::from(STANDARD.encode(&raw));
+    drop(raw);
     let call = Call {
         op: "importMime",
         method: Method::POST,
@@ -243,7 +258,17 @@ async fn write_json(
     msg: &OutgoingMessage<'_>,
 ) -> Result<String, GraphError> {
     let settings = mb.app.settings();
-    let Some(parsed) = mime_to_json::parse(msg.raw) else {
+    // Large parts stay in the message (or its spool) until they are uploaded; mail-parser reads
+    // the skeleton, which is the message itself when nothing is large.
+    let skel =
+        skeleton::build(msg.body, skeleton::MIN_PART, settings.max_request_bytes).map_err(|e| {
+            GraphError::Local {
+                op: "create message".into(),
+                mailbox: mb.user.clone(),
+                reason: format!("reading the spooled message: {e}"),
+            }
+        })?;
+    let Some(parsed) = mime_to_json::parse(&skel.bytes) else {
         return Err(GraphError::Rejected {
             mailbox: mb.user.clone(),
             reason: format!(
@@ -253,7 +278,16 @@ async fn write_json(
         });
     };
     let stamp = msg.identity.to_stamp();
-    let rebuilt = mime_to_json::rebuild(&parsed, msg, &stamp);
+    let mut rebuilt = mime_to_json::rebuild(&parsed, msg, &stamp);
+    if let Err(reason) = mime_to_json::adopt_parts(&mut rebuilt, &skel.parts) {
+        return Err(GraphError::Rejected {
+            mailbox: mb.user.clone(),
+            reason: format!(
+                "message {} of folder {}: {reason}",
+                msg.identity.uid, msg.identity.folder
+            ),
+        });
+    }
     let body_len = serde_json::to_vec(&rebuilt.message)
         .map(|v| v.len() as u64)
         .unwrap_or(u64::MAX);
@@ -297,7 +331,14 @@ async fn write_json(
     };
     if !rebuilt.attachments.is_empty() {
         let done = async {
-            upload::add_all(mb, &id, &rebuilt.attachments, settings.max_request_bytes).await?;
+            upload::add_all(
+                mb,
+                &id,
+                &rebuilt.attachments,
+                msg.body,
+                settings.max_request_bytes,
+            )
+            .await?;
             patch_message(mb, &id, &json!({"singleValueExtendedProperties": [{"id": INCOMPLETE_PROPERTY, "value": "0"}]}), "mark complete").await
         }
         .await;

@@ -3,7 +3,7 @@
 //! flags filtered by PERMANENTFLAGS; APPENDUID read from every completion.
 
 use super::{AppendItem, ImapSink};
-use crate::model::ContentHash;
+
 use crate::model::Flags;
 use crate::source::imap::conn::Conn;
 use crate::source::imap::fetch::{format_internal_date, parse_uid_set};
@@ -13,7 +13,7 @@ use crate::source::imap::{ImapError, ops::SelectInfo};
 /// Most items in one MULTIAPPEND command.
 const MULTI_ITEMS: usize = 100;
 /// Most bytes in one MULTIAPPEND command (the server holds the batch until it commits).
-const MULTI_BYTES: usize = 16 << 20;
+const MULTI_BYTES: u64 = 16 << 20;
 
 impl ImapSink {
     /// Writes a batch into one folder (its raw name). One result per item, in order: the
@@ -92,7 +92,7 @@ impl ImapSink {
         let mut cmd = Command::new("APPEND ");
         cmd.astring(folder);
         for ((item, f), d) in items.iter().zip(&flags).zip(&dates) {
-            cmd.text(&format!(" ({f}) {d} ")).literal(item.raw);
+            cmd.text(&format!(" ({f}) {d} ")).body(item.body);
         }
         let label = format!("APPEND ({} messages)", items.len());
         let done = conn
@@ -149,7 +149,7 @@ impl ImapSink {
                 let mut cmd = Command::new("APPEND ");
                 cmd.astring(folder)
                     .text(&format!(" ({f}) {d} "))
-                    .literal(item.raw);
+                    .body(item.body);
                 match conn.start(&cmd, "APPEND", &mut |_| {}).await {
                     Ok(tag) => tags.push((i, tag)),
                     Err(e) if conn.is_usable() => slots[i] = Some(Err(e.in_folder(folder))),
@@ -207,16 +207,15 @@ impl ImapSink {
         folder: &str,
         item: &AppendItem<'_>,
     ) -> Result<String, ImapError> {
-        let message_id = message_id_of(item.raw);
-        let hash = ContentHash::of(item.raw);
+        // The header section is near the top; 1 MiB covers any sane one.
+        let head = item.body.head(1 << 20).map_err(|e| ImapError::Protocol {
+            ctx: conn.ctx("APPEND"),
+            detail: format!("reading the spooled message back: {e}"),
+        })?;
+        let message_id = message_id_of(&head);
+        let hash = item.body.sha256();
         let found = self
-            .find_on(
-                conn,
-                folder,
-                message_id.as_deref(),
-                item.raw.len() as u64,
-                &hash,
-            )
+            .find_on(conn, folder, message_id.as_deref(), item.body.len(), &hash)
             .await?;
         // The newest match is the one just written.
         found.into_iter().last().ok_or_else(|| ImapError::Protocol {
@@ -255,12 +254,12 @@ fn chunks<'a, 'b>(items: &'a [AppendItem<'b>]) -> Vec<&'a [AppendItem<'b>]> {
     let mut start = 0;
     while start < items.len() {
         let mut end = start;
-        let mut bytes = 0;
+        let mut bytes = 0u64;
         while end < items.len()
             && end - start < MULTI_ITEMS
-            && (end == start || bytes + items[end].raw.len() <= MULTI_BYTES)
+            && (end == start || bytes + items[end].body.len() <= MULTI_BYTES)
         {
-            bytes += items[end].raw.len();
+            bytes += items[end].body.len();
             end += 1;
         }
         out.push(&items[start..end]);

@@ -88,10 +88,7 @@ impl ImapSink {
                         .as_deref()
                         == Some(id)
                 }
-                None => item
-                    .body
-                    .flatten()
-                    .is_some_and(|b| ContentHash::of(&b) == *sha256),
+                None => item.body.flatten().is_some_and(|b| b.sha256() == *sha256),
             };
             if same {
                 out.push(format!("{validity}:{uid}"));

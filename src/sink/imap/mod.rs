@@ -42,6 +42,7 @@ use std::sync::Mutex;
 
 use chrono::{DateTime, FixedOffset};
 
+use crate::body::Body;
 use crate::model::{Flags, FolderPath, SpecialUse};
 use crate::sink::FailureClass;
 use crate::source::imap::conn::Conn;
@@ -52,7 +53,7 @@ use pool::Pool;
 /// One message to APPEND.
 #[derive(Debug, Clone, Copy)]
 pub struct AppendItem<'a> {
-    pub raw: &'a [u8],
+    pub body: &'a Body,
     pub flags: &'a Flags,
     pub internal_date: DateTime<FixedOffset>,
 }

@@ -8,6 +8,8 @@
 
 use std::time::Duration;
 
+use std::io::Write as _;
+
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::TcpStream;
 
@@ -15,6 +17,7 @@ use super::error::{ErrorContext, ImapError};
 use super::settings::{Capabilities, ImapAuth, ImapEndpoint, Security};
 use super::transport::{self, Stream};
 use super::wire::{self, Command, Part, RespText, Response, Status};
+use crate::body::{Body, SPOOL_AT, STEP, Spool, SpoolWriter};
 
 /// Longest response line (without literals) accepted; Dovecot caps its own at 64 KiB by default.
 const MAX_LINE: usize = 8 << 20;
@@ -301,13 +304,18 @@ impl Conn {
         for part in &cmd.parts {
             match part {
                 Part::Text(t) => out.extend_from_slice(t),
-                Part::Literal(data) => {
-                    let plus = self.caps.literal_plus()
-                        || (self.caps.literal_minus() && data.len() <= 4096);
+                Part::Literal(_) | Part::Spooled(_) => {
+                    let len = match part {
+                        Part::Literal(data) => data.len(),
+                        Part::Spooled(spool) => spool.len() as usize,
+                        Part::Text(_) => 0,
+                    };
+                    let plus =
+                        self.caps.literal_plus() || (self.caps.literal_minus() && len <= 4096);
                     if plus {
-                        out.extend_from_slice(format!("{{{}+}}\r\n", data.len()).as_bytes());
+                        out.extend_from_slice(format!("{{{len}+}}\r\n").as_bytes());
                     } else {
-                        out.extend_from_slice(format!("{{{}}}\r\n", data.len()).as_bytes());
+                        out.extend_from_slice(format!("{{{len}}}\r\n").as_bytes());
                         self.write(&out, label).await?;
                         out.clear();
                         self.flush(label).await?;
@@ -330,16 +338,25 @@ impl Conn {
                             }
                         }
                     }
-                    if data.len() >= DIRECT_WRITE {
-                        self.write(&out, label).await?;
-                        out.clear();
-                        self.write(data, label).await?;
-                    } else {
-                        out.extend_from_slice(data);
-                        if out.len() >= WRITE_CHUNK {
+                    match part {
+                        Part::Spooled(spool) => {
                             self.write(&out, label).await?;
                             out.clear();
+                            self.write_spool(spool, label).await?;
                         }
+                        Part::Literal(data) if data.len() >= DIRECT_WRITE => {
+                            self.write(&out, label).await?;
+                            out.clear();
+                            self.write(data, label).await?;
+                        }
+                        Part::Literal(data) => {
+                            out.extend_from_slice(data);
+                            if out.len() >= WRITE_CHUNK {
+                                self.write(&out, label).await?;
+                                out.clear();
+                            }
+                        }
+                        Part::Text(_) => {}
                     }
                 }
             }
@@ -421,6 +438,25 @@ impl Conn {
         Ok(results.into_iter().flatten().collect())
     }
 
+    /// Streams a spooled literal to the socket in [`STEP`]-sized reads.
+    async fn write_spool(&mut self, spool: &Spool, label: &str) -> Result<(), ImapError> {
+        let body = Body::Spooled(spool.clone());
+        let mut chunk = vec![0; STEP];
+        let mut offset = 0;
+        while offset < spool.len() {
+            let n = match body.read_at(offset, &mut chunk) {
+                Ok(n) => n,
+                Err(e) => {
+                    // Part of the literal is on the wire: the session cannot be continued.
+                    return Err(self.lost(label, format!("reading the spooled message: {e}")));
+                }
+            };
+            self.write(&chunk[..n], label).await?;
+            offset += n as u64;
+        }
+        Ok(())
+    }
+
     pub(super) async fn write(&mut self, data: &[u8], label: &str) -> Result<(), ImapError> {
         let t = self.timeout;
         match tokio::time::timeout(t, self.io.get_mut().write_all(data)).await {
@@ -468,11 +504,12 @@ impl Conn {
     }
 
     /// One response's bytes; literals of [`SIDE_LITERAL`] bytes or more are read into their own
-    /// buffers (referenced as `{@k}` in the line) so a body is never copied.
-    async fn read_raw(&mut self, label: &str) -> Result<(Vec<u8>, Vec<Vec<u8>>), ImapError> {
+    /// buffers (referenced as `{@k}` in the line) so a body is never copied, and those of
+    /// [`SPOOL_AT`] bytes or more go to a spool file as they arrive, never whole in memory.
+    async fn read_raw(&mut self, label: &str) -> Result<(Vec<u8>, Vec<Body>), ImapError> {
         let t = self.timeout;
         let mut buf = Vec::new();
-        let mut side: Vec<Vec<u8>> = Vec::new();
+        let mut side: Vec<Body> = Vec::new();
         loop {
             let start = buf.len();
             let n = match tokio::time::timeout(
@@ -497,44 +534,71 @@ impl Conn {
             let Some(len) = wire::literal_announced(&buf[start..]) else {
                 return Ok((buf, side));
             };
-            let target = if len >= SIDE_LITERAL {
-                // Replace the announcement by a reference to the side buffer.
-                let open = buf.iter().rposition(|&b| b == b'{').unwrap_or(buf.len());
-                buf.truncate(open);
-                buf.extend_from_slice(format!("{{@{}}}\r\n", side.len()).as_bytes());
-                side.push(Vec::with_capacity(len));
-                side.last_mut()
-            } else {
+            if len < SIDE_LITERAL {
                 buf.reserve(len);
-                None
-            };
-            let dest = match target {
-                Some(v) => v,
-                None => &mut buf,
-            };
-            // Read the literal in bounded steps so the timeout measures silence, not size.
-            let mut remaining = len;
-            while remaining > 0 {
-                let step = remaining.min(1 << 20);
-                let before = dest.len();
-                let read =
-                    tokio::time::timeout(t, (&mut self.io).take(step as u64).read_to_end(dest))
-                        .await;
-                let got = dest.len() - before;
-                match read {
-                    Ok(Ok(_)) => {}
-                    Ok(Err(e)) => return Err(self.lost(label, format!("read literal: {e}"))),
-                    Err(_) => return Err(self.timed_out(label)),
-                }
-                if got == 0 {
-                    return Err(self.lost(
-                        label,
-                        "the server closed the connection inside a literal".into(),
-                    ));
-                }
-                remaining -= got;
+                self.read_literal(len, label, &mut buf, |_| Ok(())).await?;
+                continue;
+            }
+            // Replace the announcement by a reference to the side buffer.
+            let open = buf.iter().rposition(|&b| b == b'{').unwrap_or(buf.len());
+            buf.truncate(open);
+            buf.extend_from_slice(format!("{{@{}}}\r\n", side.len()).as_bytes());
+            if (len as u64) < SPOOL_AT {
+                let mut v = Vec::with_capacity(len);
+                self.read_literal(len, label, &mut v, |_| Ok(())).await?;
+                side.push(Body::Memory(v));
+            } else {
+                let mut spool = SpoolWriter::new().map_err(|e| self.spool_failed(label, e))?;
+                let mut step = Vec::with_capacity(STEP);
+                self.read_literal(len, label, &mut step, |chunk| {
+                    let r = spool.write_all(chunk);
+                    chunk.clear();
+                    r
+                })
+                .await?;
+                let spool = spool.finish().map_err(|e| self.spool_failed(label, e))?;
+                side.push(Body::Spooled(spool));
             }
         }
+    }
+
+    /// Reads a literal of `len` bytes into `dest` in steps of at most [`STEP`] bytes, so the
+    /// timeout measures silence, not size; `drain` sees `dest` after every step (and may empty it).
+    async fn read_literal(
+        &mut self,
+        len: usize,
+        label: &str,
+        dest: &mut Vec<u8>,
+        mut drain: impl FnMut(&mut Vec<u8>) -> std::io::Result<()>,
+    ) -> Result<(), ImapError> {
+        let t = self.timeout;
+        let mut remaining = len;
+        while remaining > 0 {
+            let step = remaining.min(STEP);
+            let before = dest.len();
+            let read =
+                tokio::time::timeout(t, (&mut self.io).take(step as u64).read_to_end(dest)).await;
+            let got = dest.len() - before;
+            match read {
+                Ok(Ok(_)) => {}
+                Ok(Err(e)) => return Err(self.lost(label, format!("read literal: {e}"))),
+                Err(_) => return Err(self.timed_out(label)),
+            }
+            if got == 0 {
+                return Err(self.lost(
+                    label,
+                    "the server closed the connection inside a literal".into(),
+                ));
+            }
+            remaining -= got;
+            drain(dest).map_err(|e| self.spool_failed(label, e))?;
+        }
+        Ok(())
+    }
+
+    /// A spool file could not be written: the response is lost mid-way, so is the session.
+    fn spool_failed(&mut self, label: &str, e: std::io::Error) -> ImapError {
+        self.lost(label, format!("spooling a large literal to disk: {e}"))
     }
 
     /// LOGOUT, ignoring any failure (the session ends either way).

@@ -4,6 +4,7 @@
 use chrono::{DateTime, FixedOffset, TimeZone};
 
 use super::wire::Value;
+use crate::body::Body;
 use crate::model::{Flags, MessageMeta, Uid};
 
 /// The attributes of one `* n FETCH (...)` response that mailferry asks for.
@@ -17,7 +18,7 @@ pub(crate) struct FetchItem {
     /// `BODY[HEADER.FIELDS (...)]`.
     pub(crate) header: Option<Vec<u8>>,
     /// `BODY[]`: `Some(None)` when the server sent NIL.
-    pub(crate) body: Option<Option<Vec<u8>>>,
+    pub(crate) body: Option<Option<Body>>,
 }
 
 impl FetchItem {
@@ -63,8 +64,8 @@ impl FetchItem {
                             .ok_or("MODSEQ without a number")?,
                     );
                 }
-                "RFC822" | "BODY[]" => out.body = Some(value.into_bytes()),
-                _ if upper.starts_with("BODY[]<0") => out.body = Some(value.into_bytes()),
+                "RFC822" | "BODY[]" => out.body = Some(value.into_body()),
+                _ if upper.starts_with("BODY[]<0") => out.body = Some(value.into_body()),
                 _ if upper.starts_with("BODY[HEADER.FIELDS") => out.header = value.into_bytes(),
                 _ => {}
             }
@@ -280,7 +281,7 @@ mod tests {
     #[test]
     fn body_nil_and_literal() {
         let it = item(b"* 2 FETCH (UID 9 RFC822.SIZE 3 BODY[] {3}\r\nabc)\r\n");
-        assert_eq!(it.body, Some(Some(b"abc".to_vec())));
+        assert_eq!(it.body, Some(Some(Body::Memory(b"abc".to_vec()))));
         let it = item(b"* 2 FETCH (UID 9 BODY[] NIL)\r\n");
         assert_eq!(it.body, Some(None));
     }

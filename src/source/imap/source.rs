@@ -11,6 +11,7 @@ use super::error::ImapError;
 use super::fetch::{FetchItem, uid_set};
 use super::ops::SelectInfo;
 use super::settings::{Capabilities, ImapAuth, ImapEndpoint};
+use crate::body::Body;
 use crate::model::{
     FolderPath, FolderStatus, MessageMeta, SourceFolder, SpecialUse, Uid, UidValidity,
 };
@@ -303,7 +304,7 @@ impl ImapSource {
         &mut self,
         folder: &SourceFolder,
         uids: &[Uid],
-    ) -> Result<Vec<(Uid, Vec<u8>)>, ImapError> {
+    ) -> Result<Vec<(Uid, Body)>, ImapError> {
         self.fresh = None;
         let mut wanted: Vec<u32> = uids.iter().map(|u| u.get()).collect();
         wanted.sort_unstable();

@@ -10,6 +10,8 @@
 
 use std::borrow::Cow;
 
+use crate::body::{Body, Spool};
+
 /// One token of a server response.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum Value {
@@ -17,6 +19,8 @@ pub(crate) enum Value {
     Atom(String),
     /// A quoted string or a literal: raw bytes.
     Str(Vec<u8>),
+    /// A literal of [`crate::body::SPOOL_AT`] bytes or more, written to a spool as it was read.
+    Spooled(Spool),
     Nil,
     List(Vec<Value>),
 }
@@ -42,12 +46,19 @@ impl Value {
             _ => None,
         }
     }
-    /// Takes the bytes of a string/literal (`NIL` gives `None`).
+    /// Takes the bytes of a string/literal (`NIL` and spooled literals give `None`).
     pub(crate) fn into_bytes(self) -> Option<Vec<u8>> {
         match self {
             Value::Str(s) => Some(s),
             Value::Atom(a) => Some(a.into_bytes()),
             _ => None,
+        }
+    }
+    /// Takes a string/literal as a message body, in memory or spooled (`NIL` gives `None`).
+    pub(crate) fn into_body(self) -> Option<Body> {
+        match self {
+            Value::Spooled(s) => Some(Body::Spooled(s)),
+            other => other.into_bytes().map(Body::Memory),
         }
     }
 }
@@ -105,6 +116,7 @@ fn display_value(v: &Value) -> String {
     match v {
         Value::Atom(a) => a.clone(),
         Value::Str(s) => format!("\"{}\"", String::from_utf8_lossy(s)),
+        Value::Spooled(s) => format!("{{{} bytes}}", s.len()),
         Value::Nil => "NIL".to_owned(),
         Value::List(l) => format!(
             "({})",
@@ -140,8 +152,9 @@ pub(crate) fn parse_response(buf: &[u8]) -> Result<Response, String> {
 }
 
 /// Like [`parse_response`], where large literals were read aside: `{@k}` + CRLF in `buf` stands
-/// for `side[k]`, which is moved (not copied) into the value. Saves one copy of every body.
-pub(crate) fn parse_response_with(buf: &[u8], side: &mut [Vec<u8>]) -> Result<Response, String> {
+/// for `side[k]`, which is moved (not copied) into the value. Saves one copy of every body, and
+/// lets the largest ones stay on disk.
+pub(crate) fn parse_response_with(buf: &[u8], side: &mut [Body]) -> Result<Response, String> {
     let mut c = Cursor { buf, pos: 0, side };
     if c.peek() == Some(b'+') {
         c.pos += 1;
@@ -203,7 +216,7 @@ pub(crate) fn literal_announced(line: &[u8]) -> Option<usize> {
 struct Cursor<'a, 's> {
     buf: &'a [u8],
     pos: usize,
-    side: &'s mut [Vec<u8>],
+    side: &'s mut [Body],
 }
 
 impl Cursor<'_, '_> {
@@ -340,7 +353,12 @@ impl Cursor<'_, '_> {
                         return Err(self.error("side literal without CRLF"));
                     }
                     self.pos += 2;
-                    return Ok(Value::Str(std::mem::take(&mut self.side[k])));
+                    return Ok(
+                        match std::mem::replace(&mut self.side[k], Body::Memory(Vec::new())) {
+                            Body::Memory(v) => Value::Str(v),
+                            Body::Spooled(s) => Value::Spooled(s),
+                        },
+                    );
                 }
                 let spec = spec.strip_suffix(b"+").unwrap_or(spec);
                 let len: usize = std::str::from_utf8(spec)
@@ -396,6 +414,8 @@ impl Cursor<'_, '_> {
 pub(crate) enum Part<'a> {
     Text(Cow<'a, [u8]>),
     Literal(&'a [u8]),
+    /// A literal streamed from a spool file.
+    Spooled(&'a Spool),
 }
 
 /// A command being built (without the tag and final CRLF).
@@ -440,6 +460,16 @@ impl<'a> Command<'a> {
     pub(crate) fn literal(&mut self, bytes: &'a [u8]) -> &mut Self {
         self.parts.push(Part::Literal(bytes));
         self
+    }
+    /// Appends a message body as a literal (a spooled one is streamed from its file).
+    pub(crate) fn body(&mut self, body: &'a Body) -> &mut Self {
+        match body {
+            Body::Memory(v) => self.literal(v),
+            Body::Spooled(s) => {
+                self.parts.push(Part::Spooled(s));
+                self
+            }
+        }
     }
 }
 
@@ -549,7 +579,7 @@ mod tests {
 
     #[test]
     fn side_literals_are_moved_in() {
-        let mut side = vec![b"BIG BODY".to_vec()];
+        let mut side = vec![Body::Memory(b"BIG BODY".to_vec())];
         let r = parse_response_with(b"* 1 FETCH (UID 3 BODY[] {@0}\r\n)\r\n", &mut side)
             .expect("parses");
         let Response::Data { args, .. } = r else {
@@ -584,6 +614,7 @@ mod tests {
             .map(|p| match p {
                 Part::Text(t) => String::from_utf8_lossy(t).into_owned(),
                 Part::Literal(l) => format!("<lit {}>", l.len()),
+                Part::Spooled(s) => format!("<spool {}>", s.len()),
             })
             .collect();
         assert_eq!(

@@ -14,7 +14,7 @@ fn demo(user: &str) -> MaildirSource {
 }
 
 /// One folder read completely: display path, metadata, bodies.
-type FolderRead = (String, Vec<MessageMeta>, Vec<(Uid, Vec<u8>)>);
+type FolderRead = (String, Vec<MessageMeta>, Vec<(Uid, Body)>);
 
 /// Reads every selectable folder, checking sizes against the bytes.
 fn read_all(src: &mut MaildirSource) -> Vec<FolderRead> {
@@ -30,7 +30,7 @@ fn read_all(src: &mut MaildirSource) -> Vec<FolderRead> {
         let bodies = src.fetch_bodies(&f, &uids).unwrap();
         for (m, (uid, b)) in meta.iter().zip(&bodies) {
             assert_eq!(m.uid, *uid);
-            assert_eq!(m.size, b.len() as u64, "{} uid {uid}", f.raw_name);
+            assert_eq!(m.size, b.len(), "{} uid {uid}", f.raw_name);
         }
         out.push((f.path.to_string(), meta, bodies));
     }

@@ -9,15 +9,50 @@
 //! passed through unchanged.
 
 use std::fs::File;
-use std::io::{self, Read};
+use std::io::{self, Read, Write};
 use std::path::Path;
 
 use super::error::MaildirError;
+use crate::body::{Body, SPOOL_AT, STEP, SpoolWriter};
 
 /// Reading stops after this many header bytes even without a blank line: a header block that
 /// large is broken, and the Message-ID is near the top in practice. (MimeKit's corpus has a
 /// 136 KB `To:` header, well inside this.)
 const MAX_HEADER_BYTES: usize = 1 << 20;
+
+/// The file at `path` in CRLF form: in memory when small, else converted chunk by chunk into a
+/// spool (a large message is never whole in memory).
+pub(super) fn read_crlf(path: &Path) -> io::Result<Body> {
+    let mut file = File::open(path)?;
+    let len = file.metadata()?.len();
+    if len < SPOOL_AT {
+        let mut raw = Vec::with_capacity(len as usize);
+        file.read_to_end(&mut raw)?;
+        return Ok(Body::Memory(to_crlf(&raw)));
+    }
+    let mut spool = SpoolWriter::new()?;
+    let mut buf = vec![0; STEP];
+    let mut out = Vec::with_capacity(2 * STEP);
+    let mut prev_cr = false;
+    loop {
+        let n = match file.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        };
+        out.clear();
+        for &b in &buf[..n] {
+            if b == b'\n' && !prev_cr {
+                out.push(b'\r');
+            }
+            out.push(b);
+            prev_cr = b == b'\r';
+        }
+        spool.write_all(&out)?;
+    }
+    Ok(Body::Spooled(spool.finish()?))
+}
 
 /// Copies `raw` with every LF not preceded by CR turned into CRLF.
 pub(super) fn to_crlf(raw: &[u8]) -> Vec<u8> {
@@ -137,6 +172,34 @@ mod tests {
         assert_eq!(to_crlf(b"a\nb\r\nc\rd\n"), b"a\r\nb\r\nc\rd\r\n");
         assert_eq!(to_crlf(b"no newline"), b"no newline");
         assert_eq!(to_crlf(b"\n\n"), b"\r\n\r\n");
+    }
+
+    #[test]
+    fn a_large_file_is_spooled_in_crlf_form_even_with_a_crlf_split_across_reads() {
+        let mut raw = Vec::with_capacity(SPOOL_AT as usize + 10);
+        while raw.len() < SPOOL_AT as usize {
+            raw.extend_from_slice(b"a line with a bare LF\n");
+        }
+        // A CRLF whose CR ends one read step and whose LF starts the next.
+        raw.truncate(STEP - 1);
+        raw.extend_from_slice(b"\r\n");
+        while raw.len() < SPOOL_AT as usize + 100 {
+            raw.extend_from_slice(b"another\n");
+        }
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("1.msg");
+        std::fs::write(&path, &raw).expect("write");
+        let body = read_crlf(&path).expect("read");
+        assert!(matches!(body, Body::Spooled(_)));
+        let expected = to_crlf(&raw);
+        assert_eq!(body.len(), expected.len() as u64);
+        assert_eq!(body.sha256(), crate::model::ContentHash::of(&expected));
+        let small = dir.path().join("2.msg");
+        std::fs::write(&small, b"a\nb\n").expect("write");
+        assert_eq!(
+            read_crlf(&small).expect("small"),
+            Body::Memory(b"a\r\nb\r\n".to_vec())
+        );
     }
 
     #[test]

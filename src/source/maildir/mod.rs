@@ -34,7 +34,6 @@ mod fixture_tests;
 mod tests;
 
 use std::collections::HashMap;
-use std::fs;
 use std::path::{Path, PathBuf};
 
 use chrono::{DateTime, Timelike, Utc};
@@ -42,6 +41,7 @@ use chrono::{DateTime, Timelike, Utc};
 pub use error::MaildirError;
 pub use layout::Layout;
 
+use crate::body::Body;
 use crate::model::{FolderStatus, MessageMeta, SourceFolder, Uid};
 use scan::FolderScan;
 
@@ -154,7 +154,7 @@ impl MaildirSource {
         &mut self,
         folder: &SourceFolder,
         uids: &[Uid],
-    ) -> Result<Vec<(Uid, Vec<u8>)>, MaildirError> {
+    ) -> Result<Vec<(Uid, Body)>, MaildirError> {
         if !self.scans.contains_key(&folder.raw_name) {
             self.rescan(folder)?;
         }
@@ -169,15 +169,17 @@ impl MaildirSource {
                 continue;
             };
             let (path, base) = entry;
-            let raw = match fs::read(&path) {
-                Ok(raw) => raw,
+            let body = match message::read_crlf(&path) {
+                Ok(body) => body,
                 Err(e) if layout::is_gone(&e) => match self.relocate(folder, uid, &base)? {
-                    Some(p) => fs::read(&p).map_err(|e| MaildirError::io("reading", p, e))?,
+                    Some(p) => {
+                        message::read_crlf(&p).map_err(|e| MaildirError::io("reading", p, e))?
+                    }
                     None => continue,
                 },
                 Err(e) => return Err(MaildirError::io("reading", path, e)),
             };
-            out.push((uid, message::to_crlf(&raw)));
+            out.push((uid, body));
         }
         Ok(out)
     }

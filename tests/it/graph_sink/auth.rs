@@ -142,7 +142,12 @@ async fn app_without_import_permission_falls_back_to_json_for_the_run() {
         let item = mb
             .write(
                 &inbox,
-                &outgoing(&raw, &none, &id, message_id_of(&raw).as_deref()),
+                &outgoing(
+                    &Body::from(raw.clone()),
+                    &none,
+                    &id,
+                    message_id_of(&raw).as_deref(),
+                ),
             )
             .await
             .unwrap();

@@ -33,7 +33,12 @@ async fn write_many(
                 let r = mb
                     .write(
                         &inbox,
-                        &outgoing(&raw, &flags, &id, message_id_of(&raw).as_deref()),
+                        &outgoing(
+                            &Body::from(raw.clone()),
+                            &flags,
+                            &id,
+                            message_id_of(&raw).as_deref(),
+                        ),
                     )
                     .await;
                 if done.fetch_add(1, std::sync::atomic::Ordering::SeqCst) + 1 == n / 2 {
@@ -166,7 +171,12 @@ Content-Type: application/octet-stream; name=a.bin\r\nContent-Disposition: attac
     let item = mb
         .write(
             &inbox,
-            &outgoing(raw, &none, &id, Some("<att@example.org>")),
+            &outgoing(
+                &Body::from(raw.to_vec()),
+                &none,
+                &id,
+                Some("<att@example.org>"),
+            ),
         )
         .await
         .unwrap();
@@ -190,7 +200,12 @@ async fn reset_before_commit_is_ambiguous_and_leaves_nothing() {
     let e = mb
         .write(
             &inbox,
-            &outgoing(&raw, &none, &id, Some("<m1.test@example.org>")),
+            &outgoing(
+                &Body::from(raw.clone()),
+                &none,
+                &id,
+                Some("<m1.test@example.org>"),
+            ),
         )
         .await
         .unwrap_err();
@@ -199,7 +214,12 @@ async fn reset_before_commit_is_ambiguous_and_leaves_nothing() {
     assert!(mb.find_by_stamp(&inbox, &id).await.unwrap().is_empty());
     mb.write(
         &inbox,
-        &outgoing(&raw, &none, &id, Some("<m1.test@example.org>")),
+        &outgoing(
+            &Body::from(raw.clone()),
+            &none,
+            &id,
+            Some("<m1.test@example.org>"),
+        ),
     )
     .await
     .unwrap();
@@ -225,7 +245,10 @@ async fn oversize_message_is_rejected_with_a_reason() {
     let none = Flags::default();
     let id = identity("small@contoso.example", "INBOX", 1, &raw);
     let e = mb
-        .write(&inbox, &outgoing(&raw, &none, &id, None))
+        .write(
+            &inbox,
+            &outgoing(&Body::from(raw.clone()), &none, &id, None),
+        )
         .await
         .unwrap_err();
     assert_eq!(e.class(), FailureClass::Rejected);

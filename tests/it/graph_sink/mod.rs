@@ -12,6 +12,7 @@ mod routes;
 use std::time::Duration;
 
 use chrono::DateTime;
+pub use mailferry::body::Body;
 use mailferry::emulator::{EmulatorConfig, EmulatorHandle};
 use mailferry::model::{ContentHash, Flags, SourceIdentity, Uid, UidValidity};
 use mailferry::sink::OutgoingMessage;
@@ -91,13 +92,13 @@ pub const INTERNAL_DATE: &str = "2021-06-15T08:30:00+02:00";
 
 /// The sink's view of one message.
 pub fn outgoing<'a>(
-    raw: &'a [u8],
+    body: &'a Body,
     flags: &'a Flags,
     id: &'a SourceIdentity,
     message_id: Option<&'a str>,
 ) -> OutgoingMessage<'a> {
     OutgoingMessage {
-        raw,
+        body,
         flags,
         internal_date: DateTime::parse_from_rfc3339(INTERNAL_DATE).unwrap(),
         identity: id,

@@ -34,7 +34,10 @@ async fn write_corpus(
                 let id = identity(user, "Corpus", i as u32 + 1, &raw);
                 let mid = message_id_of(&raw);
                 let r = mb
-                    .write(&folder, &outgoing(&raw, &flags, &id, mid.as_deref()))
+                    .write(
+                        &folder,
+                        &outgoing(&Body::from(raw.clone()), &flags, &id, mid.as_deref()),
+                    )
                     .await;
                 (i as u32 + 1, name, raw, flags, r)
             }
@@ -302,7 +305,12 @@ async fn drafts_stay_drafts_only_on_the_json_route_and_big_mime_falls_back_to_js
     let item = mb
         .write(
             &drafts,
-            &outgoing(&raw, &flags, &id, Some("<m1.test@example.org>")),
+            &outgoing(
+                &Body::from(raw.clone()),
+                &flags,
+                &id,
+                Some("<m1.test@example.org>"),
+            ),
         )
         .await
         .unwrap();
@@ -325,7 +333,8 @@ async fn drafts_stay_drafts_only_on_the_json_route_and_big_mime_falls_back_to_js
     );
     let none = Flags::default();
     let id = identity(user, "INBOX", 2, &big);
-    let msg = outgoing(&big, &none, &id, Some("<m2.test@example.org>"));
+    let big_body = Body::from(big.clone());
+    let msg = outgoing(&big_body, &none, &id, Some("<m2.test@example.org>"));
     assert_eq!(mb.route_for(&msg), Route::Json);
     let item = mb.write(&inbox, &msg).await.unwrap();
     let view = emu.inspect().item(user, &item).unwrap();
