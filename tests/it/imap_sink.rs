@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use mailferry::body::Body;
-use mailferry::model::{ContentHash, Flags, FolderPath, SourceFolder, SpecialUse};
+use mailferry::model::{ContentHash, Flags, FolderPath, SourceFolder, SpecialUse, Uid};
 use mailferry::secret::Secret;
 use mailferry::sink::imap::{AppendItem, ImapSink};
 use mailferry::source::imap::{ImapAuth, ImapEndpoint, ImapSource, Security};
@@ -373,4 +373,88 @@ async fn a_server_without_uidplus_multiappend_or_literal_plus_still_gets_everyth
             Some(date_for(i).timestamp())
         );
     }
+}
+
+/// A message over the spool threshold goes through on disk both ways: the source spools the
+/// literal as it reads it, the sink streams the APPEND from the spool (here as a synchronising
+/// literal, with no UIDPLUS so the copy is found again by its header and hash), and what the
+/// destination serves is byte-identical.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_message_over_the_spool_threshold_streams_both_ways() {
+    let src_d = Dovecot::start(Layout::Fs);
+    src_d.add_user("u", "pw");
+    let big = generated_message(7, mailferry::body::SPOOL_AT as usize + 1_500_000);
+    let small = generated_message(8, 4_000);
+    src_d.load(
+        "u",
+        &["INBOX"],
+        &[
+            (big.clone(), flags_for(1), date_for(1)),
+            (small.clone(), flags_for(2), date_for(2)),
+        ],
+    );
+    let mut src = ImapSource::connect(endpoint(&src_d), auth("u"))
+        .await
+        .expect("source");
+    let inbox = src
+        .list_folders()
+        .await
+        .expect("list")
+        .into_iter()
+        .find(|f| f.raw_name == "INBOX")
+        .expect("INBOX");
+    let metas = src.fetch_meta(&inbox, None).await.expect("meta");
+    let uids: Vec<Uid> = metas.iter().map(|m| m.uid).collect();
+    let bodies = src.fetch_bodies(&inbox, &uids).await.expect("bodies");
+    assert!(matches!(bodies[0].1, Body::Spooled(_)), "{:?}", bodies[0].1);
+    assert!(matches!(bodies[1].1, Body::Memory(_)));
+    assert!(bodies[0].1 == big && bodies[1].1 == small);
+    assert_eq!(bodies[0].1.to_vec().expect("read spool"), big);
+
+    let plain = "imap_capability = IMAP4rev1 SASL-IR ID ENABLE IDLE NAMESPACE CHILDREN SPECIAL-USE CONDSTORE";
+    let dst_d = Dovecot::start_with(Layout::Fs, plain);
+    dst_d.add_user("u", "pw");
+    let sink = ImapSink::connect(endpoint(&dst_d), auth("u"), 1)
+        .await
+        .expect("sink");
+    assert!(!sink.capabilities().literal_plus() && !sink.capabilities().uidplus());
+    let folder = sink
+        .ensure_folder(&FolderPath::parse("Big", None).expect("p"), None)
+        .await
+        .expect("folder");
+    let items: Vec<AppendItem> = bodies
+        .iter()
+        .zip(&metas)
+        .map(|((_, b), m)| AppendItem {
+            body: b,
+            flags: &m.flags,
+            internal_date: m.internal_date,
+        })
+        .collect();
+    let ids: Vec<String> = sink
+        .append_batch(&folder, &items)
+        .await
+        .into_iter()
+        .map(|r| r.expect("append"))
+        .collect();
+    assert_eq!(ids.len(), 2);
+    let mut back = ImapSource::connect(endpoint(&dst_d), auth("u"))
+        .await
+        .expect("read back");
+    let f = back
+        .list_folders()
+        .await
+        .expect("list")
+        .into_iter()
+        .find(|f| f.raw_name == "Big")
+        .expect("Big");
+    let metas = back.fetch_meta(&f, None).await.expect("meta");
+    let uids: Vec<Uid> = metas.iter().map(|m| m.uid).collect();
+    let copied = back.fetch_bodies(&f, &uids).await.expect("bodies");
+    assert_eq!(copied.len(), 2);
+    assert!(
+        copied[0].1 == big,
+        "the large message differs after the copy"
+    );
+    assert!(copied[1].1 == small);
 }
