@@ -299,7 +299,7 @@ async fn set_flags_replaces_flags_and_honours_unchangedsince() {
         listed[0].message_id.as_deref(),
         Some("<gen-1@mailferry.test>")
     );
-    assert_eq!(listed[0].size, Some(raw.len() as u64));
+    assert_eq!(listed[0].size, Some(raw.len()));
     let new = Flags::from_atoms(["\\Answered", "$Forwarded", "\\Flagged"]);
     sink.set_flags(&folder, &id, &new, None)
         .await

@@ -8,6 +8,10 @@
 
 use std::io::{self, Write};
 
+use base64::Engine;
+use base64::alphabet;
+use base64::engine::{DecodePaddingMode, GeneralPurpose, GeneralPurposeConfig};
+
 use super::skeleton::{Encoding, LargePart};
 use crate::body::{Body, STEP, Spool, SpoolWriter};
 
@@ -57,47 +61,58 @@ fn decode(body: &Body, part: &LargePart, out: &mut impl Write) -> io::Result<()>
         out.write_all(&decoded)?;
     }
     decoded.clear();
-    // Base64 bits left over (fewer than 8) are padding: only quoted-printable has a tail.
-    if part.encoding == Encoding::QuotedPrintable {
-        qp.finish(&mut decoded);
+    match part.encoding {
+        Encoding::Base64 => b64.finish(&mut decoded),
+        Encoding::QuotedPrintable => qp.finish(&mut decoded),
+        Encoding::Identity => {}
     }
     out.write_all(&decoded)
 }
 
-/// Base64 decoding across chunk edges.
+/// Base64 decoding across chunk edges: the alphabet's characters are collected (everything
+/// else skipped, padding ends the data) and decoded in whole groups of four by the base64 crate;
+/// the last one to three characters wait for the next chunk.
 #[derive(Default)]
 struct Base64 {
-    acc: u32,
-    bits: u8,
+    clean: Vec<u8>,
     done: bool,
 }
 
+/// No padding is ever passed in, and a truncated last group may have non-zero trailing bits.
+const LENIENT: GeneralPurpose = GeneralPurpose::new(
+    &alphabet::STANDARD,
+    GeneralPurposeConfig::new()
+        .with_decode_padding_mode(DecodePaddingMode::RequireNone)
+        .with_decode_allow_trailing_bits(true),
+);
+
 impl Base64 {
     fn feed(&mut self, input: &[u8], out: &mut Vec<u8>) {
+        if self.done {
+            return;
+        }
         for &c in input {
-            if self.done {
-                return;
-            }
-            let v = match c {
-                b'A'..=b'Z' => c - b'A',
-                b'a'..=b'z' => c - b'a' + 26,
-                b'0'..=b'9' => c - b'0' + 52,
-                b'+' => 62,
-                b'/' => 63,
-                b'=' => {
-                    self.done = true;
-                    continue;
-                }
-                _ => continue,
-            };
-            self.acc = (self.acc << 6) | v as u32;
-            self.bits += 6;
-            if self.bits >= 8 {
-                self.bits -= 8;
-                out.push((self.acc >> self.bits) as u8);
-                self.acc &= (1 << self.bits) - 1;
+            if c.is_ascii_alphanumeric() || c == b'+' || c == b'/' {
+                self.clean.push(c);
+            } else if c == b'=' {
+                self.done = true;
+                break;
             }
         }
+        let whole = self.clean.len() / 4 * 4;
+        if whole > 0 {
+            // Whole groups of alphabet characters always decode.
+            let _ = LENIENT.decode_vec(&self.clean[..whole], out);
+            self.clean.drain(..whole);
+        }
+    }
+
+    /// A last group of two or three characters still holds one or two bytes; one alone, none.
+    fn finish(&mut self, out: &mut Vec<u8>) {
+        if self.clean.len() >= 2 {
+            let _ = LENIENT.decode_vec(&self.clean, out);
+        }
+        self.clean.clear();
     }
 }
 
@@ -165,7 +180,6 @@ fn hex(c: u8) -> u8 {
 
 #[cfg(test)]
 mod tests {
-    use base64::Engine;
     use base64::engine::general_purpose::STANDARD;
     use proptest::prelude::*;
 

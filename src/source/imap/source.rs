@@ -327,7 +327,7 @@ impl ImapSource {
                     continue;
                 };
                 if let Some(size) = item.size
-                    && body.len() as u64 != size
+                    && body.len() != size
                 {
                     return Err(ImapError::Protocol {
                         ctx: self.ctx(&label, folder),

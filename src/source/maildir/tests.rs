@@ -236,7 +236,7 @@ fn sizes_match_the_bytes_returned() {
     assert_eq!(bodies.len(), 4);
     for (m, (uid, body)) in meta.iter().zip(&bodies) {
         assert_eq!(m.uid, *uid);
-        assert_eq!(m.size, body.len() as u64, "uid {uid}");
+        assert_eq!(m.size, body.len(), "uid {uid}");
         assert!(
             !body
                 .as_memory()
