@@ -13,7 +13,7 @@ use crate::source::imap::{ImapError, ImapSource};
 use crate::source::maildir::MaildirSource;
 use crate::translate::{Target, WellKnownFolder};
 
-use super::ports::{MailSink, MailSource, StepError};
+use super::ports::{FolderListing, MailSink, MailSource, StepError};
 
 fn imap_err(e: ImapError) -> StepError {
     let class = if e.is_auth_failure() || e.is_tls() || e.is_connect() {
@@ -61,16 +61,27 @@ impl MailSource for AnySource {
     }
     async fn list_messages(
         &mut self,
-        folder: &SourceFolder,
-    ) -> Result<(FolderStatus, Vec<MessageMeta>), StepError> {
+        folders: &[SourceFolder],
+    ) -> Result<Vec<FolderListing>, StepError> {
         match self {
-            AnySource::Imap(s) => s.examine_meta(folder).await.map_err(imap_err),
+            AnySource::Imap(s) => Ok(s
+                .examine_meta_many(folders)
+                .await
+                .map_err(imap_err)?
+                .into_iter()
+                .map(|r| r.map_err(imap_err))
+                .collect()),
             AnySource::Maildir(s) => {
                 let transient = |e: crate::source::maildir::MaildirError| {
                     StepError::new(FailureClass::Transient, e.to_string())
                 };
-                let status = s.select(folder).map_err(transient)?;
-                Ok((status, s.fetch_meta(folder).map_err(transient)?))
+                Ok(folders
+                    .iter()
+                    .map(|f| {
+                        let status = s.select(f).map_err(transient)?;
+                        Ok((status, s.fetch_meta(f).map_err(transient)?))
+                    })
+                    .collect())
             }
         }
     }

@@ -29,6 +29,9 @@ impl StepError {
     }
 }
 
+/// One folder's state and every message's metadata, or why it could not be read.
+pub type FolderListing = Result<(FolderStatus, Vec<MessageMeta>), StepError>;
+
 /// Where messages come from (IMAP or Maildir). One instance is one connection: calls are
 /// sequential, on the mailbox's own task, so its futures need not be `Send`.
 pub trait MailSource: Send {
@@ -44,11 +47,13 @@ pub trait MailSource: Send {
         folder: &SourceFolder,
         changed_since: Option<u64>,
     ) -> impl Future<Output = Result<Vec<MessageMeta>, StepError>>;
-    /// `select` then a full `fetch_meta`, in one round trip where the source can pipeline them.
+    /// `select` then a full `fetch_meta` for each folder, pipelined where the source can (no
+    /// round trip per folder). One result per folder, in order; the outer error means the
+    /// source could not be read at all.
     fn list_messages(
         &mut self,
-        folder: &SourceFolder,
-    ) -> impl Future<Output = Result<(FolderStatus, Vec<MessageMeta>), StepError>>;
+        folders: &[SourceFolder],
+    ) -> impl Future<Output = Result<Vec<FolderListing>, StepError>>;
     /// Raw bytes of the given UIDs; expunged ones are simply absent.
     fn fetch_bodies(
         &mut self,

@@ -12,9 +12,9 @@ use serde::Serialize;
 use super::connect::Connector;
 use super::mailbox::target_label;
 use super::ports::{MailSource, StepError};
-use crate::model::MessageMeta;
+use crate::model::{MessageMeta, SourceFolder};
 use crate::plan::{Destination, Mailbox, Plan};
-use crate::translate::{FolderMapper, TargetKind};
+use crate::translate::{FolderMapper, FolderMapping, TargetKind};
 
 /// Graph requests per message on the default route (importMime create + one PATCH).
 const REQUESTS_PER_MESSAGE: f64 = 2.0;
@@ -191,6 +191,10 @@ async fn survey_mailbox(plan: &Plan, connector: &Connector<'_>, mb: &Mailbox) ->
     s
 }
 
+/// Folders listed per pipelined batch: the source reads a batch without a round trip per
+/// folder, and only one batch's metadata is held at a time.
+const LIST_BATCH: usize = 100;
+
 async fn survey_folders<S: MailSource>(
     plan: &Plan,
     src: &mut S,
@@ -198,71 +202,84 @@ async fn survey_folders<S: MailSource>(
     s: &mut MailboxSurvey,
 ) -> Result<(), StepError> {
     let folders = src.list_folders().await?;
+    let mappings = mapper.map(&folders);
     let mut largest: Vec<LargeMessage> = Vec::new();
-    for mapping in mapper.map(&folders) {
-        let mut f = FolderSurvey {
-            source: mapping.source.path.to_string(),
-            target: mapping.target.as_ref().map(target_label),
-            changes: mapping
-                .changes
-                .iter()
-                .map(|c| format!("{} -> {}: {}", c.from, c.to, c.reason))
-                .collect(),
-            excluded_by: mapping.excluded_by.clone(),
-            server_count: 0,
-            messages: 0,
-            bytes: 0,
-            over_limit: 0,
-            over_limit_bytes: 0,
-            without_message_id: 0,
-            duplicate_message_ids: 0,
-            error: None,
-        };
-        if !f.changes.is_empty() {
-            s.renamed_folders += 1;
+    for batch in mappings.chunks(LIST_BATCH) {
+        let readable = |m: &&FolderMapping| m.source.selectable && m.target.is_some();
+        let to_read: Vec<SourceFolder> = batch
+            .iter()
+            .filter(readable)
+            .map(|m| m.source.clone())
+            .collect();
+        let mut listings = if to_read.is_empty() {
+            Vec::new()
+        } else {
+            src.list_messages(&to_read).await?
         }
-        if mapping.source.selectable && mapping.target.is_some() {
-            match read_folder(src, &mapping.source).await {
-                Ok((exists, metas)) => {
-                    f.server_count = exists;
-                    tally(&mut f, &metas, plan.limits.max_message_bytes);
-                    largest.extend(metas.iter().map(|m| LargeMessage {
-                        folder: f.source.clone(),
-                        uid: m.uid.get(),
-                        bytes: m.size,
-                    }));
-                    largest.sort_by_key(|l| std::cmp::Reverse(l.bytes));
-                    largest.truncate(LARGEST);
-                }
-                Err(e)
-                    if matches!(
-                        e.class,
-                        crate::sink::FailureClass::Mailbox | crate::sink::FailureClass::Fatal
-                    ) =>
-                {
-                    return Err(e);
-                }
-                Err(e) => f.error = Some(e.message),
+        .into_iter();
+        for mapping in batch {
+            let mut f = FolderSurvey {
+                source: mapping.source.path.to_string(),
+                target: mapping.target.as_ref().map(target_label),
+                changes: mapping
+                    .changes
+                    .iter()
+                    .map(|c| format!("{} -> {}: {}", c.from, c.to, c.reason))
+                    .collect(),
+                excluded_by: mapping.excluded_by.clone(),
+                server_count: 0,
+                messages: 0,
+                bytes: 0,
+                over_limit: 0,
+                over_limit_bytes: 0,
+                without_message_id: 0,
+                duplicate_message_ids: 0,
+                error: None,
+            };
+            if !f.changes.is_empty() {
+                s.renamed_folders += 1;
             }
+            if readable(&mapping) {
+                let listing = listings.next().unwrap_or_else(|| {
+                    Err(StepError::new(
+                        crate::sink::FailureClass::Transient,
+                        "the source returned no listing for this folder",
+                    ))
+                });
+                match listing {
+                    Ok((status, metas)) => {
+                        f.server_count = status.exists as u64;
+                        tally(&mut f, &metas, plan.limits.max_message_bytes);
+                        largest.extend(metas.iter().map(|m| LargeMessage {
+                            folder: f.source.clone(),
+                            uid: m.uid.get(),
+                            bytes: m.size,
+                        }));
+                        largest.sort_by_key(|l| std::cmp::Reverse(l.bytes));
+                        largest.truncate(LARGEST);
+                    }
+                    Err(e)
+                        if matches!(
+                            e.class,
+                            crate::sink::FailureClass::Mailbox | crate::sink::FailureClass::Fatal
+                        ) =>
+                    {
+                        return Err(e);
+                    }
+                    Err(e) => f.error = Some(e.message),
+                }
+            }
+            s.messages += f.messages;
+            s.bytes += f.bytes;
+            s.over_limit += f.over_limit;
+            s.over_limit_bytes += f.over_limit_bytes;
+            s.without_message_id += f.without_message_id;
+            s.duplicate_message_ids += f.duplicate_message_ids;
+            s.folders.push(f);
         }
-        s.messages += f.messages;
-        s.bytes += f.bytes;
-        s.over_limit += f.over_limit;
-        s.over_limit_bytes += f.over_limit_bytes;
-        s.without_message_id += f.without_message_id;
-        s.duplicate_message_ids += f.duplicate_message_ids;
-        s.folders.push(f);
     }
     s.largest = largest;
     Ok(())
-}
-
-async fn read_folder<S: MailSource>(
-    src: &mut S,
-    folder: &crate::model::SourceFolder,
-) -> Result<(u64, Vec<MessageMeta>), StepError> {
-    let (status, metas) = src.list_messages(folder).await?;
-    Ok((status.exists as u64, metas))
 }
 
 fn tally(f: &mut FolderSurvey, metas: &[MessageMeta], limit: u64) {

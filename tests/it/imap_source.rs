@@ -509,5 +509,29 @@ async fn examine_meta_equals_select_then_fetch_and_a_missing_folder_fails_alone(
     // Still usable, and still reading the right folder.
     let (_, again) = src.examine_meta(&work).await.expect("after a failure");
     assert_eq!(again, expected);
+
+    // Pipelined across folders, a missing one in the middle fails alone and nothing shifts.
+    let other_msgs: Vec<_> = (40..43)
+        .map(|i| (generated_message(i, 1_000), flags_for(i), date_for(i)))
+        .collect();
+    d.load("erin", &["Other"], &other_msgs);
+    let other = folder(&mut src, &["Other"]).await;
+    let other_expected = {
+        src.select(&other).await.expect("examine");
+        src.fetch_meta(&other, None).await.expect("meta")
+    };
+    let all = src
+        .examine_meta_many(&[work.clone(), gone.clone(), other.clone(), work.clone()])
+        .await
+        .expect("session");
+    assert_eq!(all.len(), 4);
+    assert_eq!(all[0].as_ref().expect("work").1, expected);
+    assert!(
+        all[1]
+            .as_ref()
+            .is_err_and(|e| e.to_string().contains("Gone"))
+    );
+    assert_eq!(all[2].as_ref().expect("other").1, other_expected);
+    assert_eq!(all[3].as_ref().expect("work again").1, expected);
     src.logout().await;
 }

@@ -134,41 +134,89 @@ impl Conn {
         Ok(info)
     }
 
-    /// EXAMINE and a metadata UID FETCH sent together, so listing a folder costs one round trip
-    /// instead of two. If the EXAMINE fails the server deselects, so the FETCH cannot read
-    /// another folder: its own failure is then consumed and the EXAMINE's error returned.
-    pub(crate) async fn examine_fetch(
+    /// EXAMINE and a metadata UID FETCH for each folder, pipelined: up to `window` folders'
+    /// command pairs are on the wire ahead of the one being read, so the server never waits for
+    /// a round trip between folders. One result per folder of the prefix that was read, in
+    /// order; when the connection fails, the error comes second and the rest are unread.
+    ///
+    /// Responses are attributed by order: a server runs commands that change the selected
+    /// folder one after another (RFC 3501 §5.5). A folder whose EXAMINE fails has no folder
+    /// selected for its FETCH (the server deselects on a failed EXAMINE), so that FETCH cannot
+    /// read another folder; its refusal is consumed and the EXAMINE's error kept.
+    pub(crate) async fn examine_fetch_many(
         &mut self,
-        raw_name: &str,
+        raw_names: &[&str],
         set: &str,
         attributes: &str,
-        label: &str,
-    ) -> Result<(SelectInfo, FetchOutcome), ImapError> {
-        self.selected = None;
-        let mut info = SelectInfo::default();
-        let examine = select_command("EXAMINE", raw_name);
+        window: usize,
+    ) -> (
+        Vec<Result<(SelectInfo, FetchOutcome), ImapError>>,
+        Option<ImapError>,
+    ) {
+        let label = format!("UID FETCH {set} (metadata)");
         let fetch = Command::new(&format!("UID FETCH {set} ({attributes})"));
-        let first = self
-            .start(&examine, "EXAMINE", &mut |r| info.absorb(r))
-            .await
-            .map_err(|e| e.in_folder(raw_name))?;
-        let second = self
-            .start(&fetch, label, &mut |r| info.absorb(r))
-            .await
-            .map_err(|e| e.in_folder(raw_name))?;
-        if let Err(e) = self.finish(&first, "EXAMINE", |r| info.absorb(r)).await {
-            if self.is_usable() {
-                // The FETCH's own refusal ("no mailbox selected") still has to be read.
-                let _ = self.finish(&second, label, |_| {}).await;
+        // A name sent as a synchronising literal would wait for a continuation while earlier
+        // folders' responses arrive: pipeline only names that go as atoms or quoted strings.
+        let window = if raw_names
+            .iter()
+            .all(|n| n.bytes().all(|b| (0x20..0x7f).contains(&b)))
+        {
+            window.max(1)
+        } else {
+            1
+        };
+        let mut results = Vec::with_capacity(raw_names.len());
+        let mut queued: std::collections::VecDeque<(String, String)> = Default::default();
+        let mut sent = 0;
+        while results.len() < raw_names.len() {
+            while sent < raw_names.len() && queued.len() < window {
+                let examine = select_command("EXAMINE", raw_names[sent]);
+                let tags = match self.start(&examine, "EXAMINE", &mut |_| {}).await {
+                    Ok(first) => match self.start(&fetch, &label, &mut |_| {}).await {
+                        Ok(second) => (first, second),
+                        Err(e) => return (results, Some(e.in_folder(raw_names[sent]))),
+                    },
+                    Err(e) => return (results, Some(e.in_folder(raw_names[sent]))),
+                };
+                queued.push_back(tags);
+                sent += 1;
             }
-            return Err(e.in_folder(raw_name));
+            let Some((first, second)) = queued.pop_front() else {
+                break;
+            };
+            let name = raw_names[results.len()];
+            self.selected = None;
+            let mut info = SelectInfo::default();
+            if let Err(e) = self.finish(&first, "EXAMINE", |r| info.absorb(r)).await {
+                if !self.is_usable() {
+                    return (results, Some(e.in_folder(name)));
+                }
+                // The FETCH's own refusal ("no mailbox selected") still has to be read.
+                if let Err(e2) = self.finish(&second, &label, |_| {}).await
+                    && !self.is_usable()
+                {
+                    return (results, Some(e2.in_folder(name)));
+                }
+                results.push(Err(e.in_folder(name)));
+                continue;
+            }
+            self.selected = Some((name.to_owned(), true));
+            let mut out = FetchOutcome::default();
+            let mut bad = None;
+            match self
+                .finish(&second, &label, |r| out.absorb(r, &mut bad))
+                .await
+            {
+                Ok(_) => results.push(
+                    self.fetch_result(out, bad, &label)
+                        .map(|out| (info, out))
+                        .map_err(|e| e.in_folder(name)),
+                ),
+                Err(e) if self.is_usable() => results.push(Err(e.in_folder(name))),
+                Err(e) => return (results, Some(e.in_folder(name))),
+            }
         }
-        self.selected = Some((raw_name.to_owned(), true));
-        let mut out = FetchOutcome::default();
-        let mut bad = None;
-        self.finish(&second, label, |r| out.absorb(r, &mut bad))
-            .await?;
-        self.fetch_result(out, bad, label).map(|out| (info, out))
+        (results, None)
     }
 
     /// `STATUS name (items)`: the numbers by item name (upper-case).

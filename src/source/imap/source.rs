@@ -9,7 +9,7 @@ use std::time::Duration;
 use super::conn::Conn;
 use super::error::ImapError;
 use super::fetch::{FetchItem, uid_set};
-use super::ops::SelectInfo;
+use super::ops::{FetchOutcome, SelectInfo};
 use super::settings::{Capabilities, ImapAuth, ImapEndpoint};
 use crate::body::Body;
 use crate::model::{
@@ -44,6 +44,8 @@ macro_rules! with_conn {
 
 /// UIDs spanned by one metadata FETCH, so a huge folder is listed in bounded replies.
 const META_PAGE_UIDS: u32 = 20_000;
+/// Folders whose EXAMINE + FETCH are on the wire ahead of the one being read.
+const PIPELINE_FOLDERS: usize = 16;
 /// UIDs per body FETCH command (the caller bounds the bytes by the set it passes).
 const BODY_CHUNK: usize = 200;
 const META_ATTRS: &str = "UID FLAGS INTERNALDATE RFC822.SIZE BODY.PEEK[HEADER.FIELDS (MESSAGE-ID)]";
@@ -177,106 +179,125 @@ impl ImapSource {
                 reason: "the server does not offer CONDSTORE".into(),
             });
         }
-        let (_, metas) = self.listing(folder, changed_since, false).await?;
+        let (_, metas) = self.listing(folder, changed_since).await?;
         Ok(metas)
     }
 
     /// `select` and then `fetch_meta`, with the EXAMINE and the first metadata FETCH pipelined:
-    /// one round trip per folder instead of two (the survey reads every folder this way).
+    /// one round trip instead of two.
     pub async fn examine_meta(
         &mut self,
         folder: &SourceFolder,
     ) -> Result<(FolderStatus, Vec<MessageMeta>), ImapError> {
-        self.fresh = None;
-        self.listing(folder, None, true).await
+        let mut all = self.examine_meta_many(std::slice::from_ref(folder)).await?;
+        all.pop().unwrap_or_else(|| {
+            Err(ImapError::Protocol {
+                ctx: self.ctx("EXAMINE", folder),
+                detail: "no result for the folder".into(),
+            })
+        })
     }
 
-    async fn listing(
+    /// [`Self::examine_meta`] for many folders, pipelined across folders too (see
+    /// [`Conn::examine_fetch_many`]): the survey reads a whole mailbox without a round trip per
+    /// folder. One result per folder, in order; a folder that fails does not stop the others.
+    /// The outer error means no session could be had at all.
+    pub async fn examine_meta_many(
         &mut self,
-        folder: &SourceFolder,
-        changed_since: Option<u64>,
-        pipelined: bool,
-    ) -> Result<(FolderStatus, Vec<MessageMeta>), ImapError> {
+        folders: &[SourceFolder],
+    ) -> Result<Vec<Result<(FolderStatus, Vec<MessageMeta>), ImapError>>, ImapError> {
+        self.fresh = None;
+        let attrs = self.meta_attrs();
+        let set = format!("1:{}", self.meta_page);
+        let names: Vec<&str> = folders.iter().map(|f| f.raw_name.as_str()).collect();
+        let conn = match self.ready(None).await {
+            Ok(c) => c,
+            Err(e) => {
+                self.conn = None;
+                return Err(e);
+            }
+        };
+        let (pages, failure) = conn
+            .examine_fetch_many(&names, &set, &attrs, PIPELINE_FOLDERS)
+            .await;
+        if let Some(e) = failure {
+            if self.conn.as_ref().is_none_or(|c| !c.is_usable()) {
+                self.conn = None;
+            }
+            tracing::warn!(host = %self.endpoint.host, user = %self.auth.user(), "IMAP connection lost while listing folders ({e}); going on folder by folder");
+        }
+        let mut pages = pages.into_iter();
+        let mut out = Vec::with_capacity(folders.len());
+        for folder in folders {
+            let result = match pages.next() {
+                Some(Ok((info, page))) => self.finish_listing(folder, &info, page, &attrs).await,
+                Some(Err(e)) => Err(e),
+                // Not read before the connection failed: on its own, reconnecting as needed.
+                None => self.listing(folder, None).await,
+            };
+            out.push(result);
+        }
+        Ok(out)
+    }
+
+    fn meta_attrs(&self) -> String {
         let mut attrs = META_ATTRS.to_owned();
         if self.caps.condstore() {
             attrs.push_str(" MODSEQ");
         }
+        attrs
+    }
+
+    /// Completes a listing whose EXAMINE and first page were read in a pipeline.
+    async fn finish_listing(
+        &mut self,
+        folder: &SourceFolder,
+        info: &SelectInfo,
+        page: FetchOutcome,
+        attrs: &str,
+    ) -> Result<(FolderStatus, Vec<MessageMeta>), ImapError> {
+        let status = self.folder_status(&folder.raw_name, info)?;
+        match self
+            .collect(folder, &status, Some(page), attrs, None)
+            .await?
+        {
+            Ok(metas) => Ok((status, metas)),
+            Err(mismatch) => {
+                tracing::warn!(folder = %folder.raw_name, "{mismatch}; listing again");
+                self.listing(folder, None).await
+            }
+        }
+    }
+
+    /// Selects (or uses the fresh selection) and lists; a count that does not match EXISTS is
+    /// listed once more, then it is an error.
+    async fn listing(
+        &mut self,
+        folder: &SourceFolder,
+        changed_since: Option<u64>,
+    ) -> Result<(FolderStatus, Vec<MessageMeta>), ImapError> {
+        let attrs = self.meta_attrs();
         let modifier = changed_since.map(|m| format!("CHANGEDSINCE {m}"));
         let mut last_mismatch = String::new();
         for attempt in 0..2 {
-            let (status, mut first) = match self.fresh.take() {
-                Some((name, status)) if attempt == 0 && name == folder.raw_name => (status, None),
-                _ if pipelined => {
-                    let (status, page) = self.examine_first_page(folder, &attrs).await?;
-                    (status, Some(page))
-                }
+            let status = match self.fresh.take() {
+                Some((name, status)) if attempt == 0 && name == folder.raw_name => status,
                 _ => {
                     let status = self.select(folder).await?;
                     self.fresh = None;
-                    (status, None)
+                    status
                 }
             };
-            let top = status.uid_next.map(|n| n.saturating_sub(1));
-            let mut exists = status.exists;
-            let mut items: Vec<FetchItem> = Vec::new();
-            let mut lo = 1u32;
-            loop {
-                // A page `lo:lo+PAGE-1` while the folder's top UID is beyond it, else `lo:*`.
-                let (outcome, paged) = match first.take() {
-                    Some(page) => (page, true),
-                    None => {
-                        let page = self.meta_page;
-                        let hi = top.filter(|&top| lo.saturating_add(page) <= top);
-                        let set = match hi {
-                            Some(_) => format!("{lo}:{}", lo + page - 1),
-                            None => format!("{lo}:*"),
-                        };
-                        let label = format!("UID FETCH {set} (metadata)");
-                        let outcome = with_conn!(self, Some(folder), |c| c.uid_fetch(
-                            &set,
-                            &attrs,
-                            modifier.as_deref(),
-                            &label
-                        ))?;
-                        (outcome, hi.is_some())
-                    }
-                };
-                if let Some(n) = outcome.exists {
-                    exists = n;
-                }
-                exists = exists.saturating_sub(outcome.expunged);
-                // `n:*` returns the highest message even when its UID is below n: keep the range.
-                items.extend(
-                    outcome
-                        .items
-                        .into_values()
-                        .filter(|i| i.uid.is_some_and(|u| u >= lo)),
-                );
-                if !paged {
-                    break;
-                }
-                lo = lo.saturating_add(self.meta_page);
-                if top.is_some_and(|top| top < lo) {
-                    break;
+            match self
+                .collect(folder, &status, None, &attrs, modifier.as_deref())
+                .await?
+            {
+                Ok(metas) => return Ok((status, metas)),
+                Err(mismatch) => {
+                    tracing::warn!(folder = %folder.raw_name, "{mismatch}; listing again");
+                    last_mismatch = mismatch;
                 }
             }
-            let mut metas = Vec::with_capacity(items.len());
-            for item in items {
-                metas.push(item.into_meta().map_err(|detail| ImapError::Protocol {
-                    ctx: self.ctx("UID FETCH (metadata)", folder),
-                    detail,
-                })?);
-            }
-            metas.sort_by_key(|m| m.uid);
-            metas.dedup_by_key(|m| m.uid);
-            if changed_since.is_some() || metas.len() == exists as usize {
-                return Ok((status, metas));
-            }
-            last_mismatch = format!(
-                "the server listed {} messages but EXISTS is {exists}",
-                metas.len()
-            );
-            tracing::warn!(folder = %folder.raw_name, "{last_mismatch}; listing again");
         }
         Err(ImapError::Protocol {
             ctx: self.ctx("UID FETCH (metadata)", folder),
@@ -284,18 +305,72 @@ impl ImapSource {
         })
     }
 
-    /// EXAMINE pipelined with `UID FETCH 1:PAGE` (see [`Conn::examine_fetch`]).
-    async fn examine_first_page(
+    /// Reads the metadata pages of a selected folder (the first one may be given, already
+    /// read as `1:PAGE`). `Ok(Err(_))` when a full listing does not count EXISTS messages.
+    async fn collect(
         &mut self,
         folder: &SourceFolder,
+        status: &FolderStatus,
+        mut first: Option<FetchOutcome>,
         attrs: &str,
-    ) -> Result<(FolderStatus, super::ops::FetchOutcome), ImapError> {
-        let raw = folder.raw_name.clone();
-        let set = format!("1:{}", self.meta_page);
-        let label = format!("UID FETCH {set} (metadata)");
-        let (info, page) = with_conn!(self, None, |c| c.examine_fetch(&raw, &set, attrs, &label))?;
-        let status = self.folder_status(&raw, &info)?;
-        Ok((status, page))
+        modifier: Option<&str>,
+    ) -> Result<Result<Vec<MessageMeta>, String>, ImapError> {
+        let top = status.uid_next.map(|n| n.saturating_sub(1));
+        let mut exists = status.exists;
+        let mut items: Vec<FetchItem> = Vec::new();
+        let mut lo = 1u32;
+        loop {
+            // A page `lo:lo+PAGE-1` while the folder's top UID is beyond it, else `lo:*`.
+            let (outcome, paged) = match first.take() {
+                Some(page) => (page, true),
+                None => {
+                    let page = self.meta_page;
+                    let hi = top.filter(|&top| lo.saturating_add(page) <= top);
+                    let set = match hi {
+                        Some(_) => format!("{lo}:{}", lo + page - 1),
+                        None => format!("{lo}:*"),
+                    };
+                    let label = format!("UID FETCH {set} (metadata)");
+                    let outcome = with_conn!(self, Some(folder), |c| c
+                        .uid_fetch(&set, attrs, modifier, &label))?;
+                    (outcome, hi.is_some())
+                }
+            };
+            if let Some(n) = outcome.exists {
+                exists = n;
+            }
+            exists = exists.saturating_sub(outcome.expunged);
+            // `n:*` returns the highest message even when its UID is below n: keep the range.
+            items.extend(
+                outcome
+                    .items
+                    .into_values()
+                    .filter(|i| i.uid.is_some_and(|u| u >= lo)),
+            );
+            if !paged {
+                break;
+            }
+            lo = lo.saturating_add(self.meta_page);
+            if top.is_some_and(|top| top < lo) {
+                break;
+            }
+        }
+        let mut metas = Vec::with_capacity(items.len());
+        for item in items {
+            metas.push(item.into_meta().map_err(|detail| ImapError::Protocol {
+                ctx: self.ctx("UID FETCH (metadata)", folder),
+                detail,
+            })?);
+        }
+        metas.sort_by_key(|m| m.uid);
+        metas.dedup_by_key(|m| m.uid);
+        if modifier.is_some() || metas.len() == exists as usize {
+            return Ok(Ok(metas));
+        }
+        Ok(Err(format!(
+            "the server listed {} messages but EXISTS is {exists}",
+            metas.len()
+        )))
     }
 
     /// The raw bytes (`BODY.PEEK[]`) of the given UIDs, in UID order. UIDs that no longer exist
