@@ -87,7 +87,10 @@ pub(super) fn load(path: &Path, env: EnvLookup<'_>) -> Result<Plan, PlanError> {
 /// Parses TOML and turns a serde error into one that names the line and column.
 pub(super) fn parse_toml(path: &Path, text: &str) -> Result<RawPlan, PlanError> {
     toml::from_str(text).map_err(|e| {
-        let (line, column) = e.span().map(|s| line_col(text, s.start)).unwrap_or((1, 1));
+        let (line, column) = e
+            .span()
+            .map(|s| line_col(text, key_offset(text, s, e.message())))
+            .unwrap_or((1, 1));
         PlanError::Toml {
             file: path.to_path_buf(),
             line,
@@ -95,6 +98,33 @@ pub(super) fn parse_toml(path: &Path, text: &str) -> Result<RawPlan, PlanError> 
             message: e.message().trim().to_owned(),
         }
     })
+}
+
+/// Where an error points. An unknown key inside a table read through a tagged enum (the
+/// destinations) comes with the whole table's span; the key's own line is more use to an
+/// operator, so it is looked up inside that span.
+fn key_offset(text: &str, span: std::ops::Range<usize>, message: &str) -> usize {
+    let Some(key) = message
+        .strip_prefix("unknown field `")
+        .and_then(|r| r.split('`').next())
+    else {
+        return span.start;
+    };
+    let Some(region) = text.get(span.clone()) else {
+        return span.start;
+    };
+    let mut pos = span.start;
+    for line in region.split_inclusive('\n') {
+        let trimmed = line.trim_start();
+        if trimmed
+            .strip_prefix(key)
+            .is_some_and(|rest| rest.trim_start().starts_with('='))
+        {
+            return pos + (line.len() - trimmed.len());
+        }
+        pos += line.len();
+    }
+    span.start
 }
 
 /// 1-based line and column (in characters) of a byte offset.

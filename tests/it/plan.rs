@@ -402,6 +402,38 @@ proptest! {
         let _ = load_text(&toml, b"EmailAddress\n");
     }
 
+    /// Wherever a bad line sits in plan.toml (after any number of blank and comment lines, in
+    /// either table), the error names that line: an unknown key, a value of the wrong type, or
+    /// text that is not TOML at all.
+    #[test]
+    fn a_toml_error_names_its_line(
+        pad in proptest::collection::vec(0usize..3, 10),
+        in_destination in any::<bool>(),
+        kind in 0u8..3,
+    ) {
+        let bad = match kind {
+            0 => "unknwn_key = 1",
+            1 => "timeout_secs = \"soon\"",
+            _ => "this is not toml",
+        };
+        let mut lines: Vec<String> = Vec::new();
+        let mut bad_line = 0;
+        for (i, l) in minimal_plan("").lines().enumerate() {
+            for k in 0..pad[i % 10] {
+                lines.push(if k % 2 == 0 { String::new() } else { "# a comment".to_owned() });
+            }
+            lines.push(l.to_owned());
+            let anchor = if in_destination { "[destination.exo]" } else { "[source]" };
+            if l == anchor {
+                lines.push(bad.to_owned());
+                bad_line = lines.len();
+            }
+        }
+        let err = load_text(&(lines.join("\n") + "\n"), b"EmailAddress\n").expect_err("bad line");
+        prop_assert_eq!(err.line(), Some(bad_line), "{}", err);
+        prop_assert!(err.to_string().contains(&format!("plan.toml line {bad_line}")), "{}", err);
+    }
+
     #[test]
     fn a_broken_row_error_names_its_line(
         good in 1usize..30,
