@@ -24,7 +24,7 @@ const BASE64_GROWTH: f64 = 4.0 / 3.0;
 const LARGEST: usize = 5;
 
 /// The survey of one folder.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Default, Serialize)]
 pub struct FolderSurvey {
     pub source: String,
     /// Where it goes (`inbox`, `Archive/2019`), or `null` when excluded.
@@ -227,14 +227,7 @@ async fn survey_folders<S: MailSource>(
                     .map(|c| format!("{} -> {}: {}", c.from, c.to, c.reason))
                     .collect(),
                 excluded_by: mapping.excluded_by.clone(),
-                server_count: 0,
-                messages: 0,
-                bytes: 0,
-                over_limit: 0,
-                over_limit_bytes: 0,
-                without_message_id: 0,
-                duplicate_message_ids: 0,
-                error: None,
+                ..FolderSurvey::default()
             };
             if !f.changes.is_empty() {
                 s.renamed_folders += 1;

@@ -7,7 +7,9 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use mailferry::body::Body;
-use mailferry::model::{ContentHash, Flags, FolderPath, SourceFolder, SpecialUse, Uid};
+use mailferry::model::{
+    ContentHash, Flags, FolderPath, MessageMeta, SourceFolder, SpecialUse, Uid,
+};
 use mailferry::secret::Secret;
 use mailferry::sink::imap::{AppendItem, ImapSink};
 use mailferry::source::imap::{ImapAuth, ImapEndpoint, ImapSource, Security};
@@ -393,19 +395,7 @@ async fn a_message_over_the_spool_threshold_streams_both_ways() {
             (small.clone(), flags_for(2), date_for(2)),
         ],
     );
-    let mut src = ImapSource::connect(endpoint(&src_d), auth("u"))
-        .await
-        .expect("source");
-    let inbox = src
-        .list_folders()
-        .await
-        .expect("list")
-        .into_iter()
-        .find(|f| f.raw_name == "INBOX")
-        .expect("INBOX");
-    let metas = src.fetch_meta(&inbox, None).await.expect("meta");
-    let uids: Vec<Uid> = metas.iter().map(|m| m.uid).collect();
-    let bodies = src.fetch_bodies(&inbox, &uids).await.expect("bodies");
+    let (metas, bodies) = read_folder(&src_d, "INBOX").await;
     assert!(matches!(bodies[0].1, Body::Spooled(_)), "{:?}", bodies[0].1);
     assert!(matches!(bodies[1].1, Body::Memory(_)));
     assert!(bodies[0].1 == big && bodies[1].1 == small);
@@ -438,23 +428,30 @@ async fn a_message_over_the_spool_threshold_streams_both_ways() {
         .map(|r| r.expect("append"))
         .collect();
     assert_eq!(ids.len(), 2);
-    let mut back = ImapSource::connect(endpoint(&dst_d), auth("u"))
-        .await
-        .expect("read back");
-    let f = back
-        .list_folders()
-        .await
-        .expect("list")
-        .into_iter()
-        .find(|f| f.raw_name == "Big")
-        .expect("Big");
-    let metas = back.fetch_meta(&f, None).await.expect("meta");
-    let uids: Vec<Uid> = metas.iter().map(|m| m.uid).collect();
-    let copied = back.fetch_bodies(&f, &uids).await.expect("bodies");
+    let (_, copied) = read_folder(&dst_d, "Big").await;
     assert_eq!(copied.len(), 2);
     assert!(
         copied[0].1 == big,
         "the large message differs after the copy"
     );
     assert!(copied[1].1 == small);
+}
+
+/// Every message of user `u`'s folder `raw_name`: metadata and bodies, in UID order.
+async fn read_folder(d: &Dovecot, raw_name: &str) -> (Vec<MessageMeta>, Vec<(Uid, Body)>) {
+    let mut src = ImapSource::connect(endpoint(d), auth("u"))
+        .await
+        .expect("source");
+    let folder = src
+        .list_folders()
+        .await
+        .expect("list")
+        .into_iter()
+        .find(|f| f.raw_name == raw_name)
+        .expect("folder listed");
+    let metas = src.fetch_meta(&folder, None).await.expect("meta");
+    let uids: Vec<Uid> = metas.iter().map(|m| m.uid).collect();
+    let bodies = src.fetch_bodies(&folder, &uids).await.expect("bodies");
+    src.logout().await;
+    (metas, bodies)
 }

@@ -11,8 +11,11 @@ use mail_parser::{MessageParser, MimeHeaders, PartType};
 
 use super::*;
 use crate::body::SpoolWriter;
+use crate::model::{Flags, SourceIdentity, Uid, UidValidity};
+use crate::sink::OutgoingMessage;
 use crate::sink::graph::decode;
 use crate::sink::graph::mime_to_json::{self, AttachmentData};
+use crate::source::maildir::to_crlf;
 
 fn corpus_files() -> Vec<(PathBuf, Vec<u8>)> {
     fn walk(dir: &Path, out: &mut Vec<(PathBuf, Vec<u8>)>) {
@@ -44,29 +47,41 @@ fn corpus_files() -> Vec<(PathBuf, Vec<u8>)> {
     out
 }
 
-fn crlf(raw: &[u8]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(raw.len() + raw.len() / 20);
-    let mut prev = 0u8;
-    for &b in raw {
-        if b == b'\n' && prev != b'\r' {
-            out.push(b'\r');
-        }
-        out.push(b);
-        prev = b;
-    }
-    out
-}
-
 fn spooled(raw: &[u8]) -> Body {
     let mut w = SpoolWriter::new().expect("spool");
     w.write_all(raw).expect("write");
     Body::Spooled(w.finish().expect("finish"))
 }
 
+fn identity(body: &Body) -> SourceIdentity {
+    SourceIdentity {
+        mailbox: "m".into(),
+        folder: "INBOX".into(),
+        uid_validity: UidValidity::new(1).expect("validity"),
+        uid: Uid::new(1).expect("uid"),
+        sha256: body.sha256(),
+    }
+}
+
+fn outgoing<'a>(
+    body: &'a Body,
+    flags: &'a Flags,
+    identity: &'a SourceIdentity,
+    message_id: Option<&'a str>,
+) -> OutgoingMessage<'a> {
+    OutgoingMessage {
+        body,
+        flags,
+        internal_date: chrono::DateTime::parse_from_rfc3339("2024-01-01T00:00:00Z").expect("date"),
+        identity,
+        message_id,
+    }
+}
+
 #[test]
 fn a_message_without_large_parts_is_its_own_skeleton() {
     for (path, raw) in corpus_files() {
-        for bytes in [raw.clone(), crlf(&raw)] {
+        for bytes in [raw.clone(), to_crlf(&raw)] {
             let skel = build(&Body::Memory(bytes.clone()), u64::MAX, u64::MAX).expect("build");
             assert!(skel.parts.is_empty(), "{}", path.display());
             assert!(skel.bytes == bytes, "{}: skeleton differs", path.display());
@@ -80,7 +95,7 @@ fn a_message_without_large_parts_is_its_own_skeleton() {
 fn placeholders_decode_to_what_mail_parser_decodes() {
     let mut compared = 0;
     for (path, raw) in corpus_files() {
-        let raw = crlf(&raw);
+        let raw = to_crlf(&raw);
         let Some(whole) = mime_to_json::parse(&raw) else {
             continue;
         };
@@ -186,21 +201,9 @@ fn large_parts_of_a_spooled_message_become_attachments_read_from_the_message() {
         skel.bytes.len()
     );
     let parsed = mime_to_json::parse(&skel.bytes).expect("parses");
-    let flags = crate::model::Flags::default();
-    let identity = crate::model::SourceIdentity {
-        mailbox: "m".into(),
-        folder: "INBOX".into(),
-        uid_validity: crate::model::UidValidity::new(1).expect("validity"),
-        uid: crate::model::Uid::new(1).expect("uid"),
-        sha256: body.sha256(),
-    };
-    let msg = crate::sink::OutgoingMessage {
-        body: &body,
-        flags: &flags,
-        internal_date: chrono::DateTime::parse_from_rfc3339("2024-01-01T00:00:00Z").expect("date"),
-        identity: &identity,
-        message_id: Some("<big@example.org>"),
-    };
+    let flags = Flags::default();
+    let identity = identity(&body);
+    let msg = outgoing(&body, &flags, &identity, Some("<big@example.org>"));
     let mut rebuilt = mime_to_json::rebuild(&parsed, &msg, "stamp");
     mime_to_json::adopt_parts(&mut rebuilt, &skel.parts).expect("adopted");
     assert_eq!(
@@ -247,21 +250,9 @@ fn a_text_body_too_large_for_a_request_is_refused_not_truncated() {
     let skel = build(&body, MIN_PART, 100_000).expect("build");
     assert_eq!(skel.parts.len(), 1);
     let parsed = mime_to_json::parse(&skel.bytes).expect("parses");
-    let flags = crate::model::Flags::default();
-    let identity = crate::model::SourceIdentity {
-        mailbox: "m".into(),
-        folder: "INBOX".into(),
-        uid_validity: crate::model::UidValidity::new(1).expect("validity"),
-        uid: crate::model::Uid::new(1).expect("uid"),
-        sha256: body.sha256(),
-    };
-    let msg = crate::sink::OutgoingMessage {
-        body: &body,
-        flags: &flags,
-        internal_date: chrono::DateTime::parse_from_rfc3339("2024-01-01T00:00:00Z").expect("date"),
-        identity: &identity,
-        message_id: None,
-    };
+    let flags = Flags::default();
+    let identity = identity(&body);
+    let msg = outgoing(&body, &flags, &identity, None);
     let mut rebuilt = mime_to_json::rebuild(&parsed, &msg, "stamp");
     let err = mime_to_json::adopt_parts(&mut rebuilt, &skel.parts).expect_err("refused");
     assert!(err.contains("text body"), "{err}");

@@ -55,7 +55,7 @@ pub(super) fn read_crlf(path: &Path) -> io::Result<Body> {
 }
 
 /// Copies `raw` with every LF not preceded by CR turned into CRLF.
-pub(super) fn to_crlf(raw: &[u8]) -> Vec<u8> {
+pub(crate) fn to_crlf(raw: &[u8]) -> Vec<u8> {
     let extra = bare_lf_count(raw, false);
     let mut out = Vec::with_capacity(raw.len() + extra as usize);
     let mut prev_cr = false;

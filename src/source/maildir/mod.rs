@@ -25,6 +25,9 @@ mod error;
 mod filename;
 pub mod layout;
 mod message;
+/// CRLF conversion, also what the Graph skeleton tests feed real corpus files through.
+#[cfg(test)]
+pub(crate) use message::to_crlf;
 mod scan;
 mod uidlist;
 
