@@ -447,6 +447,17 @@ async fn a_dovecot_restart_mid_session_is_survived() {
         .await
         .expect("meta after restart");
     assert_eq!(again, first);
+    // The same for the survey's pipelined read: the dead session fails the pipeline's first
+    // read, and every folder it did not read is listed again on a new session.
+    d.restart();
+    let both = src
+        .examine_meta_many(&[inbox.clone(), inbox.clone()])
+        .await
+        .expect("session after restart");
+    assert_eq!(both.len(), 2);
+    for r in both {
+        assert_eq!(r.expect("listed after restart").1, first);
+    }
     d.kill();
     d.restart();
     let uids: Vec<Uid> = first.iter().map(|m| m.uid).collect();
@@ -466,6 +477,11 @@ async fn a_dovecot_restart_mid_session_is_survived() {
     let err = src.fetch_meta(&inbox, None).await.expect_err("server down");
     assert!(err.is_connect() || err.is_connection_drop(), "{err}");
     assert_eq!(err.context().folder.as_deref(), Some("INBOX"), "{err}");
+    let down = match src.examine_meta_many(std::slice::from_ref(&inbox)).await {
+        Err(e) => e,
+        Ok(mut v) => v.pop().expect("one result").expect_err("server down"),
+    };
+    assert!(down.is_connect() || down.is_connection_drop(), "{down}");
 }
 
 /// The survey's read: EXAMINE pipelined with the first metadata page. It must equal `select` then
