@@ -218,6 +218,7 @@ async fn check_mailbox(
     };
     probes.import_mime(g, report).await;
     probes.json(report).await;
+    probes.folder_rules(report).await;
     match mailbox.delete_folder(&folder_id).await {
         Ok(()) => report.push(
             &target,

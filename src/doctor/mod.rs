@@ -10,6 +10,9 @@
 //!   advice), and a scratch folder (`mailferry-doctor-<random>`, always deleted) for
 //! - `routes`: one test message per write route, read back to settle graph.md's unknowns on the
 //!   real tenant.
+//! - `folder_rules`: the status of a duplicate folder create and which folder names the tenant
+//!   takes (graph.md unknowns 4 and 5), warning about any name mailferry would send unchanged
+//!   that the tenant refuses.
 //! - [`probe`]: the test message and the raw Graph requests the route probes need (a probe must
 //!   see the tenant's own answer, so it never falls back to another route as a migration does).
 //! - [`render`]: the text and JSON output.
@@ -17,6 +20,7 @@
 //! Everything connects through the same code a migration uses (`engine::connect`, the IMAP
 //! source, the Graph sink), so a green doctor means the migration's own connections work.
 
+mod folder_rules;
 pub mod graph;
 pub mod imap;
 mod probe;

@@ -206,6 +206,33 @@ pub async fn import_mime(
         })
 }
 
+/// Creates a child folder once, with no lookup on a conflict: the probe must see the answer.
+pub async fn create_child(
+    http: &reqwest::Client,
+    app: &GraphApp,
+    user: &str,
+    parent_id: &str,
+    name: &str,
+) -> Result<String, ProbeError> {
+    let url = format!(
+        "{}/v1.0/users/{}/mailFolders/{}/childFolders",
+        app.settings().graph_base(),
+        seg(user),
+        seg(parent_id)
+    );
+    let req = http
+        .post(url)
+        .json(&serde_json::json!({"displayName": name, "isHidden": false}));
+    let v = send("create folder", req, app).await?;
+    v["id"]
+        .as_str()
+        .map(str::to_owned)
+        .ok_or(ProbeError::Transport {
+            op: "create folder",
+            reason: "the answer carries no folder id".into(),
+        })
+}
+
 /// The item's properties doctor reports.
 pub async fn get_item(
     http: &reqwest::Client,

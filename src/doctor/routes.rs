@@ -28,7 +28,7 @@ pub(super) struct Probes<'a> {
 }
 
 impl Probes<'_> {
-    fn finding(
+    pub(super) fn finding(
         &self,
         report: &mut DoctorReport,
         route: &str,

@@ -76,13 +76,17 @@ fn finding<'r>(r: &'r DoctorReport, route: &str, property: &str) -> &'r doctor::
         .unwrap_or_else(|| panic!("no finding {route} {property} in {r:#?}"))
 }
 
-/// No `mailferry-doctor-*` folder is left in the mailbox.
+/// No `mailferry-doctor-*` folder, and none of the folder probes', is left in the mailbox.
 fn no_scratch_folder(emu: &EmulatorHandle) {
     if let Some(view) = emu.inspect().mailbox(USER) {
         let left: Vec<_> = view
             .folders
             .iter()
-            .filter(|f| f.display_name.starts_with("mailferry-doctor-"))
+            .filter(|f| {
+                f.display_name.starts_with("mailferry-doctor-")
+                    || f.display_name.starts_with("mailferry-dup-")
+                    || f.path.contains("a.b.c")
+            })
             .map(|f| f.path.clone())
             .collect();
         assert!(left.is_empty(), "scratch folders left: {left:?}");
@@ -100,10 +104,32 @@ async fn a_healthy_tenant_passes_and_the_findings_settle_the_unknowns() {
         "scratch folder",
         "route import-mime",
         "route json",
+        "folder names",
         "cleanup",
     ] {
         assert_eq!(status(&r, check), Status::Ok, "{check}: {r:#?}");
     }
+    // Unknowns 4 and 5 as the emulator answers them: a duplicate is 409 ErrorFolderExists, and
+    // it takes every sample name (so mailferry's renames are reported as not needed here).
+    assert_eq!(
+        finding(&r, "folders", "second create of one name").value,
+        "HTTP 409 ErrorFolderExists"
+    );
+    let names: Vec<_> = r
+        .findings
+        .iter()
+        .filter(|f| f.route == "folders" && f.property.starts_with("name "))
+        .collect();
+    assert_eq!(names.len(), 11, "{names:#?}");
+    assert!(names.iter().all(|f| f.value == "accepted"), "{names:#?}");
+    assert_eq!(
+        names
+            .iter()
+            .filter(|f| f.meaning.starts_with("mailferry renames it anyway"))
+            .count(),
+        5,
+        "{names:#?}"
+    );
     assert_eq!(status(&r, "open"), Status::Ok, "the Maildir source opens");
     // What the emulator does by default, read off the test messages as on a real tenant.
     assert_eq!(finding(&r, "import-mime", "isDraft").value, "false");
@@ -132,6 +158,20 @@ async fn a_healthy_tenant_passes_and_the_findings_settle_the_unknowns() {
         "{r:#?}"
     );
     assert_eq!(finding(&r, "json", "flag").value, "flagged");
+    no_scratch_folder(&emu);
+}
+
+#[tokio::test]
+async fn a_tenant_answering_400_to_a_duplicate_folder_is_reported_as_such() {
+    let config = EmulatorConfig {
+        folder_exists_status: 400,
+        ..EmulatorConfig::default()
+    };
+    let (r, emu) = doctor_with(config, "demo-secret").await;
+    assert!(!r.failed(), "{}", doctor::render::text(&r));
+    let f = finding(&r, "folders", "second create of one name");
+    assert_eq!(f.value, "HTTP 400 ErrorFolderExists");
+    assert!(f.meaning.contains("recognises it by its code"), "{f:?}");
     no_scratch_folder(&emu);
 }
 
