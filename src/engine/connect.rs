@@ -323,16 +323,10 @@ pub fn graph_settings(g: &plan::GraphDestination, max_message_bytes: u64) -> gra
         client_id: g.client_id.clone(),
         credential,
         cloud: g.cloud,
-        route: match g.route {
-            plan::Route::ImportMime => graph::Route::ImportMime,
-            plan::Route::Json => graph::Route::Json,
-        },
+        route: g.route,
         graph_url: g.graph_url.clone(),
         login_url: g.login_url.clone(),
-        assertion_alg: match g.assertion_alg {
-            plan::AssertionAlg::Ps256 => graph::AssertionAlg::Ps256,
-            plan::AssertionAlg::Rs256 => graph::AssertionAlg::Rs256,
-        },
+        assertion_alg: g.assertion_alg,
         max_request_bytes: g.max_request_bytes,
         max_message_bytes,
         governor,

@@ -241,27 +241,9 @@ pub enum GraphCredential {
     },
 }
 
-/// Microsoft's national clouds (graph.md section 1): the Graph sink's own type, so hosts are
-/// defined once.
-pub use crate::sink::graph::Cloud;
-
-/// How messages are written to Exchange Online.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Route {
-    /// beta `importMime` (global cloud only).
-    ImportMime,
-    /// v1.0 JSON create with MAPI properties.
-    Json,
-}
-
-/// Signature algorithm of certificate client assertions (graph.md: both are in use).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum AssertionAlg {
-    /// PS256 with `x5t#S256` (current Microsoft docs).
-    Ps256,
-    /// RS256 with `x5t` (older docs and samples).
-    Rs256,
-}
+/// The cloud (graph.md section 1), write route and assertion algorithm are the Graph sink's own
+/// types: defined once, resolved by the plan, taken by the sink as they are.
+pub use crate::sink::graph::{AssertionAlg, Cloud, Route};
 
 /// Another IMAP server.
 #[derive(Clone, Debug)]
