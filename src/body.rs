@@ -10,6 +10,7 @@
 //! is left behind even after a SIGKILL) and are read with positioned reads, so one spool can be
 //! shared by concurrent readers.
 
+use std::borrow::Cow;
 use std::fmt;
 use std::fs::File;
 use std::io::{self, Read, Write};
@@ -150,11 +151,12 @@ impl Body {
         self.range(0, n)
     }
 
-    /// Every byte in memory: only for bodies known to be small (callers check the length).
-    pub fn to_vec(&self) -> io::Result<Vec<u8>> {
+    /// Every byte at once: borrowed when in memory, read from the spool otherwise (only for
+    /// bodies known to be small enough to hold; callers check the length).
+    pub fn bytes(&self) -> io::Result<Cow<'_, [u8]>> {
         match self {
-            Body::Memory(v) => Ok(v.clone()),
-            Body::Spooled(s) => self.range(0, s.len),
+            Body::Memory(v) => Ok(Cow::Borrowed(v)),
+            Body::Spooled(s) => self.range(0, s.len).map(Cow::Owned),
         }
     }
 
@@ -299,7 +301,7 @@ mod tests {
             assert_eq!(b.range(100, 250).expect("range"), data[100..250]);
             assert_eq!(b.range(9_990, 20_000).expect("tail"), data[9_990..]);
             assert_eq!(b.head(5).expect("head"), data[..5]);
-            assert_eq!(b.to_vec().expect("all"), data);
+            assert_eq!(*b.bytes().expect("all"), *data);
             let mut all = Vec::new();
             b.reader().read_to_end(&mut all).expect("read");
             assert_eq!(all, data);

@@ -65,7 +65,7 @@ pub async fn snapshot(endpoint: ImapEndpoint, user: &str, password: &str) -> Sna
                 (
                     m.flags.to_ledger_string(),
                     m.internal_date.timestamp(),
-                    bodies[&m.uid].to_vec().expect("read body"),
+                    bodies[&m.uid].bytes().expect("read body").into_owned(),
                 )
             })
             .collect();

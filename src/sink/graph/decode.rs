@@ -279,6 +279,9 @@ mod tests {
             },
         )
         .expect("spool");
-        assert_eq!(Body::Spooled(spool).to_vec().expect("read"), data);
+        assert_eq!(
+            Body::Spooled(spool).bytes().expect("read").into_owned(),
+            data
+        );
     }
 }

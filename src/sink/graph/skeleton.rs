@@ -13,6 +13,7 @@
 //! attachment). Text parts are only replaced when they are too large for any request anyway:
 //! a smaller one may be the message's body, which the create request carries.
 
+use std::borrow::Cow;
 use std::io;
 
 use base64::Engine;
@@ -57,8 +58,21 @@ pub(crate) struct LargePart {
 /// The skeleton and the parts it leaves out.
 #[derive(Debug)]
 pub(crate) struct Skeleton {
-    pub bytes: Vec<u8>,
+    /// `None` when nothing was left out: the skeleton is the message itself, and no copy of it
+    /// was made.
+    pub bytes: Option<Vec<u8>>,
     pub parts: Vec<LargePart>,
+}
+
+impl Skeleton {
+    /// The skeleton's bytes: borrowed from the message when it is its own skeleton (and in
+    /// memory), else the built copy.
+    pub(crate) fn text<'a>(&'a self, body: &'a Body) -> io::Result<Cow<'a, [u8]>> {
+        match &self.bytes {
+            Some(b) => Ok(Cow::Borrowed(b)),
+            None => body.bytes(),
+        }
+    }
 }
 
 /// Builds the skeleton of `body`. `min_part` is the size from which non-text leaves are left
@@ -68,14 +82,23 @@ pub(crate) fn build(body: &Body, min_part: u64, text_limit: u64) -> io::Result<S
         lines: Lines::new(body),
         body,
         out: Vec::new(),
+        run: None,
         parts: Vec::new(),
         nonce: rand::random::<u64>(),
         min_part,
         text_limit: text_limit.max(min_part),
     };
     s.entity(&[], 0, false)?;
+    // Nothing left out and every byte copied in one run: the message is its own skeleton.
+    let whole = s.out.is_empty() && s.run.is_none_or(|r| r == (0, body.len()));
+    let bytes = if whole {
+        None
+    } else {
+        s.flush()?;
+        Some(s.out)
+    };
     Ok(Skeleton {
-        bytes: s.out,
+        bytes,
         parts: s.parts,
     })
 }
@@ -161,7 +184,11 @@ struct Delimiter {
 struct Scanner<'a> {
     lines: Lines<'a>,
     body: &'a Body,
+    /// What the skeleton holds that is not a plain copy of the message, and the copies before it.
     out: Vec<u8>,
+    /// Bytes of the message to copy next, not read yet: copies are contiguous until something is
+    /// left out, so a message without large parts is never copied at all.
+    run: Option<(u64, u64)>,
     parts: Vec<LargePart>,
     nonce: u64,
     min_part: u64,
@@ -170,8 +197,29 @@ struct Scanner<'a> {
 
 impl Scanner<'_> {
     fn copy(&mut self, start: u64, end: u64) -> io::Result<()> {
-        let bytes = self.body.range(start, end)?;
-        self.out.extend_from_slice(&bytes);
+        match self.run {
+            Some((from, to)) if to == start => self.run = Some((from, end)),
+            _ => {
+                self.flush()?;
+                self.run = Some((start, end));
+            }
+        }
+        Ok(())
+    }
+
+    /// Writes the pending copy into `out`.
+    fn flush(&mut self) -> io::Result<()> {
+        if let Some((start, end)) = self.run.take() {
+            let bytes = self.body.range(start, end)?;
+            self.out.extend_from_slice(&bytes);
+        }
+        Ok(())
+    }
+
+    /// Adds bytes that are not the message's own (a placeholder, a dropped filler's line end).
+    fn emit(&mut self, bytes: &[u8]) -> io::Result<()> {
+        self.flush()?;
+        self.out.extend_from_slice(bytes);
         Ok(())
     }
 
@@ -241,7 +289,7 @@ impl Scanner<'_> {
         if end - start < self.min_part {
             self.copy(start, end)?;
         } else {
-            self.out.extend_from_slice(b"\r\n");
+            self.emit(b"\r\n")?;
         }
         Ok(found)
     }
@@ -295,10 +343,8 @@ impl Scanner<'_> {
         }
         placeholder.extend_from_slice(token.as_bytes());
         match fields.encoding {
-            Encoding::Base64 => self
-                .out
-                .extend_from_slice(STANDARD.encode(&placeholder).as_bytes()),
-            _ => self.out.extend_from_slice(&placeholder),
+            Encoding::Base64 => self.emit(STANDARD.encode(&placeholder).as_bytes())?,
+            _ => self.emit(&placeholder)?,
         }
         self.copy(end, stop)?;
         self.parts.push(LargePart {

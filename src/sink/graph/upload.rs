@@ -35,24 +35,33 @@ pub(crate) async fn add_all(
     message: &Body,
     max_request: u64,
 ) -> Result<(), GraphError> {
+    let small =
+        |len: u64| len < SMALL_ATTACHMENT as u64 && len.div_ceil(3) * 4 + 4096 <= max_request;
     for a in atts {
-        let data = match &a.data {
-            AttachmentData::Memory(bytes) => Body::Memory(bytes.to_vec()),
-            AttachmentData::Part(part) => Body::Spooled(decode::to_spool(message, part).map_err(
-                |e| GraphError::Local {
-                    op: "decode attachment".into(),
-                    mailbox: mb.user.clone(),
-                    reason: format!("attachment {:?}: {e}", a.name),
-                },
-            )?),
-        };
-        let len = data.len();
-        let b64_len = len.div_ceil(3) * 4;
-        if len < SMALL_ATTACHMENT as u64 && b64_len + 4096 <= max_request {
-            let bytes = read(mb, &data, 0, len)?;
-            post_small(mb, item_id, a, &bytes).await?;
-        } else {
-            upload_session(mb, item_id, a, &data, max_request).await?;
+        match &a.data {
+            AttachmentData::Memory(bytes) if small(bytes.len() as u64) => {
+                post_small(mb, item_id, a, bytes).await?
+            }
+            // Only text attachments are this large in memory (under the request limit, see
+            // `skeleton`): one copy to give the session a body to read its ranges from.
+            AttachmentData::Memory(bytes) => {
+                upload_session(mb, item_id, a, &Body::Memory(bytes.to_vec()), max_request).await?
+            }
+            AttachmentData::Part(part) => {
+                let data = Body::Spooled(decode::to_spool(message, part).map_err(|e| {
+                    GraphError::Local {
+                        op: "decode attachment".into(),
+                        mailbox: mb.user.clone(),
+                        reason: format!("attachment {:?}: {e}", a.name),
+                    }
+                })?);
+                if small(data.len()) {
+                    let bytes = read(mb, &data, 0, data.len())?;
+                    post_small(mb, item_id, a, &bytes).await?;
+                } else {
+                    upload_session(mb, item_id, a, &data, max_request).await?;
+                }
+            }
         }
     }
     Ok(())

@@ -120,7 +120,8 @@ pub(crate) async fn write(
 /// decoded from the message only to be counted).
 fn stored_size(body: &Body, text_limit: u64) -> Option<u64> {
     let skel = skeleton::build(body, skeleton::MIN_PART, text_limit).ok()?;
-    let m = mime_to_json::parse(&skel.bytes)?;
+    let text = skel.text(body).ok()?;
+    let m = mime_to_json::parse(&text)?;
     let bodies: usize = m
         .text_bodies()
         .chain(m.html_bodies())
@@ -154,7 +155,7 @@ async fn import_mime(
     ));
     // The importMime route is only taken for messages under the request limit: small enough to
     // hold (whether or not the source spooled them).
-    let raw = msg.body.to_vec().map_err(|e| GraphError::Local {
+    let raw = msg.body.bytes().map_err(|e| GraphError::Local {
         op: "importMime".into(),
         mailbox: mb.user.clone(),
         reason: format!("reading the spooled message: {e}"),
@@ -260,15 +261,15 @@ async fn write_json(
     let settings = mb.app.settings();
     // Large parts stay in the message (or its spool) until they are uploaded; mail-parser reads
     // the skeleton, which is the message itself when nothing is large.
+    let local = |e: std::io::Error| GraphError::Local {
+        op: "create message".into(),
+        mailbox: mb.user.clone(),
+        reason: format!("reading the spooled message: {e}"),
+    };
     let skel =
-        skeleton::build(msg.body, skeleton::MIN_PART, settings.max_request_bytes).map_err(|e| {
-            GraphError::Local {
-                op: "create message".into(),
-                mailbox: mb.user.clone(),
-                reason: format!("reading the spooled message: {e}"),
-            }
-        })?;
-    let Some(parsed) = mime_to_json::parse(&skel.bytes) else {
+        skeleton::build(msg.body, skeleton::MIN_PART, settings.max_request_bytes).map_err(local)?;
+    let text = skel.text(msg.body).map_err(local)?;
+    let Some(parsed) = mime_to_json::parse(&text) else {
         return Err(GraphError::Rejected {
             mailbox: mb.user.clone(),
             reason: format!(
