@@ -10,37 +10,17 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use mailferry::model::{Flags, SourceFolder};
+use mailferry::model::SourceFolder;
 use mailferry::secret::Secret;
 use mailferry::sink::imap::{AppendItem, ImapSink};
 use mailferry::source::imap::{ImapAuth, ImapEndpoint, ImapSource, Security};
 
-#[path = "../tests/support/corpus.rs"]
-#[allow(dead_code)]
-mod corpus;
-#[path = "../tests/support/dovecot.rs"]
-#[allow(dead_code)]
-mod dovecot;
+mod support;
 
-const MESSAGES: usize = 5_000;
-const FOLDERS: usize = 30;
+use support::dovecot;
+
 /// Bytes of bodies held per folder task at once.
 const BATCH_BYTES: u64 = 4 << 20;
-
-fn size_of(i: usize) -> usize {
-    let mut x = (i as u64 + 1).wrapping_mul(0x9E37_79B9_7F4A_7C15);
-    x ^= x >> 29;
-    let r = x % 10_000;
-    let u = ((x >> 20) % 1_000_000) as f64 / 1e6;
-    if r < 40 {
-        5_000_000 + (u * 5e6) as usize
-    } else if r < 1_040 {
-        // 100 KB-2 MB, skewed towards the small end.
-        100_000 + (u.powi(6) * 1.9e6) as usize
-    } else {
-        5_000 + (u * 45e3) as usize
-    }
-}
 
 fn endpoint(d: &dovecot::Dovecot) -> ImapEndpoint {
     ImapEndpoint {
@@ -128,36 +108,13 @@ fn main() {
     let b = dovecot::Dovecot::start(dovecot::Layout::MaildirPlusPlus);
     a.add_user("bench", "pw");
     b.add_user("bench", "pw");
-    let per_folder = MESSAGES / FOLDERS;
-    let mut total_bytes = 0usize;
-    for fi in 0..FOLDERS {
-        let name: Vec<String> = match fi {
-            0 => vec!["INBOX".into()],
-            1 => vec!["Sent".into()],
-            f if f % 3 == 0 => vec!["Projects".into(), format!("P{f}"), "Mail".into()],
-            f => vec![format!("Folder {f}")],
-        };
-        let segs: Vec<&str> = name.iter().map(String::as_str).collect();
-        // Generate and load in small byte-bounded batches so the loader does not set the peak.
-        let mut batch: Vec<(Vec<u8>, Flags, _)> = Vec::new();
-        let mut batch_bytes = 0;
-        for k in 0..per_folder {
-            let i = fi * per_folder + k;
-            let raw = corpus::generated_message(i, size_of(i));
-            batch_bytes += raw.len();
-            total_bytes += raw.len();
-            batch.push((raw, corpus::flags_for(i), corpus::date_for(i)));
-            if batch_bytes > 4 << 20 || k + 1 == per_folder {
-                a.load("bench", &segs, &batch);
-                batch.clear();
-                batch_bytes = 0;
-            }
-        }
-    }
-    let count = per_folder * FOLDERS;
+    // The same generated mailbox as the migrate and IMAP benchmarks (benches/support).
+    let loaded = support::load_mailbox(&a, "bench", None);
+    let (count, total_bytes) = (loaded.messages, loaded.bytes);
     println!(
-        "source: {count} messages, {:.0} MB, {FOLDERS} folders; {connections} parallel folder copies",
-        total_bytes as f64 / 1e6
+        "source: {count} messages, {:.0} MB, {} folders; {connections} parallel folder copies",
+        total_bytes as f64 / 1e6,
+        loaded.folders
     );
 
     // Forget the loading phase's peak (Linux >= 4.0: writing 5 resets VmHWM).

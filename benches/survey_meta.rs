@@ -1,4 +1,4 @@
-//! Survey benchmark: a 5,000-message mailbox (about 430 MB, realistic size mix, 30 folders)
+//! Survey benchmark: the benchmarks' 5,000-message mailbox (about 480 MB, `benches/support`)
 //! surveyed by the real `engine::survey` over implicit TLS (metadata only, no bodies), next to
 //! the floor: EXAMINE and a bare `UID FETCH 1:* (FLAGS RFC822.SIZE INTERNALDATE)` per folder on
 //! one raw TLS connection that parses nothing. Prints a table; asserts nothing about speed.
@@ -9,41 +9,19 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use mailferry::engine::survey::survey;
-use mailferry::model::Flags;
 use mailferry::plan::Plan;
 use mailferry::secret::Secret;
 use mailferry::source::imap::{ImapAuth, ImapEndpoint, ImapSource, Security};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 
-#[path = "../tests/support/corpus.rs"]
-#[allow(dead_code)]
-mod corpus;
-#[path = "../tests/support/dovecot.rs"]
-#[allow(dead_code)]
-mod dovecot;
+mod support;
 
-const MESSAGES: usize = 5_000;
-const FOLDERS: usize = 30;
+use support::dovecot;
+
 const RUNS: usize = 9;
 const FLOOR_ATTRS: &str = "FLAGS RFC822.SIZE INTERNALDATE";
 /// What fetch_meta asks for, sent by the raw client: separates server cost from client cost.
 const FULL_ATTRS: &str = "UID FLAGS INTERNALDATE RFC822.SIZE BODY.PEEK[HEADER.FIELDS (MESSAGE-ID)]";
-
-/// Deterministic size mix: mostly 5-50 KB, some 100 KB-2 MB, a few 5-10 MB.
-fn size_of(i: usize) -> usize {
-    let mut x = (i as u64 + 1).wrapping_mul(0x9E37_79B9_7F4A_7C15);
-    x ^= x >> 29;
-    let r = x % 10_000;
-    let u = ((x >> 20) % 1_000_000) as f64 / 1e6;
-    if r < 40 {
-        5_000_000 + (u * 5e6) as usize
-    } else if r < 1_040 {
-        // 100 KB-2 MB, skewed towards the small end.
-        100_000 + (u.powi(6) * 1.9e6) as usize
-    } else {
-        5_000 + (u * 45e3) as usize
-    }
-}
 
 fn median(mut v: Vec<Duration>) -> Duration {
     v.sort();
@@ -58,39 +36,8 @@ fn main() {
         .expect("runtime");
     let d = dovecot::Dovecot::start(dovecot::Layout::Fs);
     d.add_user("bench", "pw");
-    let t = Instant::now();
-    let mut total_bytes = 0usize;
-    let folder_names: Vec<Vec<String>> = (0..FOLDERS)
-        .map(|f| match f {
-            0 => vec!["INBOX".to_owned()],
-            1 => vec!["Sent".to_owned()],
-            f if f % 3 == 0 => vec!["Projects".to_owned(), format!("P{f}"), "Mail".to_owned()],
-            f => vec![format!("Folder {f}")],
-        })
-        .collect();
-    let per_folder = MESSAGES / FOLDERS;
-    for (fi, name) in folder_names.iter().enumerate() {
-        let msgs: Vec<(Vec<u8>, Flags, _)> = (0..per_folder)
-            .map(|k| {
-                let i = fi * per_folder + k;
-                (
-                    corpus::generated_message(i, size_of(i)),
-                    corpus::flags_for(i),
-                    corpus::date_for(i),
-                )
-            })
-            .collect();
-        total_bytes += msgs.iter().map(|m| m.0.len()).sum::<usize>();
-        let segs: Vec<&str> = name.iter().map(String::as_str).collect();
-        d.load("bench", &segs, &msgs);
-    }
-    let load = t.elapsed();
-    println!(
-        "loaded {} messages, {:.0} MB, {FOLDERS} folders in {:.1} s",
-        per_folder * FOLDERS,
-        total_bytes as f64 / 1e6,
-        load.as_secs_f64()
-    );
+    // The same generated mailbox as the migrate and IMAP benchmarks (benches/support).
+    let loaded = support::load_mailbox(&d, "bench", None);
 
     let endpoint = ImapEndpoint {
         host: "localhost".into(),
@@ -130,15 +77,22 @@ fn main() {
     let plan = Plan::load(&dir.path().join("plan.toml")).expect("plan loads");
     let selected = plan.select(&[]).expect("select");
 
-    let raw_names: Vec<String> = folder_names
-        .iter()
-        .map(|s| {
-            s.iter()
-                .map(|x| mailferry::utf7::encode(x))
-                .collect::<Vec<_>>()
-                .join("/")
-        })
-        .collect();
+    // The floor's folders: every selectable one, by its raw (modified UTF-7) name.
+    let raw_names: Vec<String> = rt.block_on(async {
+        let mut src = ImapSource::connect(endpoint.clone(), auth.clone())
+            .await
+            .expect("connect");
+        let names = src
+            .list_folders()
+            .await
+            .expect("list")
+            .into_iter()
+            .filter(|f| f.selectable)
+            .map(|f| f.raw_name)
+            .collect();
+        src.logout().await;
+        names
+    });
     let mut survey_times = Vec::new();
     let mut source_times = Vec::new();
     let mut floor_times = Vec::new();
@@ -168,15 +122,14 @@ fn main() {
             src.logout().await;
             (t.elapsed(), n, connected)
         });
-        assert_eq!(n, per_folder * FOLDERS, "examine_meta saw every message");
+        assert_eq!(n, loaded.messages, "examine_meta saw every message");
         connect_times.push(connected);
         source_times.push(elapsed);
         let t = Instant::now();
         let report = rt.block_on(survey(&plan, &selected, 1));
         survey_times.push(t.elapsed());
         assert_eq!(
-            report.mailboxes[0].messages as usize,
-            per_folder * FOLDERS,
+            report.mailboxes[0].messages as usize, loaded.messages,
             "the survey saw every message: {:?}",
             report.mailboxes[0].error
         );
@@ -193,7 +146,7 @@ fn main() {
             FULL_ATTRS,
         )));
     }
-    let counted = (per_folder * FOLDERS) as f64;
+    let counted = loaded.messages as f64;
     let row = |what: &str, v: &[Duration]| {
         let m = median(v.to_vec()).as_secs_f64();
         println!("| {what} | {m:.3} s | {:.0} |", counted / m);
