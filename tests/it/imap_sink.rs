@@ -4,36 +4,17 @@
 //! UIDPLUS / MULTIAPPEND / LITERAL+ still gets every message and an id for it.
 
 use std::collections::BTreeMap;
-use std::time::Duration;
 
 use mailferry::body::Body;
 use mailferry::model::{
     ContentHash, Flags, FolderPath, MessageMeta, SourceFolder, SpecialUse, Uid,
 };
-use mailferry::secret::Secret;
 use mailferry::sink::imap::{AppendItem, ImapSink};
-use mailferry::source::imap::{ImapAuth, ImapEndpoint, ImapSource, Security};
+use mailferry::source::imap::ImapSource;
 
 use crate::support::corpus::{corpus_messages, date_for, flags_for, generated_message, imap_ready};
 use crate::support::dovecot::{Dovecot, Layout};
-
-fn endpoint(d: &Dovecot) -> ImapEndpoint {
-    ImapEndpoint {
-        host: "localhost".into(),
-        port: d.port_tls(),
-        security: Security::Tls,
-        ca_file: Some(d.ca_pem_path()),
-        insecure: false,
-        timeout: Duration::from_secs(30),
-    }
-}
-
-fn auth(user: &str) -> ImapAuth {
-    ImapAuth::Login {
-        user: user.into(),
-        password: Secret::from("pw"),
-    }
-}
+use crate::support::readback::{dovecot_endpoint, login};
 
 type Loaded = Vec<(Vec<u8>, Flags, chrono::DateTime<chrono::FixedOffset>)>;
 
@@ -145,15 +126,15 @@ async fn copies_corpora_between_layouts_byte_identical() {
         let segments: Vec<&str> = path.split('/').collect();
         a.load("u", &segments, msgs);
     }
-    let mut src = ImapSource::connect(endpoint(&a), auth("u"))
+    let mut src = ImapSource::connect(dovecot_endpoint(&a), login("u", "pw"))
         .await
         .expect("src");
-    let sink = ImapSink::connect(endpoint(&b), auth("u"), 3)
+    let sink = ImapSink::connect(dovecot_endpoint(&b), login("u", "pw"), 3)
         .await
         .expect("sink");
     assert_eq!(sink.delimiter(), Some('.'));
     let ids = copy_all(&mut src, &sink).await;
-    let mut dst = ImapSource::connect(endpoint(&b), auth("u"))
+    let mut dst = ImapSource::connect(dovecot_endpoint(&b), login("u", "pw"))
         .await
         .expect("dst reader");
     assert_same(&mut dst, &expected, &ids).await;
@@ -187,7 +168,7 @@ async fn copies_corpora_between_layouts_byte_identical() {
 async fn find_resolves_with_and_without_message_id_and_shared_ids() {
     let d = Dovecot::start(Layout::Fs);
     d.add_user("u", "pw");
-    let sink = ImapSink::connect(endpoint(&d), auth("u"), 2)
+    let sink = ImapSink::connect(dovecot_endpoint(&d), login("u", "pw"), 2)
         .await
         .expect("sink");
     let folder = sink
@@ -270,7 +251,7 @@ async fn find_resolves_with_and_without_message_id_and_shared_ids() {
 async fn set_flags_replaces_flags_and_honours_unchangedsince() {
     let d = Dovecot::start(Layout::MaildirPlusPlus);
     d.add_user("u", "pw");
-    let sink = ImapSink::connect(endpoint(&d), auth("u"), 1)
+    let sink = ImapSink::connect(dovecot_endpoint(&d), login("u", "pw"), 1)
         .await
         .expect("sink");
     let folder = sink
@@ -330,7 +311,7 @@ async fn a_server_without_uidplus_multiappend_or_literal_plus_still_gets_everyth
     let plain = "imap_capability = IMAP4rev1 SASL-IR ID ENABLE IDLE NAMESPACE CHILDREN SPECIAL-USE CONDSTORE";
     let d = Dovecot::start_with(Layout::Fs, plain);
     d.add_user("u", "pw");
-    let sink = ImapSink::connect(endpoint(&d), auth("u"), 1)
+    let sink = ImapSink::connect(dovecot_endpoint(&d), login("u", "pw"), 1)
         .await
         .expect("sink");
     assert!(
@@ -399,12 +380,12 @@ async fn a_message_over_the_spool_threshold_streams_both_ways() {
     assert!(matches!(bodies[0].1, Body::Spooled(_)), "{:?}", bodies[0].1);
     assert!(matches!(bodies[1].1, Body::Memory(_)));
     assert!(bodies[0].1 == big && bodies[1].1 == small);
-    assert_eq!(bodies[0].1.to_vec().expect("read spool"), big);
+    assert_eq!(bodies[0].1.bytes().expect("read spool").into_owned(), big);
 
     let plain = "imap_capability = IMAP4rev1 SASL-IR ID ENABLE IDLE NAMESPACE CHILDREN SPECIAL-USE CONDSTORE";
     let dst_d = Dovecot::start_with(Layout::Fs, plain);
     dst_d.add_user("u", "pw");
-    let sink = ImapSink::connect(endpoint(&dst_d), auth("u"), 1)
+    let sink = ImapSink::connect(dovecot_endpoint(&dst_d), login("u", "pw"), 1)
         .await
         .expect("sink");
     assert!(!sink.capabilities().literal_plus() && !sink.capabilities().uidplus());
@@ -439,7 +420,7 @@ async fn a_message_over_the_spool_threshold_streams_both_ways() {
 
 /// Every message of user `u`'s folder `raw_name`: metadata and bodies, in UID order.
 async fn read_folder(d: &Dovecot, raw_name: &str) -> (Vec<MessageMeta>, Vec<(Uid, Body)>) {
-    let mut src = ImapSource::connect(endpoint(d), auth("u"))
+    let mut src = ImapSource::connect(dovecot_endpoint(d), login("u", "pw"))
         .await
         .expect("source");
     let folder = src

@@ -166,7 +166,10 @@ async fn first_run_copies_everything_byte_exact_then_reruns_copy_nothing() {
 
     // Every source message is at the destination exactly once, byte for byte, in its folder.
     let mut at_dest: Vec<Vec<u8>> = rig.items("ann").into_iter().map(|(_, raw)| raw).collect();
-    let mut expected: Vec<Vec<u8>> = corpus.iter().map(|m| crlf(m)).collect();
+    let mut expected: Vec<Vec<u8>> = corpus
+        .iter()
+        .map(|m| crate::support::corpus::imap_ready(m))
+        .collect();
     at_dest.sort();
     expected.sort();
     assert_eq!(at_dest.len(), expected.len());
@@ -218,20 +221,6 @@ async fn first_run_copies_everything_byte_exact_then_reruns_copy_nothing() {
         (1, 1, 12)
     );
     assert_eq!(rig.items("bob").len(), 13);
-}
-
-/// Maildir bodies are served with CRLF line ends (what IMAP would serve).
-fn crlf(raw: &[u8]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(raw.len() + raw.len() / 40);
-    let mut prev = 0u8;
-    for &b in raw {
-        if b == b'\n' && prev != b'\r' {
-            out.push(b'\r');
-        }
-        out.push(b);
-        prev = b;
-    }
-    out
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -3,14 +3,13 @@
 //! refused login, an item too large, and the survey's counts against STATUS.
 
 use std::path::PathBuf;
-use std::sync::Arc;
 
 use mailferry::emulator::{self, EmulatorConfig, EmulatorHandle};
-use mailferry::engine::{self, Cancel, MigrateOptions};
+use mailferry::engine;
 use mailferry::ledger::Ledger;
 use mailferry::model::Flags;
 use mailferry::plan::Plan;
-use mailferry::report::{Events, MailboxSummary, RunSummary};
+use mailferry::report::{MailboxSummary, RunSummary};
 
 use crate::support::corpus::{corpus_messages, date_for, flags_for, generated_message};
 use crate::support::dovecot::{Dovecot, Layout, MASTER_PASSWORD};
@@ -86,17 +85,7 @@ impl ImapRig {
     }
 
     pub async fn migrate(&self) -> RunSummary {
-        let plan = self.plan();
-        let ledger = Arc::new(Ledger::open(&plan.default_state_path()).unwrap());
-        engine::migrate(
-            &plan,
-            ledger,
-            &MigrateOptions::default(),
-            Events::discard(),
-            Cancel::default(),
-        )
-        .await
-        .unwrap()
+        crate::support::readback::migrate_plan(&self.plan_path).await
     }
 
     pub fn items(&self, user: &str) -> usize {

@@ -4,13 +4,8 @@
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::sync::Arc;
 
 use mailferry::emulator::{self, EmulatorConfig};
-use mailferry::engine::{self, Cancel, MigrateOptions};
-use mailferry::ledger::Ledger;
-use mailferry::plan::Plan;
-use mailferry::report::Events;
 
 use crate::support::corpus::{corpora_dir, date_for, imap_ready};
 use crate::support::dovecot::{Dovecot, Layout, MASTER_PASSWORD};
@@ -116,17 +111,7 @@ async fn dkim_and_smime_signatures_still_verify_at_both_destinations() {
          exouser@contoso.example,exouser,,exo,,\nimapuser@contoso.example,imapuser,,newhost,imapuser,new1\n",
     )
     .unwrap();
-    let plan = Plan::load(&dir.path().join("plan.toml")).unwrap();
-    let ledger = Arc::new(Ledger::open(&plan.default_state_path()).unwrap());
-    let run = engine::migrate(
-        &plan,
-        ledger,
-        &MigrateOptions::default(),
-        Events::discard(),
-        Cancel::default(),
-    )
-    .await
-    .unwrap();
+    let run = crate::support::readback::migrate_plan(&dir.path().join("plan.toml")).await;
     assert!(!run.has_failures(), "{:#?}", run.mailboxes);
 
     // IMAP destination: read back over IMAP.

@@ -303,16 +303,7 @@ async fn every_bad_message_arrives_intact_or_is_skipped_with_a_reason() {
     }
     drop(ledger);
     // A second run copies nothing and settles nothing new.
-    let ledger = Arc::new(Ledger::open(&plan.default_state_path()).unwrap());
-    let again = engine::migrate(
-        &plan,
-        ledger,
-        &MigrateOptions::default(),
-        Events::discard(),
-        Cancel::default(),
-    )
-    .await
-    .unwrap();
+    let again = crate::support::readback::migrate_plan(&plan_path).await;
     assert_eq!(again.total().copied, 0, "{:#?}", again.mailboxes);
 }
 
