@@ -205,3 +205,61 @@ async fn the_ledger_disk_filling_up_fails_cleanly_then_resumes() {
     }
     record("ledger-disk-full", inj, lost, dup);
 }
+
+/// The spool directory cannot be used (here `$TMPDIR` does not exist; a full disk fails the same
+/// way, at the first write). A message large enough to be spooled cannot be read, which must be a
+/// clear error naming the directory, must not touch the messages already copied nor mark the
+/// large one done, and a run with a usable `$TMPDIR` must then copy it exactly once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unusable_spool_directory_fails_clearly_and_loses_nothing() {
+    let rig = Rig::new(&["sam"], EmulatorConfig::default()).await;
+    let attachment: Vec<u8> = (0..7_000_000u32).map(|i| (i % 251) as u8).collect();
+    let mut big = b"From: a@example.org\r\nMessage-ID: <spool@example.org>\r\nSubject: big\r\n\
+        MIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary=\"b\"\r\n\r\n--b\r\n\
+        Content-Type: text/plain\r\n\r\nsee attachment\r\n--b\r\nContent-Type: application/octet-stream\r\n\
+        Content-Transfer-Encoding: base64\r\nContent-Disposition: attachment; filename=\"big.bin\"\r\n\r\n"
+        .to_vec();
+    use base64::Engine as _;
+    let encoded = base64::engine::general_purpose::STANDARD.encode(&attachment);
+    for line in encoded.as_bytes().chunks(76) {
+        big.extend_from_slice(line);
+        big.extend_from_slice(b"\r\n");
+    }
+    big.extend_from_slice(b"--b--\r\n");
+    assert!(big.len() as u64 >= mailferry::body::SPOOL_AT);
+    let small: Vec<(Vec<u8>, &str)> = (0..3).map(|i| (generated(i, 2_000), "S")).collect();
+    let mut inbox = small.clone();
+    inbox.push((big, "S"));
+    write_maildir(&rig.tree("sam"), &[("", inbox)]);
+    let plan = rig.plan_path.to_str().unwrap().to_owned();
+
+    let missing = rig.dir.path().join("no-such-tmp");
+    let out = super::mailferry()
+        .args(["migrate", "--plan", &plan])
+        .env("TMPDIR", &missing)
+        .output()
+        .expect("run");
+    let err = String::from_utf8_lossy(&out.stderr);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_ne!(out.status.code(), Some(0), "{stdout}\n{err}");
+    assert!(
+        format!("{stdout}{err}").contains("spool")
+            && format!("{stdout}{err}").contains("no-such-tmp"),
+        "the error names the spool directory: {stdout}\n{err}"
+    );
+    let view = |emu: &mailferry::emulator::EmulatorHandle| {
+        emu.inspect()
+            .mailbox("sam@contoso.example")
+            .map(|m| m.items.len())
+            .unwrap_or(0)
+    };
+    assert!(
+        view(&rig.emulator) <= 3,
+        "the large message was not written"
+    );
+
+    let (code, _, err) = run_bin(&["migrate", "--plan", &plan]);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(view(&rig.emulator), 4, "every message exactly once");
+    assert_verify_perfect(&rig.plan_path, None).await;
+}
