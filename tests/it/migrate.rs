@@ -12,9 +12,9 @@ use mailferry::report::{Events, RunSummary};
 
 /// Real third-party messages for the trees (CRLF line ends, as Maildir bodies are served).
 pub fn corpus_messages(limit: usize) -> Vec<Vec<u8>> {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/corpora/cpython-email");
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/cpython-email");
     let mut names: Vec<PathBuf> = std::fs::read_dir(&dir)
-        .expect("../shared/corpora is beside the repository")
+        .expect("tests/data/cpython-email is in the repository")
         .map(|e| e.unwrap().path())
         .filter(|p| p.extension().is_some_and(|e| e == "txt"))
         .collect();

@@ -1,4 +1,4 @@
-//! Real third-party test messages from `../shared/corpora`, and generated ones.
+//! Real third-party test messages from `tests/data`, and generated ones.
 //!
 //! IMAP servers store and return messages with CRLF line ends (Dovecot converts bare LF on APPEND),
 //! so [`imap_ready`] normalises line ends first: that normalised form is what a byte-exact copy must
@@ -9,9 +9,9 @@ use std::path::PathBuf;
 use chrono::{DateTime, FixedOffset, TimeZone};
 use mailferry::model::Flags;
 
-/// `../shared/corpora` relative to the package root.
+/// `tests/data` relative to the package root.
 pub fn corpora_dir() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared/corpora")
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/data")
 }
 
 /// Every message of the corpora, as `(name, raw bytes)` in a stable order: cpython-email,

@@ -1,5 +1,5 @@
 //! A small validator for the subset of OpenAPI 3.0 used by the mail projection of Microsoft
-//! Graph's metadata (`shared/corpora/graph-metadata/mail-projection-v1.0.openapi3.json`):
+//! Graph's metadata (`tests/data/graph-metadata/mail-projection-v1.0.openapi3.json`):
 //! `$ref`, `type`, `properties`, `items`, `enum`, `nullable`, `allOf`/`anyOf`/`oneOf`,
 //! `additionalProperties`, `required`, `format: date-time`.
 //!
@@ -40,7 +40,7 @@ static SPEC: OnceLock<Spec> = OnceLock::new();
 
 const FILE: &str = concat!(
     env!("CARGO_MANIFEST_DIR"),
-    "/../shared/corpora/graph-metadata/mail-projection-v1.0.openapi3.json"
+    "/tests/data/graph-metadata/mail-projection-v1.0.openapi3.json"
 );
 
 impl Spec {

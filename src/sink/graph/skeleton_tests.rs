@@ -1,4 +1,4 @@
-//! The skeleton against real messages (`../shared/corpora`) and mail-parser: a message without
+//! The skeleton against real messages (`tests/data`) and mail-parser: a message without
 //! large parts is its own skeleton, and when every leaf is left out, each placeholder decodes back
 //! to exactly the attachment mail-parser finds in the whole message.
 
@@ -33,7 +33,7 @@ fn corpus_files() -> Vec<(PathBuf, Vec<u8>)> {
             }
         }
     }
-    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared/corpora");
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/data");
     let mut out = Vec::new();
     for sub in [
         "cpython-email",

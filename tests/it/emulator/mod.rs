@@ -18,7 +18,7 @@ pub const MB: &str = "alice@contoso.example";
 
 /// A corpus file, by path under shared/corpora.
 pub fn corpus(rel: &str) -> Vec<u8> {
-    let p = format!("{}/../shared/corpora/{rel}", env!("CARGO_MANIFEST_DIR"));
+    let p = format!("{}/tests/data/{rel}", env!("CARGO_MANIFEST_DIR"));
     std::fs::read(&p).unwrap_or_else(|e| panic!("reading {p}: {e}"))
 }
 

@@ -1,11 +1,11 @@
 //! The real third-party messages every route must carry: CPython's email tests, MimeKit's
 //! messages, Dovecot imaptest's mailboxes (mbox, split on `From ` lines) and the SpamAssassin
-//! samples, read from `../shared/corpora` beside the repository.
+//! samples, read from `tests/data`.
 
 use std::path::{Path, PathBuf};
 
 pub fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/corpora")
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data")
 }
 
 fn files(dir: &str, keep: impl Fn(&str) -> bool) -> Vec<(String, Vec<u8>)> {

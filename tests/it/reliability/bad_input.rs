@@ -1,5 +1,5 @@
 //! Bad input through survey, migrate (into both sinks) and verify: every message of
-//! `../shared/corpora`, every test message of the mail-parser crate (read in place from its
+//! `tests/data`, every test message of the mail-parser crate (read in place from its
 //! resources directory, found with `cargo metadata`), and generated pathological ones. Nothing may
 //! panic; each message arrives intact (byte for byte where the route promises it) or is skipped
 //! with a precise reason.
