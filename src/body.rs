@@ -278,6 +278,34 @@ pub fn from_bytes(v: Vec<u8>) -> io::Result<Body> {
     Ok(Body::Spooled(w.finish()?))
 }
 
+/// Copies `raw` with every LF not preceded by CR turned into CRLF.
+pub(crate) fn to_crlf(raw: &[u8]) -> Vec<u8> {
+    let extra = bare_lf_count(raw, false);
+    let mut out = Vec::with_capacity(raw.len() + extra as usize);
+    let mut prev_cr = false;
+    for &b in raw {
+        if b == b'\n' && !prev_cr {
+            out.push(b'\r');
+        }
+        out.push(b);
+        prev_cr = b == b'\r';
+    }
+    out
+}
+
+/// Number of LFs not preceded by CR; `prev_cr` says whether the byte before `chunk` was a CR, so
+/// a file can be counted chunk by chunk.
+pub(crate) fn bare_lf_count(chunk: &[u8], mut prev_cr: bool) -> u64 {
+    let mut n = 0;
+    for &b in chunk {
+        if b == b'\n' && !prev_cr {
+            n += 1;
+        }
+        prev_cr = b == b'\r';
+    }
+    n
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -27,6 +27,8 @@ pub mod demo;
 pub mod doctor;
 pub mod emulator;
 pub mod engine;
+pub mod header;
+pub mod imap;
 pub mod ledger;
 pub mod model;
 pub mod plan;

@@ -15,7 +15,7 @@ use crate::model::{Flags, SourceIdentity, Uid, UidValidity};
 use crate::sink::OutgoingMessage;
 use crate::sink::graph::decode;
 use crate::sink::graph::mime_to_json::{self, AttachmentData};
-use crate::source::maildir::to_crlf;
+use crate::body::to_crlf;
 
 fn corpus_files() -> Vec<(PathBuf, Vec<u8>)> {
     fn walk(dir: &Path, out: &mut Vec<(PathBuf, Vec<u8>)>) {

@@ -4,11 +4,11 @@
 
 use super::{AppendItem, ImapSink};
 
+use crate::imap::conn::Conn;
+use crate::imap::fetch::{format_internal_date, parse_uid_set};
+use crate::imap::wire::{Command, RespText};
+use crate::imap::{ImapError, ops::SelectInfo};
 use crate::model::Flags;
-use crate::source::imap::conn::Conn;
-use crate::source::imap::fetch::{format_internal_date, parse_uid_set};
-use crate::source::imap::wire::{Command, RespText};
-use crate::source::imap::{ImapError, ops::SelectInfo};
 
 /// Most items in one MULTIAPPEND command.
 const MULTI_ITEMS: usize = 100;
@@ -212,7 +212,7 @@ impl ImapSink {
             ctx: conn.ctx("APPEND"),
             detail: format!("reading the spooled message back: {e}"),
         })?;
-        let message_id = message_id_of(&head);
+        let message_id = crate::header::message_id(&head);
         let hash = item.body.sha256();
         let found = self
             .find_on(conn, folder, message_id.as_deref(), item.body.len(), &hash)
@@ -284,33 +284,6 @@ fn appenduids(done: &RespText) -> Option<Vec<String>> {
     )
 }
 
-/// The Message-ID of raw bytes (header section only).
-pub(super) fn message_id_of(raw: &[u8]) -> Option<String> {
-    let end = raw
-        .windows(4)
-        .position(|w| w == b"\r\n\r\n")
-        .map(|p| p + 4)
-        .or_else(|| raw.windows(2).position(|w| w == b"\n\n").map(|p| p + 2))
-        .unwrap_or(raw.len());
-    let header = &raw[..end];
-    // Keep only the Message-ID field (with its continuation lines).
-    let mut field = Vec::new();
-    let mut inside = false;
-    for line in header.split_inclusive(|&b| b == b'\n') {
-        if line.starts_with(b" ") || line.starts_with(b"\t") {
-            if inside {
-                field.extend_from_slice(line);
-            }
-            continue;
-        }
-        inside = line.len() > 11 && line[..11].eq_ignore_ascii_case(b"message-id:");
-        if inside {
-            field.extend_from_slice(line);
-        }
-    }
-    crate::source::imap::fetch::message_id_from_header(&field)
-}
-
 /// A copy of an error for each item of a batch that failed as a whole.
 pub(super) fn clone_err(e: &ImapError, folder: &str) -> ImapError {
     let ctx = Box::new(e.context().clone());
@@ -356,7 +329,7 @@ pub(super) fn clone_err(e: &ImapError, folder: &str) -> ImapError {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::source::imap::wire::{Response, parse_response};
+    use crate::imap::wire::{Response, parse_response};
 
     #[test]
     fn appenduid_ranges_expand_in_order() {
@@ -373,16 +346,5 @@ mod tests {
             panic!("parse")
         };
         assert_eq!(appenduids(&text), None);
-    }
-
-    #[test]
-    fn message_id_only_from_the_header() {
-        let raw = b"Subject: x\r\nMessage-ID:\r\n <a@b>\r\n\r\nMessage-ID: <body@x>\r\n";
-        assert_eq!(message_id_of(raw).as_deref(), Some("<a@b>"));
-        assert_eq!(
-            message_id_of(b"Subject: x\r\n\r\nMessage-ID: <body@x>\r\n"),
-            None
-        );
-        assert_eq!(message_id_of(b"X-Message-ID: <no@x>\r\n\r\n"), None);
     }
 }

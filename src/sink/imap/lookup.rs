@@ -3,12 +3,12 @@
 
 use super::ImapSink;
 use super::append::select;
+use crate::imap::ImapError;
+use crate::imap::conn::Conn;
+use crate::imap::fetch::uid_set;
+use crate::imap::wire::{Command, Response};
 use crate::model::{ContentHash, Flags};
 use crate::sink::DestItem;
-use crate::source::imap::ImapError;
-use crate::source::imap::conn::Conn;
-use crate::source::imap::fetch::uid_set;
-use crate::source::imap::wire::{Command, Response};
 
 impl ImapSink {
     /// Items in `folder` that are this message: same Message-ID and size; for a message without
@@ -84,7 +84,7 @@ impl ImapSink {
                 Some(id) => {
                     item.header
                         .as_deref()
-                        .and_then(crate::source::imap::fetch::message_id_from_header)
+                        .and_then(crate::header::message_id)
                         .as_deref()
                         == Some(id)
                 }

@@ -12,23 +12,12 @@
 
 /// Runs `$body` (an expression using `$c: &mut Conn`, idempotent) on a pooled connection; a
 /// connection that turns out to be dead (the server restarted since it was pooled) is replaced
-/// once. A macro rather than a method taking an async closure: futures of async closures over
-/// `&mut Conn` are not provably `Send`, and the engine spawns these.
+/// once.
 macro_rules! with_lease {
     ($self:ident, |$c:ident| $body:expr) => {{
-        let mut attempt = 0;
-        loop {
-            attempt += 1;
-            let mut lease = match $self.pool.get().await {
-                Ok(l) => l,
-                Err(e) => break Err(e),
-            };
-            let $c = lease.conn();
-            match $body.await {
-                Err(e) if attempt < 2 && e.is_connection_drop() => continue,
-                other => break other,
-            }
-        }
+        crate::imap::reconnect::with_reconnect!($self.pool.get(), |$c| $body, |e, attempt| {
+            (attempt >= 2 || !e.is_connection_drop()).then_some(e)
+        })
     }};
 }
 
@@ -43,11 +32,11 @@ use std::sync::Mutex;
 use chrono::{DateTime, FixedOffset};
 
 use crate::body::Body;
+use crate::imap::conn::Conn;
+use crate::imap::wire::Command;
+use crate::imap::{Capabilities, ErrorContext, ImapAuth, ImapEndpoint, ImapError};
 use crate::model::{Flags, FolderPath, SpecialUse};
 use crate::sink::FailureClass;
-use crate::source::imap::conn::Conn;
-use crate::source::imap::wire::Command;
-use crate::source::imap::{Capabilities, ErrorContext, ImapAuth, ImapEndpoint, ImapError};
 use pool::Pool;
 
 /// One message to APPEND.
@@ -285,15 +274,11 @@ mod tests {
     /// Compile-time check: the engine spawns these futures, so they must be `Send`.
     #[allow(dead_code, clippy::let_underscore_future)]
     fn futures_are_send(
-        src: &mut crate::source::imap::ImapSource,
         sink: &ImapSink,
         f: &crate::model::SourceFolder,
         item: AppendItem<'_>,
     ) {
         fn is_send<T: Send>(_: &T) {}
-        is_send(&src.list_folders());
-        is_send(&src.fetch_meta(f, None));
-        is_send(&src.fetch_bodies(f, &[]));
         is_send(&sink.ensure_folder(&f.path, None));
         is_send(&sink.append_batch("x", std::slice::from_ref(&item)));
         is_send(&sink.find("x", None, 0, &crate::model::ContentHash::of(b"")));

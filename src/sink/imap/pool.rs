@@ -5,8 +5,8 @@ use std::sync::{Arc, Mutex};
 
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
-use crate::source::imap::conn::Conn;
-use crate::source::imap::{ImapAuth, ImapEndpoint, ImapError};
+use crate::imap::conn::Conn;
+use crate::imap::{ImapAuth, ImapEndpoint, ImapError};
 
 #[derive(Debug)]
 pub(crate) struct Pool {
@@ -67,7 +67,22 @@ impl Pool {
 
 impl Lease<'_> {
     pub(crate) fn conn(&mut self) -> &mut Conn {
+        self
+    }
+}
+
+impl std::ops::Deref for Lease<'_> {
+    type Target = Conn;
+    fn deref(&self) -> &Conn {
         // Invariant: `conn` is only taken in `drop`.
+        self.conn
+            .as_ref()
+            .expect("lease holds a connection until dropped")
+    }
+}
+
+impl std::ops::DerefMut for Lease<'_> {
+    fn deref_mut(&mut self) -> &mut Conn {
         self.conn
             .as_mut()
             .expect("lease holds a connection until dropped")

@@ -4,9 +4,9 @@
 
 use super::ImapSink;
 use super::append::select;
-use crate::source::imap::ImapError;
-use crate::source::imap::conn::Conn;
-use crate::source::imap::wire::Command;
+use crate::imap::ImapError;
+use crate::imap::conn::Conn;
+use crate::imap::wire::Command;
 
 impl ImapSink {
     /// Deletes one item (`UIDVALIDITY:UID`) with `UID STORE +FLAGS.SILENT (\Deleted)` and

@@ -6,39 +6,25 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
-use super::conn::Conn;
-use super::error::ImapError;
-use super::fetch::{FetchItem, uid_set};
-use super::ops::{FetchOutcome, SelectInfo};
-use super::settings::{Capabilities, ImapAuth, ImapEndpoint};
 use crate::body::Body;
+use crate::imap::ImapError;
+use crate::imap::conn::Conn;
+use crate::imap::fetch::{FetchItem, uid_set};
+use crate::imap::ops::{FetchOutcome, SelectInfo};
+use crate::imap::{Capabilities, ImapAuth, ImapEndpoint};
 use crate::model::{
     FolderPath, FolderStatus, MessageMeta, SourceFolder, SpecialUse, Uid, UidValidity,
 };
 
 /// Runs `$body` (an expression using `$c: &mut Conn`) on a live connection with `$folder`
 /// selected (when given). If the connection drops, reconnects, re-selects (checking UIDVALIDITY
-/// did not change) and runs it once more. A macro rather than a method taking an async closure:
-/// futures of async closures over `&mut Conn` are not provably `Send`, and the engine spawns these.
+/// did not change) and runs it once more, as [`ImapSource::give_up`] decides.
 macro_rules! with_conn {
     ($self:ident, $folder:expr, |$c:ident| $body:expr) => {{
         let folder: Option<&SourceFolder> = $folder;
-        let mut attempt = 0;
-        loop {
-            attempt += 1;
-            let result = match $self.ready(folder).await {
-                Ok($c) => $body.await,
-                Err(e) => Err(e),
-            };
-            match result {
-                Ok(v) => break Ok(v),
-                Err(e) => {
-                    if let Some(e) = $self.give_up(folder, e, attempt) {
-                        break Err(e);
-                    }
-                }
-            }
-        }
+        crate::imap::reconnect::with_reconnect!($self.ready(folder), |$c| $body, |e, attempt| {
+            $self.give_up(folder, e, attempt)
+        })
     }};
 }
 
@@ -427,8 +413,8 @@ impl ImapSource {
         }
     }
 
-    fn ctx(&self, command: &str, folder: &SourceFolder) -> Box<super::error::ErrorContext> {
-        Box::new(super::error::ErrorContext {
+    fn ctx(&self, command: &str, folder: &SourceFolder) -> Box<crate::imap::ErrorContext> {
+        Box::new(crate::imap::ErrorContext {
             host: self.endpoint.host.clone(),
             user: self.auth.user().to_owned(),
             folder: Some(folder.raw_name.clone()),
@@ -438,7 +424,7 @@ impl ImapSource {
 
     fn folder_status(&mut self, raw: &str, info: &SelectInfo) -> Result<FolderStatus, ImapError> {
         let ctx = || {
-            Box::new(super::error::ErrorContext {
+            Box::new(crate::imap::ErrorContext {
                 host: self.endpoint.host.clone(),
                 user: self.auth.user().to_owned(),
                 folder: Some(raw.to_owned()),
@@ -552,4 +538,14 @@ fn short_set(set: &str) -> String {
     } else {
         format!("{}...", &set[..set.floor_char_boundary(37)])
     }
+}
+
+/// Compile-time check: the engine spawns these futures, so they must be `Send`.
+#[cfg(test)]
+#[allow(dead_code, clippy::let_underscore_future)]
+fn futures_are_send(src: &mut ImapSource, f: &SourceFolder) {
+    fn is_send<T: Send>(_: &T) {}
+    is_send(&src.list_folders());
+    is_send(&src.fetch_meta(f, None));
+    is_send(&src.fetch_bodies(f, &[]));
 }

@@ -8,6 +8,8 @@
 //! sinks get the CRLF form RFC 5322 and IMAP APPEND expect. A file already stored with CRLF is
 //! passed through unchanged.
 
+use crate::body::{bare_lf_count, to_crlf};
+use crate::header::{header_end, message_id};
 use std::fs::File;
 use std::io::{self, Read, Write};
 use std::path::Path;
@@ -54,33 +56,6 @@ pub(super) fn read_crlf(path: &Path) -> io::Result<Body> {
     Ok(Body::Spooled(spool.finish()?))
 }
 
-/// Copies `raw` with every LF not preceded by CR turned into CRLF.
-pub(crate) fn to_crlf(raw: &[u8]) -> Vec<u8> {
-    let extra = bare_lf_count(raw, false);
-    let mut out = Vec::with_capacity(raw.len() + extra as usize);
-    let mut prev_cr = false;
-    for &b in raw {
-        if b == b'\n' && !prev_cr {
-            out.push(b'\r');
-        }
-        out.push(b);
-        prev_cr = b == b'\r';
-    }
-    out
-}
-
-/// Number of LFs not preceded by CR; `prev_cr` says whether the byte before `chunk` was a CR, so
-/// a file can be counted chunk by chunk.
-fn bare_lf_count(chunk: &[u8], mut prev_cr: bool) -> u64 {
-    let mut n = 0;
-    for &b in chunk {
-        if b == b'\n' && !prev_cr {
-            n += 1;
-        }
-        prev_cr = b == b'\r';
-    }
-    n
-}
 
 /// What fetch_meta needs from a file's contents.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -130,39 +105,6 @@ pub(super) fn inspect(path: &Path, count_size: bool) -> Result<FileInfo, Maildir
     })
 }
 
-/// Index just past the blank line ending the header block (LF or CRLF line ends).
-fn header_end(buf: &[u8]) -> Option<usize> {
-    // A message that starts with a blank line has an empty header.
-    if buf.starts_with(b"\n") {
-        return Some(1);
-    }
-    if buf.starts_with(b"\r\n") {
-        return Some(2);
-    }
-    let mut i = 0;
-    while let Some(p) = buf[i..].iter().position(|&b| b == b'\n') {
-        let nl = i + p;
-        let rest = &buf[nl + 1..];
-        if rest.starts_with(b"\n") {
-            return Some(nl + 2);
-        }
-        if rest.starts_with(b"\r\n") {
-            return Some(nl + 3);
-        }
-        i = nl + 1;
-    }
-    None
-}
-
-/// The Message-ID of a header block, by the IMAP source's own rules (unfolded, the `<...>` part
-/// kept as written, else the bare value), so a message read from disk and the same message read
-/// over IMAP always agree.
-/// Anything after the header block is ignored.
-pub(super) fn message_id(header: &[u8]) -> Option<String> {
-    let header = header_end(header).map_or(header, |end| &header[..end]);
-    crate::source::imap::fetch::message_id_from_header(header)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -209,36 +151,6 @@ mod tests {
         let split = bare_lf_count(&all[..2], false) + bare_lf_count(&all[2..], true);
         assert_eq!(whole, 1);
         assert_eq!(split, 1);
-    }
-
-    #[test]
-    fn message_id_folded_and_case_insensitive() {
-        let h = b"From: a@b\nMESSAGE-ID:\n <abc@\n example.org>\nSubject: x\n\n";
-        assert_eq!(message_id(h).as_deref(), Some("<abc@ example.org>"));
-        assert_eq!(
-            message_id(b"Message-Id: <9209252113.AA00975@ ebony >\n\n").as_deref(),
-            Some("<9209252113.AA00975@ ebony >"),
-            "kept as written, like the IMAP source"
-        );
-        assert_eq!(
-            message_id(b"Message-ID: <a@b> (comment)\n\n").as_deref(),
-            Some("<a@b>")
-        );
-        assert_eq!(
-            message_id(b"Message-Id: bare@id\r\n\r\n").as_deref(),
-            Some("bare@id")
-        );
-        assert_eq!(message_id(b"Subject: x\n\nMessage-ID: <body@x>\n"), None);
-        assert_eq!(message_id(b"X-Message-ID: <no@x>\n"), None);
-        assert_eq!(message_id(b"Message-ID:   \n"), None);
-    }
-
-    #[test]
-    fn header_end_variants() {
-        assert_eq!(header_end(b"A: b\n\nbody"), Some(6));
-        assert_eq!(header_end(b"A: b\r\n\r\nbody"), Some(8));
-        assert_eq!(header_end(b"\nbody"), Some(1));
-        assert_eq!(header_end(b"A: b\nB: c\n"), None);
     }
 
     #[test]

@@ -25,9 +25,6 @@ mod error;
 mod filename;
 pub mod layout;
 mod message;
-/// CRLF conversion, also what the Graph skeleton tests feed real corpus files through.
-#[cfg(test)]
-pub(crate) use message::to_crlf;
 mod scan;
 mod uidlist;
 

@@ -216,8 +216,8 @@ fn sizes_match_the_bytes_returned() {
     let root = t.path();
     mkmaildir(root);
     let lf = msg("lf"); // bare LF
-    let crlf = message::to_crlf(&msg("crlf"));
-    let (s, w) = (lf.len(), message::to_crlf(&lf).len());
+    let crlf = crate::body::to_crlf(&msg("crlf"));
+    let (s, w) = (lf.len(), crate::body::to_crlf(&lf).len());
     // Dovecot-style name with true S= and W=.
     put(root, "cur", &format!("1.M1P1.h,S={s},W={w}:2,S"), &lf, 1);
     // A file already in CRLF with no sizes in its name.
@@ -251,7 +251,7 @@ fn sizes_match_the_bytes_returned() {
         Body::Memory(crlf),
         "CRLF files pass through unchanged"
     );
-    assert_eq!(bodies[0].1, Body::Memory(message::to_crlf(&lf)));
+    assert_eq!(bodies[0].1, Body::Memory(crate::body::to_crlf(&lf)));
 }
 
 #[test]
@@ -426,7 +426,7 @@ fn fetch_bodies_follows_a_rename_after_select_and_skips_expunged() {
     let bodies = src.fetch_bodies(&inbox, &[u2, missing, u1]).unwrap();
     assert_eq!(bodies.len(), 1);
     assert_eq!(bodies[0].0, u1);
-    assert_eq!(bodies[0].1, Body::Memory(message::to_crlf(&msg("a"))));
+    assert_eq!(bodies[0].1, Body::Memory(crate::body::to_crlf(&msg("a"))));
 }
 
 #[test]

@@ -106,7 +106,7 @@ impl FetchItem {
             size,
             flags: Flags::from_atoms(flags.iter().map(String::as_str)),
             internal_date,
-            message_id: self.header.as_deref().and_then(message_id_from_header),
+            message_id: self.header.as_deref().and_then(crate::header::message_id),
             modseq: self.modseq,
         })
     }
@@ -162,45 +162,6 @@ pub(crate) fn format_internal_date(d: &DateTime<FixedOffset>) -> String {
     format!("\"{}\"", d.format("%d-%b-%Y %H:%M:%S %z"))
 }
 
-/// The Message-ID from a `HEADER.FIELDS (MESSAGE-ID)` section (unfolded, trimmed; the `<...>`
-/// part when present). `None` when absent or empty.
-pub(crate) fn message_id_from_header(header: &[u8]) -> Option<String> {
-    let text = String::from_utf8_lossy(header);
-    let mut value: Option<String> = None;
-    for line in text.split('\n') {
-        let line = line.trim_end_matches('\r');
-        if line.is_empty() {
-            if value.is_some() {
-                break;
-            }
-            continue;
-        }
-        if line.starts_with([' ', '\t']) {
-            if let Some(v) = value.as_mut() {
-                v.push(' ');
-                v.push_str(line.trim());
-            }
-            continue;
-        }
-        if value.is_some() {
-            break;
-        }
-        if let Some((name, rest)) = line.split_once(':')
-            && name.trim().eq_ignore_ascii_case("message-id")
-        {
-            value = Some(rest.trim().to_owned());
-        }
-    }
-    let value = value?;
-    let value = value.trim();
-    if let (Some(open), Some(close)) = (value.find('<'), value.find('>'))
-        && open < close
-    {
-        return Some(value[open..=close].to_owned());
-    }
-    (!value.is_empty()).then(|| value.to_owned())
-}
-
 /// Compresses UIDs into an IMAP sequence set (`1:5,7,9:12`).
 pub(crate) fn uid_set(uids: &[u32]) -> String {
     let mut sorted: Vec<u32> = uids.to_vec();
@@ -249,7 +210,7 @@ pub(crate) fn parse_uid_set(set: &str) -> Option<Vec<u32>> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::source::imap::wire::{Response, parse_response};
+    use crate::imap::wire::{Response, parse_response};
 
     fn item(raw: &[u8]) -> FetchItem {
         match parse_response(raw).expect("parses") {
@@ -284,20 +245,6 @@ mod tests {
         assert_eq!(it.body, Some(Some(Body::Memory(b"abc".to_vec()))));
         let it = item(b"* 2 FETCH (UID 9 BODY[] NIL)\r\n");
         assert_eq!(it.body, Some(None));
-    }
-
-    #[test]
-    fn message_id_variants() {
-        assert_eq!(message_id_from_header(b"\r\n"), None);
-        assert_eq!(message_id_from_header(b"Message-Id: \r\n\r\n"), None);
-        assert_eq!(
-            message_id_from_header(b"MESSAGE-ID: bare@id\r\n\r\n").as_deref(),
-            Some("bare@id")
-        );
-        assert_eq!(
-            message_id_from_header(b"Message-ID: <a@b> (comment)\r\n\r\n").as_deref(),
-            Some("<a@b>")
-        );
     }
 
     #[test]

@@ -40,7 +40,7 @@ impl Conn {
         Ok(())
     }
 
-    pub(in crate::source::imap) async fn write(
+    pub(in crate::imap) async fn write(
         &mut self,
         data: &[u8],
         label: &str,
@@ -53,7 +53,7 @@ impl Conn {
         }
     }
 
-    pub(in crate::source::imap) async fn flush(&mut self, label: &str) -> Result<(), ImapError> {
+    pub(in crate::imap) async fn flush(&mut self, label: &str) -> Result<(), ImapError> {
         let t = self.timeout;
         match tokio::time::timeout(t, self.io.get_mut().flush()).await {
             Ok(Ok(())) => Ok(()),
