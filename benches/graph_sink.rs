@@ -18,8 +18,8 @@ use chrono::DateTime;
 use futures::StreamExt;
 use mailferry::body::Body;
 use mailferry::emulator::{EmulatorConfig, Latency};
+use mailferry::engine::ports::OutgoingMessage;
 use mailferry::model::{ContentHash, Flags, SourceIdentity, Uid, UidValidity};
-use mailferry::sink::OutgoingMessage;
 use mailferry::sink::graph::{GovernorSettings, GraphApp, GraphCredential, GraphSettings, Route};
 
 const MSG_BYTES: usize = 24 * 1024;

@@ -6,7 +6,7 @@
 use super::routes::Probes;
 use super::{DoctorReport, MAIL_ADVANCED, MAIL_READWRITE, Status, probe};
 use crate::engine::connect::graph_settings;
-use crate::plan::{self, GraphDestination, Mailbox, Plan};
+use crate::plan::{GraphDestination, Mailbox, Plan};
 use crate::sink::graph::{GraphApp, GraphError, Route};
 
 /// Checks one Graph destination and its chosen mailboxes.
@@ -66,7 +66,12 @@ fn has(roles: &[String], name: &str) -> bool {
     roles.iter().any(|r| r.eq_ignore_ascii_case(name))
 }
 
-fn report_roles(target: &str, roles: &[String], route: plan::Route, report: &mut DoctorReport) {
+fn report_roles(
+    target: &str,
+    roles: &[String],
+    route: crate::sink::graph::Route,
+    report: &mut DoctorReport,
+) {
     let shown = if roles.is_empty() {
         "none".to_owned()
     } else {
@@ -82,7 +87,7 @@ fn report_roles(target: &str, roles: &[String], route: plan::Route, report: &mut
             ),
         );
     } else if !has(roles, MAIL_ADVANCED) {
-        let status = if route == plan::Route::ImportMime {
+        let status = if route == crate::sink::graph::Route::ImportMime {
             Status::Fail
         } else {
             Status::Ok
@@ -288,25 +293,25 @@ mod tests {
         report_roles(
             "graph exo",
             &["Mail.Read".into()],
-            plan::Route::Json,
+            crate::sink::graph::Route::Json,
             &mut r,
         );
         report_roles(
             "graph exo",
             &[MAIL_READWRITE.into()],
-            plan::Route::ImportMime,
+            crate::sink::graph::Route::ImportMime,
             &mut r,
         );
         report_roles(
             "graph exo",
             &[MAIL_READWRITE.into()],
-            plan::Route::Json,
+            crate::sink::graph::Route::Json,
             &mut r,
         );
         report_roles(
             "graph exo",
             &[MAIL_READWRITE.into(), MAIL_ADVANCED.into()],
-            plan::Route::ImportMime,
+            crate::sink::graph::Route::ImportMime,
             &mut r,
         );
         let s: Vec<Status> = r.checks.iter().map(|c| c.status).collect();

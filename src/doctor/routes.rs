@@ -9,9 +9,9 @@ use serde_json::Value;
 use super::probe::{self, ProbeError, TestMessage};
 use super::{DoctorReport, Finding, MAIL_ADVANCED, MAIL_READWRITE, Status};
 use crate::body::Body;
+use crate::engine::ports::OutgoingMessage;
 use crate::model::ContentHash;
-use crate::plan::{self, GraphDestination};
-use crate::sink::OutgoingMessage;
+use crate::plan::GraphDestination;
 use crate::sink::graph::{GraphApp, GraphMailbox};
 
 /// What the probes of one mailbox share.
@@ -68,7 +68,7 @@ impl Probes<'_> {
         {
             Ok(id) => id,
             Err(e) => {
-                let status = if g.route == plan::Route::ImportMime {
+                let status = if g.route == crate::sink::graph::Route::ImportMime {
                     Status::Fail
                 } else {
                     Status::Warn

@@ -2,13 +2,13 @@
 //! turns each module's own error into a [`StepError`] that keeps its message and class.
 
 use crate::body::Body;
+use crate::engine::ports::{DestItem, FailureClass, OutgoingMessage};
 use crate::model::{
     Flags, FolderPath, FolderStatus, MessageMeta, SourceFolder, SourceIdentity, Uid,
 };
 use crate::plan;
 use crate::sink::graph::GraphMailbox;
 use crate::sink::imap::{AppendItem, ImapSink};
-use crate::sink::{DestItem, FailureClass, OutgoingMessage};
 use crate::source::imap::{ImapError, ImapSource};
 use crate::source::maildir::MaildirSource;
 use crate::translate::{Target, WellKnownFolder};

@@ -12,10 +12,10 @@ use std::sync::Arc;
 use super::budget::Reservation;
 use super::ports::{MailSink, StepError, identity};
 use crate::body::Body;
+use crate::engine::ports::{FailureClass, OutgoingMessage};
 use crate::ledger::{Ledger, MessageRow, MessageState};
 use crate::model::{ContentHash, FolderStatus, MessageMeta, SourceFolder};
 use crate::report::{Event, Events, MailboxSummary};
-use crate::sink::{FailureClass, OutgoingMessage};
 
 /// Everything a write task owns.
 pub(crate) struct WriteBatch<K> {

@@ -10,8 +10,8 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use super::adapters::{AnySink, AnySource, GraphMailboxSink, ImapDestSink};
 use super::ports::StepError;
+use crate::engine::ports::FailureClass;
 use crate::plan::{self, Destination, Mailbox, MailboxSource, Plan, SourceKind, SourceLogin};
-use crate::sink::FailureClass;
 use crate::sink::graph::{self as graph, GraphApp};
 use crate::sink::imap::ImapSink;
 use crate::source::imap::{ImapAuth, ImapEndpoint, ImapSource, Security};

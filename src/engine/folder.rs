@@ -18,10 +18,10 @@ use super::budget::Budget;
 use super::ports::{MailSink, MailSource, StepError, identity};
 use super::{MailboxCtx, cancelled};
 use crate::body::Body;
+use crate::engine::ports::FailureClass;
 use crate::ledger::{MessageRow, MessageState, NewMessage};
 use crate::model::{FolderStatus, MessageMeta, SourceFolder, Uid};
 use crate::report::{Event, MailboxSummary};
-use crate::sink::FailureClass;
 use crate::translate::Target;
 
 /// Bytes of bodies one folder pass may hold between fetch and recorded write: shared by the

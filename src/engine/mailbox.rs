@@ -7,8 +7,8 @@ use std::time::Instant;
 use super::folder::folder_pass;
 use super::ports::{MailSink, MailSource, StepError};
 use super::{MailboxCtx, cancelled};
+use crate::engine::ports::FailureClass;
 use crate::report::MailboxSummary;
-use crate::sink::FailureClass;
 use crate::translate::{FolderMapper, Target};
 
 /// A short, stable label for where a folder goes (`inbox`, `Archive/2019`), for the ledger and

@@ -13,10 +13,10 @@ use tokio::time::Instant;
 
 use super::MailboxCtx;
 use super::ports::{MailSink, StepError, identity};
+use crate::engine::ports::FailureClass;
 use crate::ledger::MessageState;
 use crate::model::{FolderStatus, SourceFolder};
 use crate::report::MailboxSummary;
-use crate::sink::FailureClass;
 
 /// How long an orphaned write is given to land before the check. Servers commit a fully received
 /// command within milliseconds; seconds leave a wide margin on a loaded machine.

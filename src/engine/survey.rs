@@ -235,7 +235,7 @@ async fn survey_folders<S: MailSource>(
             if readable(&mapping) {
                 let listing = listings.next().unwrap_or_else(|| {
                     Err(StepError::new(
-                        crate::sink::FailureClass::Transient,
+                        crate::engine::ports::FailureClass::Transient,
                         "the source returned no listing for this folder",
                     ))
                 });
@@ -254,7 +254,8 @@ async fn survey_folders<S: MailSource>(
                     Err(e)
                         if matches!(
                             e.class,
-                            crate::sink::FailureClass::Mailbox | crate::sink::FailureClass::Fatal
+                            crate::engine::ports::FailureClass::Mailbox
+                                | crate::engine::ports::FailureClass::Fatal
                         ) =>
                     {
                         return Err(e);

@@ -14,10 +14,10 @@ use serde::Serialize;
 use super::connect::Connector;
 use super::mailbox::target_label;
 use super::ports::{MailSink, MailSource, StepError};
+use crate::engine::ports::DestItem;
 use crate::ledger::{Ledger, MessageState};
 use crate::model::{MessageMeta, SourceFolder};
 use crate::plan::{Mailbox, Plan};
-use crate::sink::DestItem;
 
 /// One message that is not as it should be.
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
@@ -199,7 +199,7 @@ fn compare_folder(
     v: &mut MailboxVerify,
 ) -> Result<(), StepError> {
     let lerr = |e: crate::ledger::LedgerError| {
-        StepError::new(crate::sink::FailureClass::Fatal, e.to_string())
+        StepError::new(crate::engine::ports::FailureClass::Fatal, e.to_string())
     };
     let mut f = FolderVerify {
         source: ctx.folder.path.to_string(),

@@ -241,9 +241,9 @@ pub enum GraphCredential {
     },
 }
 
-/// The cloud (graph.md section 1), write route and assertion algorithm are the Graph sink's own
-/// types: defined once, resolved by the plan, taken by the sink as they are.
-pub use crate::sink::graph::{AssertionAlg, Cloud, Route};
+// The cloud (docs/graph-facts.md section 1), write route and assertion algorithm are the Graph sink's own
+// types: defined once, resolved by the plan, taken by the sink as they are (not re-exported).
+use crate::sink::graph::{AssertionAlg, Cloud, Route};
 
 /// Another IMAP server.
 #[derive(Clone, Debug)]

@@ -6,9 +6,9 @@ use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 
 use mailferry::plan::{
-    AssertionAlg, Cloud, Destination, GraphCredential, MailboxSource, Plan, PlanError, Route,
-    Security, SourceKind, SourceLogin,
+    Destination, GraphCredential, MailboxSource, Plan, PlanError, Security, SourceKind, SourceLogin,
 };
+use mailferry::sink::graph::{AssertionAlg, Cloud, Route};
 use proptest::prelude::*;
 
 /// The example from design.md's "External contracts", verbatim.

@@ -7,7 +7,7 @@
 
 use std::path::PathBuf;
 
-use crate::sink::FailureClass;
+use crate::engine::ports::FailureClass;
 
 /// Why a Graph call failed.
 #[derive(Debug, thiserror::Error)]

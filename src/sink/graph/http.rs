@@ -20,8 +20,8 @@ use super::governor::{Feedback, Governor};
 use super::retry::{
     Attempt, Decision, Outcome, PauseScope, RetryPolicy, decide, parse_retry_after,
 };
+use crate::engine::ports::FailureClass;
 use crate::secret::Secret;
-use crate::sink::FailureClass;
 
 /// Where a request goes.
 pub(crate) enum Target<'a> {

@@ -15,8 +15,8 @@ use super::flags::{
 };
 use super::http::Call;
 use super::urls::{odata_str, query, seg};
+use crate::engine::ports::DestItem;
 use crate::model::{Flags, SourceIdentity};
-use crate::sink::DestItem;
 
 const ITEM_SELECT: &str = "id,internetMessageId,isRead,isDraft,flag,categories,receivedDateTime";
 const PAGE: &str = "200";

@@ -18,7 +18,7 @@ use super::flags::{
     flag_value, verb_properties,
 };
 use super::skeleton::LargePart;
-use crate::sink::OutgoingMessage;
+use crate::engine::ports::OutgoingMessage;
 
 /// Graph refuses longer subjects.
 const MAX_SUBJECT_CHARS: usize = 255;

@@ -42,9 +42,9 @@ pub use flags::{STAMP_GUID, STAMP_PROPERTY};
 pub use governor::GovernorSnapshot;
 pub use settings::{AssertionAlg, Cloud, GovernorSettings, GraphCredential, GraphSettings, Route};
 
+use crate::engine::ports::{DestItem, OutgoingMessage};
 use crate::model::{Flags, SourceIdentity};
 use crate::secret::Secret;
-use crate::sink::{DestItem, OutgoingMessage};
 
 use auth::{Credential, TokenClient};
 use governor::Governor;
@@ -392,7 +392,7 @@ mod tests {
             },
         );
         let e = GraphApp::new(s).unwrap_err();
-        assert_eq!(e.class(), crate::sink::FailureClass::Fatal);
+        assert_eq!(e.class(), crate::engine::ports::FailureClass::Fatal);
         assert!(
             e.to_string().contains("openssl pkcs12") && !e.to_string().contains("pw"),
             "{e}"

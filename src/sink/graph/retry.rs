@@ -17,7 +17,7 @@ use std::time::{Duration, SystemTime};
 
 use backon::{BackoffBuilder, ExponentialBuilder};
 
-use crate::sink::FailureClass;
+use crate::engine::ports::FailureClass;
 
 use super::error::class_of_status;
 

@@ -11,11 +11,11 @@ use mail_parser::{MessageParser, MimeHeaders, PartType};
 
 use super::*;
 use crate::body::SpoolWriter;
+use crate::body::to_crlf;
+use crate::engine::ports::OutgoingMessage;
 use crate::model::{Flags, SourceIdentity, Uid, UidValidity};
-use crate::sink::OutgoingMessage;
 use crate::sink::graph::decode;
 use crate::sink::graph::mime_to_json::{self, AttachmentData};
-use crate::body::to_crlf;
 
 fn corpus_files() -> Vec<(PathBuf, Vec<u8>)> {
     fn walk(dir: &Path, out: &mut Vec<(PathBuf, Vec<u8>)>) {

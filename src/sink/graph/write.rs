@@ -28,8 +28,8 @@ use super::settings::Route;
 use super::urls::seg;
 use super::{GraphMailbox, decode, mime_to_json, skeleton, upload};
 use crate::body::Body;
+use crate::engine::ports::OutgoingMessage;
 use crate::model::ContentHash;
-use crate::sink::OutgoingMessage;
 
 /// Codes that mean "this tenant or endpoint does not do importMime".
 const NOT_SUPPORTED_CODES: &[&str] = &[

@@ -3,12 +3,12 @@
 
 use super::ImapSink;
 use super::append::select;
+use crate::engine::ports::DestItem;
 use crate::imap::ImapError;
 use crate::imap::conn::Conn;
 use crate::imap::fetch::uid_set;
 use crate::imap::wire::{Command, Response};
 use crate::model::{ContentHash, Flags};
-use crate::sink::DestItem;
 
 impl ImapSink {
     /// Items in `folder` that are this message: same Message-ID and size; for a message without

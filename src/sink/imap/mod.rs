@@ -32,11 +32,11 @@ use std::sync::Mutex;
 use chrono::{DateTime, FixedOffset};
 
 use crate::body::Body;
+use crate::engine::ports::FailureClass;
 use crate::imap::conn::Conn;
 use crate::imap::wire::Command;
 use crate::imap::{Capabilities, ErrorContext, ImapAuth, ImapEndpoint, ImapError};
 use crate::model::{Flags, FolderPath, SpecialUse};
-use crate::sink::FailureClass;
 use pool::Pool;
 
 /// One message to APPEND.
@@ -273,11 +273,7 @@ mod tests {
 
     /// Compile-time check: the engine spawns these futures, so they must be `Send`.
     #[allow(dead_code, clippy::let_underscore_future)]
-    fn futures_are_send(
-        sink: &ImapSink,
-        f: &crate::model::SourceFolder,
-        item: AppendItem<'_>,
-    ) {
+    fn futures_are_send(sink: &ImapSink, f: &crate::model::SourceFolder, item: AppendItem<'_>) {
         fn is_send<T: Send>(_: &T) {}
         is_send(&sink.ensure_folder(&f.path, None));
         is_send(&sink.append_batch("x", std::slice::from_ref(&item)));

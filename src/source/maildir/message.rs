@@ -56,7 +56,6 @@ pub(super) fn read_crlf(path: &Path) -> io::Result<Body> {
     Ok(Body::Spooled(spool.finish()?))
 }
 
-
 /// What fetch_meta needs from a file's contents.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(super) struct FileInfo {

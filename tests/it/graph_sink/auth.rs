@@ -4,7 +4,7 @@
 use std::path::PathBuf;
 
 use mailferry::emulator::AppConfig;
-use mailferry::sink::FailureClass;
+use mailferry::engine::ports::FailureClass;
 use mailferry::sink::graph::{AssertionAlg, GraphApp, GraphCredential, GraphError, Route};
 
 use super::*;

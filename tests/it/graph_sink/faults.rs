@@ -5,7 +5,7 @@ use std::collections::BTreeSet;
 
 use futures::StreamExt;
 use mailferry::emulator::{ConcurrencyScope, FaultKind, FaultRule, Latency};
-use mailferry::sink::FailureClass;
+use mailferry::engine::ports::FailureClass;
 use mailferry::sink::graph::{GraphApp, Route};
 
 use super::*;

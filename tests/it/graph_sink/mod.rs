@@ -14,8 +14,8 @@ use std::time::Duration;
 use chrono::DateTime;
 pub use mailferry::body::Body;
 use mailferry::emulator::{EmulatorConfig, EmulatorHandle};
+use mailferry::engine::ports::OutgoingMessage;
 use mailferry::model::{ContentHash, Flags, SourceIdentity, Uid, UidValidity};
-use mailferry::sink::OutgoingMessage;
 use mailferry::sink::graph::{GovernorSettings, GraphApp, GraphCredential, GraphSettings, Route};
 
 /// Emulator clock speed in these tests: a 10-minute window passes in 0.6 s.
