@@ -532,5 +532,4 @@ fn percent_decode(v: &str) -> String {
 }
 
 #[cfg(test)]
-#[path = "skeleton_tests.rs"]
 mod tests;
