@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use chrono::{DateTime, NaiveDate, Utc};
 
-use super::{Command, PlanArgs, exit, output};
+use super::{Command, PlanArgs, exit};
 use crate::engine::survey::SurveyReport;
 use crate::engine::verify::VerifyReport;
 use crate::engine::{self, Cancel, MigrateOptions};
@@ -136,7 +136,7 @@ pub(crate) async fn survey_plan(
             serde_json::to_string_pretty(&report).unwrap_or_default()
         );
     } else {
-        print!("{}", output::survey(&report));
+        print!("{}", crate::report::text::survey(&report));
     }
     let code = if report.failed_mailboxes > 0 || !report.plan_errors.is_empty() {
         exit::FAILURES
@@ -263,7 +263,10 @@ fn status(args: &PlanArgs) -> u8 {
         let doc = serde_json::json!({ "mailboxes": progress, "failures": failures, "runs": runs });
         println!("{}", serde_json::to_string_pretty(&doc).unwrap_or_default());
     } else {
-        print!("{}", output::status(&progress, &failures, &runs));
+        print!(
+            "{}",
+            crate::report::text::status(&progress, &failures, &runs)
+        );
     }
     exit::OK
 }
@@ -317,11 +320,11 @@ pub(crate) async fn verify_plan(
             serde_json::to_string_pretty(&report).unwrap_or_default()
         );
     } else {
-        print!("{}", output::verify(&report));
+        print!("{}", crate::report::text::verify(&report));
     }
     if let Some(dir) = report_dir {
         let json = serde_json::to_vec_pretty(&report).unwrap_or_default();
-        let csv = output::verify_csv(&report);
+        let csv = crate::report::text::verify_csv(&report);
         for (name, body) in [
             ("mailferry-verify.json", json),
             ("mailferry-verify.csv", csv.into_bytes()),

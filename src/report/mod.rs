@@ -7,6 +7,7 @@
 pub mod files;
 pub mod progress;
 pub mod table;
+pub mod text;
 
 use std::collections::BTreeMap;
 

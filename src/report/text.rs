@@ -1,4 +1,5 @@
-//! Terminal renderings of survey and status results (JSON output is serde's).
+//! Terminal renderings of survey, status and verify results, and the verify CSV (JSON output is
+//! serde's). Used by `cli` and `demo` alike.
 
 use crate::engine::survey::SurveyReport;
 use crate::engine::verify::VerifyReport;
