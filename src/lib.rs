@@ -6,21 +6,25 @@
 //! | module | job |
 //! |---|---|
 //! | [`plan`] | reads `plan.toml` and the mailboxes CSV into one resolved [`plan::Plan`] |
-//! | [`source`] | reads folders, metadata and raw bytes: [`source::imap`] (IMAP over TLS), [`source::maildir`] |
+//! | [`imap`] | the IMAP protocol client both edges use: transport, framing, tokenizer, operations |
+//! | [`source`] | reads folders, metadata and raw bytes: [`source::imap`] (through [`imap`]), [`source::maildir`] |
 //! | [`body`] | message bytes in memory, or spooled to an unlinked 0600 file when large |
 //! | [`translate`] | pure mapping of folder names, flags and dates to what a destination accepts |
 //! | [`sink`] | writes messages: [`sink::graph`] (Microsoft Graph), [`sink::imap`] (APPEND) |
 //! | [`ledger`] | SQLite record of every message's state, the basis of exactly-once resume |
-//! | [`engine`] | per-mailbox pipelines, concurrency, memory budget, incremental passes |
+//! | [`engine`] | per-mailbox pipelines, concurrency, memory budget, incremental passes; its ports ([`engine::ports`]) |
+//! | [`app`] | one function per command: lock, ledger, cancellation, engine, report files; returns an outcome |
 //! | [`report`] | progress, summaries, JSON and CSV reports |
 //! | [`emulator`] | a local Microsoft Graph + Entra stand-in for tests, rehearsals and the demo |
 //! | [`doctor`] | checks a deployment before a migration: hosts, logins, permissions, routes |
 //! | [`demo`] | the self-contained end-to-end demonstration on bundled samples |
-//! | [`cli`] | the `mailferry` command line |
+//! | [`cli`] | the `mailferry` command line: parses, calls [`app`], renders, picks the exit code |
 //!
-//! Shared value types live in [`model`]; secrets in [`secret`]; modified UTF-7 in [`utf7`].
+//! Shared value types live in [`model`]; header facts (Message-ID) in [`header`]; secrets in
+//! [`secret`]; modified UTF-7 in [`utf7`].
 #![forbid(unsafe_code)]
 
+pub mod app;
 pub mod body;
 pub mod cli;
 pub mod demo;

@@ -4,23 +4,22 @@
 //! limits on a faster clock, and then runs the real commands on that plan: `survey`, `migrate`,
 //! `migrate` again (the incremental no-op) and `verify --deep`.
 //!
-//! It owns only the set-up and the final judgement; the output is the commands' own (the CLI
-//! functions are called with the loaded plan), so what an operator sees here is what a real run
-//! shows. Exit code 0 only when the first run copied every message, the second copied none and
-//! found them all present, and verify is PERFECT.
+//! It owns only the set-up and the final judgement; the work is the commands' own (the `app`
+//! functions, rendered by the same `report` code as the CLI), so what an operator sees here is
+//! what a real run shows. The demo passes only when the first run copied every message, the
+//! second copied none and found them all present, and verify is PERFECT.
 
 mod workdir;
 
 use std::path::{Path, PathBuf};
 
-use crate::cli::PlanArgs;
-use crate::cli::commands::{migrate_plan, survey_plan, verify_plan};
-use crate::cli::exit;
+use crate::app::{self, Workspace};
 use crate::emulator::{self, EmulatorConfig, EmulatorError, Latency};
-use crate::engine::MigrateOptions;
+use crate::engine::{Cancel, MigrateOptions};
 use crate::plan::Plan;
 use crate::report::progress::Mode;
 use crate::report::table::bytes;
+use crate::report::{self, Events, RunSummary};
 
 pub use workdir::{WorkDir, copy_tree, point_plan_at};
 
@@ -143,18 +142,12 @@ impl Outcome {
     }
 }
 
-/// Runs the demo, printing as it goes; returns the process exit code.
-pub async fn run(opts: &DemoOptions) -> u8 {
-    match run_inner(opts).await {
-        Ok(code) => code,
-        Err(e) => {
-            eprintln!("mailferry demo: {e}");
-            exit::USAGE
-        }
-    }
+/// Runs the demo, printing as it goes; the outcome says whether it showed what it should.
+pub async fn run(opts: &DemoOptions) -> Result<Outcome, DemoError> {
+    run_inner(opts).await
 }
 
-async fn run_inner(opts: &DemoOptions) -> Result<u8, DemoError> {
+async fn run_inner(opts: &DemoOptions) -> Result<Outcome, DemoError> {
     let fixtures = opts.fixtures.clone().unwrap_or_else(default_fixtures);
     if !fixtures.join("plan.toml").is_file() {
         return Err(DemoError::NoFixtures(fixtures));
@@ -226,12 +219,7 @@ async fn run_inner(opts: &DemoOptions) -> Result<u8, DemoError> {
         println!("  warning:   {w}");
     }
 
-    let args = PlanArgs {
-        plan: plan_path.clone(),
-        mailboxes: Vec::new(),
-        json: false,
-        state: None,
-    };
+    let workspace = Workspace::resolve(&plan, None, None);
     let mut outcome = Outcome::default();
 
     step(
@@ -239,12 +227,16 @@ async fn run_inner(opts: &DemoOptions) -> Result<u8, DemoError> {
         "survey",
         "what each mailbox holds, and which folder names must change",
     );
-    let (_, survey) = survey_plan(&plan, &args, 4).await;
-    outcome.surveyed = survey.map(|s| s.messages).unwrap_or(0);
+    match app::survey(&plan, &[], 4).await {
+        Ok(survey) => {
+            print!("{}", report::text::survey(&survey));
+            outcome.surveyed = survey.messages;
+        }
+        Err(e) => println!("mailferry: {e}"),
+    }
 
     step(2, "migrate", "copy everything (newest first per folder)");
-    let (_, first) = migrate_plan(&plan, &args, MigrateOptions::default(), None, progress()).await;
-    if let Some(t) = first.map(|s| s.total()) {
+    if let Some(t) = migrate(&plan, &workspace).await.map(|s| s.total()) {
         outcome.first_copied = t.copied;
         outcome.first_failed = t.failed;
         outcome.first_skipped = t.skipped_total();
@@ -255,8 +247,7 @@ async fn run_inner(opts: &DemoOptions) -> Result<u8, DemoError> {
         "migrate again",
         "incremental: only what is new at the source moves (nothing, here)",
     );
-    let (_, second) = migrate_plan(&plan, &args, MigrateOptions::default(), None, progress()).await;
-    if let Some(t) = second.map(|s| s.total()) {
+    if let Some(t) = migrate(&plan, &workspace).await.map(|s| s.total()) {
         outcome.second_copied = t.copied;
         outcome.second_present = t.already_present;
         outcome.second_failed = t.failed;
@@ -267,8 +258,13 @@ async fn run_inner(opts: &DemoOptions) -> Result<u8, DemoError> {
         "verify --deep",
         "match every source message to exactly one destination item, with its flags and dates",
     );
-    let (_, verify) = verify_plan(&plan, &args, true, 4, None).await;
-    outcome.perfect = verify.is_some_and(|v| v.perfect);
+    match app::verify(&plan, &workspace, &[], true, 4, None).await {
+        Ok(v) => {
+            print!("{}", report::text::verify(&v.report));
+            outcome.perfect = v.report.perfect;
+        }
+        Err(e) => println!("mailferry: {e}"),
+    }
 
     let c = emu.inspect().counters();
     println!(
@@ -289,12 +285,33 @@ async fn run_inner(opts: &DemoOptions) -> Result<u8, DemoError> {
                 work.path.display()
             );
         }
-        Ok(exit::OK)
     } else {
         for p in &problems {
             println!("demo FAILED: {p}");
         }
-        Ok(exit::FAILURES)
+    }
+    Ok(outcome)
+}
+
+/// One `migrate` as the CLI runs it: progress while it runs, the summary table at the end.
+async fn migrate(plan: &Plan, workspace: &Workspace) -> Option<RunSummary> {
+    let (events, rx) = Events::channel();
+    let shower = tokio::spawn(report::progress::show(progress(), rx));
+    let opts = MigrateOptions::default();
+    let result = app::migrate(plan, workspace, &opts, events, Cancel::default()).await;
+    let _ = shower.await;
+    match result {
+        Ok(o) => {
+            print!("{}", report::table::run_summary(&o.summary));
+            if let Err(e) = &o.reports {
+                println!("mailferry: {e}");
+            }
+            Some(o.summary)
+        }
+        Err(e) => {
+            println!("mailferry: {e}");
+            None
+        }
     }
 }
 

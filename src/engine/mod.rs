@@ -24,7 +24,7 @@ use std::time::Instant;
 use chrono::{DateTime, Utc};
 use futures::StreamExt;
 
-use crate::ledger::{Ledger, LedgerError};
+use crate::ledger::{Ledger, LedgerError, RunLedger};
 use crate::plan::{Mailbox, Plan, PlanError};
 use crate::report::{Event, Events, MailboxSummary, RunSummary};
 use budget::Budget;
@@ -116,14 +116,15 @@ pub(crate) struct EffectiveOptions {
     pub migrate_deleted: bool,
 }
 
-/// Runs (or resumes) the plan. The caller holds the run lock.
+/// Runs (or resumes) the plan on a ledger opened under its run lock ([`RunLedger`]).
 pub async fn migrate(
     plan: &Plan,
-    ledger: Arc<Ledger>,
+    ledger: &RunLedger,
     opts: &MigrateOptions,
     events: Events,
     cancel: Cancel,
 ) -> Result<RunSummary, EngineError> {
+    let ledger = ledger.ledger();
     let started = Instant::now();
     let started_at = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
     let selected = plan.select(&opts.mailboxes)?;
@@ -148,7 +149,7 @@ pub async fn migrate(
             run_mailbox(
                 plan,
                 &connector,
-                Arc::clone(&ledger),
+                Arc::clone(ledger),
                 run,
                 mb,
                 eff.clone(),

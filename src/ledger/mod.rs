@@ -20,7 +20,7 @@ pub use queries::{FailureGroup, FolderCounts, MailboxProgress, RunRow};
 use std::fs::{File, OpenOptions};
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
-use std::sync::{Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard};
 
 use rusqlite::{Connection, OptionalExtension, params};
 
@@ -79,6 +79,30 @@ pub struct FolderRow {
 #[derive(Debug)]
 pub struct RunLock {
     _file: File,
+}
+
+/// A ledger opened under its run lock: the only form in which a migration may write to it.
+pub struct RunLedger {
+    ledger: Arc<Ledger>,
+    _lock: RunLock,
+}
+
+impl RunLedger {
+    /// Takes the run lock of the ledger at `path` (failing at once with
+    /// [`LedgerError::Locked`] when another run holds it), then opens the ledger.
+    pub fn open(path: &Path) -> Result<RunLedger, LedgerError> {
+        let lock = Ledger::lock_run(path)?;
+        let ledger = Arc::new(Ledger::open(path)?);
+        Ok(RunLedger {
+            ledger,
+            _lock: lock,
+        })
+    }
+
+    /// The ledger, shared with the run's tasks.
+    pub fn ledger(&self) -> &Arc<Ledger> {
+        &self.ledger
+    }
 }
 
 impl Ledger {

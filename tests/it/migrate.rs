@@ -2,8 +2,8 @@
 //! Graph emulator; first run, no-op re-run, incremental run, resume after ambiguous writes.
 
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 
+use mailferry::app;
 use mailferry::emulator::{self, EmulatorConfig, EmulatorHandle};
 use mailferry::engine::{self, Cancel, MigrateOptions};
 use mailferry::ledger::Ledger;
@@ -104,10 +104,17 @@ impl Rig {
 
     pub async fn migrate(&self, opts: MigrateOptions) -> RunSummary {
         let plan = Plan::load(&self.plan_path).unwrap();
-        let ledger = Arc::new(Ledger::open(&plan.default_state_path()).unwrap());
-        engine::migrate(&plan, ledger, &opts, Events::discard(), Cancel::default())
-            .await
-            .unwrap()
+        let workspace = app::Workspace::resolve(&plan, None, None);
+        app::migrate(
+            &plan,
+            &workspace,
+            &opts,
+            Events::discard(),
+            Cancel::default(),
+        )
+        .await
+        .unwrap()
+        .summary
     }
 
     /// Every item in a mailbox at the emulator, as raw MIME.

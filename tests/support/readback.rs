@@ -3,11 +3,10 @@
 
 use std::collections::BTreeMap;
 use std::path::Path;
-use std::sync::Arc;
+
 use std::time::Duration;
 
-use mailferry::engine::{self, Cancel, MigrateOptions};
-use mailferry::ledger::Ledger;
+use mailferry::engine::{Cancel, MigrateOptions};
 use mailferry::plan::Plan;
 use mailferry::report::{Events, RunSummary};
 use mailferry::secret::Secret;
@@ -90,14 +89,15 @@ pub async fn bodies(endpoint: ImapEndpoint, user: &str, password: &str) -> Vec<V
 /// `migrate` on a plan file with default options, its ledger next to the plan.
 pub async fn migrate_plan(plan: &Path) -> RunSummary {
     let plan = Plan::load(plan).expect("plan");
-    let ledger = Arc::new(Ledger::open(&plan.default_state_path()).expect("ledger"));
-    engine::migrate(
+    let workspace = mailferry::app::Workspace::resolve(&plan, None, None);
+    mailferry::app::migrate(
         &plan,
-        ledger,
+        &workspace,
         &MigrateOptions::default(),
         Events::discard(),
         Cancel::default(),
     )
     .await
     .expect("migrate")
+    .summary
 }

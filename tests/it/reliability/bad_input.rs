@@ -8,7 +8,6 @@
 //! goes to the Graph emulator, a twin mailbox with the same messages to a real Dovecot over IMAP.
 
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 
 use mailferry::emulator::{self, EmulatorConfig};
 use mailferry::engine::{self, Cancel, MigrateOptions};
@@ -215,16 +214,18 @@ async fn every_bad_message_arrives_intact_or_is_skipped_with_a_reason() {
         );
     }
 
-    let ledger = Arc::new(Ledger::open(&plan.default_state_path()).unwrap());
-    let run = engine::migrate(
+    let workspace = mailferry::app::Workspace::resolve(&plan, None, None);
+    let run = mailferry::app::migrate(
         &plan,
-        Arc::clone(&ledger),
+        &workspace,
         &MigrateOptions::default(),
         Events::discard(),
         Cancel::default(),
     )
     .await
-    .unwrap();
+    .unwrap()
+    .summary;
+    let ledger = Ledger::open(&plan.default_state_path()).unwrap();
     let expected: Vec<Vec<u8>> = msgs.iter().map(|(_, m)| imap_ready(m)).collect();
     for who in ["gra", "imp"] {
         let s = summary(&run.mailboxes, who);

@@ -1,0 +1,182 @@
+//! What each command does, as a library: open the ledger, take the run lock, wire cancellation,
+//! run the engine, write the report files, and return an outcome. Nothing here prints or chooses
+//! an exit code; `cli` and `demo` render the outcomes.
+//!
+//! This is the only path to a migration that records anything: [`migrate`] takes the run lock
+//! before it opens the ledger, so two scheduled runs never overlap, whoever the caller is.
+
+mod signals;
+
+use std::path::{Path, PathBuf};
+
+pub use signals::watch_signals;
+
+use crate::engine::survey::SurveyReport;
+use crate::engine::verify::VerifyReport;
+use crate::engine::{self, Cancel, EngineError, MigrateOptions};
+use crate::ledger::{FailureGroup, Ledger, LedgerError, MailboxProgress, RunLedger, RunRow};
+use crate::plan::{Plan, PlanError};
+use crate::report::files::ReportError;
+use crate::report::{self, Events, RunSummary};
+
+/// Why a command could not run (as opposed to a run that ran and found failures, which is an
+/// outcome).
+#[derive(Debug, thiserror::Error)]
+pub enum AppError {
+    /// The plan, the mailbox selection or an option is unusable (exit 2).
+    #[error(transparent)]
+    Plan(#[from] PlanError),
+    /// Another run holds the ledger's lock (exit 3).
+    #[error(transparent)]
+    Locked(LedgerError),
+    /// The ledger could not be opened or read.
+    #[error(transparent)]
+    Ledger(LedgerError),
+    /// Nothing has run yet: there is no ledger at this path.
+    #[error("no ledger at {}: nothing has run yet", .0.display())]
+    NoLedger(PathBuf),
+    /// The engine stopped on a run-wide error.
+    #[error(transparent)]
+    Engine(EngineError),
+}
+
+impl AppError {
+    /// Whether the error is the operator's input (plan, selection, options) rather than the
+    /// environment.
+    pub fn is_usage(&self) -> bool {
+        matches!(
+            self,
+            AppError::Plan(_) | AppError::NoLedger(_) | AppError::Engine(EngineError::Plan(_))
+        )
+    }
+}
+
+fn ledger_error(e: LedgerError) -> AppError {
+    match e {
+        e @ LedgerError::Locked { .. } => AppError::Locked(e),
+        e => AppError::Ledger(e),
+    }
+}
+
+/// Where a plan's state and reports live, resolved once from the plan and the command line.
+#[derive(Debug, Clone)]
+pub struct Workspace {
+    /// The SQLite ledger.
+    pub state: PathBuf,
+    /// Where run reports go.
+    pub report_dir: PathBuf,
+}
+
+impl Workspace {
+    /// The plan's defaults (ledger next to the plan, reports beside it), overridden where given.
+    pub fn resolve(plan: &Plan, state: Option<PathBuf>, report_dir: Option<PathBuf>) -> Workspace {
+        Workspace {
+            state: state.unwrap_or_else(|| plan.default_state_path()),
+            report_dir: report_dir.unwrap_or_else(|| plan.dir()),
+        }
+    }
+}
+
+/// `survey`: reads every selected source mailbox; nothing is recorded.
+pub async fn survey(
+    plan: &Plan,
+    mailboxes: &[String],
+    concurrency: usize,
+) -> Result<SurveyReport, AppError> {
+    let selected = plan.select(mailboxes)?;
+    Ok(engine::survey::survey(plan, &selected, concurrency).await)
+}
+
+/// What a finished `migrate` run produced.
+#[derive(Debug)]
+pub struct MigrateOutcome {
+    pub summary: RunSummary,
+    /// The JSON and CSV reports written, or why they could not be.
+    pub reports: Result<(PathBuf, PathBuf), ReportError>,
+}
+
+/// `migrate`: takes the run lock, opens the ledger, runs the engine until done or `cancel`, and
+/// writes the run reports. Progress goes to `events`; the caller renders it.
+pub async fn migrate(
+    plan: &Plan,
+    workspace: &Workspace,
+    opts: &MigrateOptions,
+    events: Events,
+    cancel: Cancel,
+) -> Result<MigrateOutcome, AppError> {
+    let ledger = RunLedger::open(&workspace.state).map_err(ledger_error)?;
+    let summary = engine::migrate(plan, &ledger, opts, events, cancel)
+        .await
+        .map_err(AppError::Engine)?;
+    let stem = format!("mailferry-run-{}", summary.run_id);
+    let reports = report::files::write_run_reports(&workspace.report_dir, &stem, &summary);
+    Ok(MigrateOutcome { summary, reports })
+}
+
+/// What the ledger knows, for `status`.
+#[derive(Debug)]
+pub struct StatusOutcome {
+    pub progress: Vec<MailboxProgress>,
+    pub failures: Vec<FailureGroup>,
+    pub runs: Vec<RunRow>,
+}
+
+/// `status`: reads the ledger (never writes), limited to `mailboxes` when given.
+pub fn status(workspace: &Workspace, mailboxes: &[String]) -> Result<StatusOutcome, AppError> {
+    if !workspace.state.exists() {
+        return Err(AppError::NoLedger(workspace.state.clone()));
+    }
+    let ledger = Ledger::open(&workspace.state).map_err(ledger_error)?;
+    let mut progress = ledger.progress().map_err(ledger_error)?;
+    let mut failures = ledger.failure_groups().map_err(ledger_error)?;
+    let runs = ledger.runs(5).map_err(ledger_error)?;
+    if !mailboxes.is_empty() {
+        let wanted: Vec<String> = mailboxes.iter().map(|m| m.to_lowercase()).collect();
+        progress.retain(|p| wanted.contains(&p.mailbox));
+        failures.retain(|f| wanted.contains(&f.mailbox));
+    }
+    Ok(StatusOutcome {
+        progress,
+        failures,
+        runs,
+    })
+}
+
+/// What `verify` found, and the report files it wrote when asked.
+#[derive(Debug)]
+pub struct VerifyOutcome {
+    pub report: VerifyReport,
+    pub files: Vec<Result<PathBuf, ReportError>>,
+}
+
+/// `verify`: compares source, ledger (when one exists) and destination; writes the JSON and CSV
+/// result into `report_dir` when given.
+pub async fn verify(
+    plan: &Plan,
+    workspace: &Workspace,
+    mailboxes: &[String],
+    deep: bool,
+    concurrency: usize,
+    report_dir: Option<&Path>,
+) -> Result<VerifyOutcome, AppError> {
+    let selected = plan.select(mailboxes)?;
+    let ledger = if workspace.state.exists() {
+        Some(Ledger::open(&workspace.state).map_err(ledger_error)?)
+    } else {
+        None
+    };
+    let report = engine::verify::verify(plan, ledger.as_ref(), &selected, deep, concurrency).await;
+    let mut files = Vec::new();
+    if let Some(dir) = report_dir {
+        let json = serde_json::to_vec_pretty(&report).unwrap_or_default();
+        let csv = report::text::verify_csv(&report);
+        for (name, body) in [
+            ("mailferry-verify.json", json),
+            ("mailferry-verify.csv", csv.into_bytes()),
+        ] {
+            let path = dir.join(name);
+            files.push(report::files::write_private(&path, &body).map(|()| path));
+        }
+    }
+    Ok(VerifyOutcome { report, files })
+}
