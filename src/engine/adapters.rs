@@ -21,7 +21,7 @@ fn imap_err(e: ImapError) -> StepError {
     } else {
         FailureClass::Transient
     };
-    StepError::new(class, e.to_string())
+    StepError::caused_by(class, e)
 }
 
 /// A source of either kind.
@@ -36,7 +36,7 @@ impl MailSource for AnySource {
             AnySource::Imap(s) => s.list_folders().await.map_err(imap_err),
             AnySource::Maildir(s) => s
                 .list_folders()
-                .map_err(|e| StepError::new(FailureClass::Mailbox, e.to_string())),
+                .map_err(|e| StepError::caused_by(FailureClass::Mailbox, e)),
         }
     }
     async fn select(&mut self, folder: &SourceFolder) -> Result<FolderStatus, StepError> {
@@ -44,7 +44,7 @@ impl MailSource for AnySource {
             AnySource::Imap(s) => s.select(folder).await.map_err(imap_err),
             AnySource::Maildir(s) => s
                 .select(folder)
-                .map_err(|e| StepError::new(FailureClass::Transient, e.to_string())),
+                .map_err(|e| StepError::caused_by(FailureClass::Transient, e)),
         }
     }
     async fn fetch_meta(
@@ -56,7 +56,7 @@ impl MailSource for AnySource {
             AnySource::Imap(s) => s.fetch_meta(folder, changed_since).await.map_err(imap_err),
             AnySource::Maildir(s) => s
                 .fetch_meta(folder)
-                .map_err(|e| StepError::new(FailureClass::Transient, e.to_string())),
+                .map_err(|e| StepError::caused_by(FailureClass::Transient, e)),
         }
     }
     async fn list_messages(
@@ -73,7 +73,7 @@ impl MailSource for AnySource {
                 .collect()),
             AnySource::Maildir(s) => {
                 let transient = |e: crate::source::maildir::MaildirError| {
-                    StepError::new(FailureClass::Transient, e.to_string())
+                    StepError::caused_by(FailureClass::Transient, e)
                 };
                 Ok(folders
                     .iter()
@@ -94,7 +94,7 @@ impl MailSource for AnySource {
             AnySource::Imap(s) => s.fetch_bodies(folder, uids).await.map_err(imap_err),
             AnySource::Maildir(s) => s
                 .fetch_bodies(folder, uids)
-                .map_err(|e| StepError::new(FailureClass::Transient, e.to_string())),
+                .map_err(|e| StepError::caused_by(FailureClass::Transient, e)),
         }
     }
     async fn close(self) {
@@ -125,7 +125,7 @@ impl GraphMailboxSink {
 }
 
 fn graph_err(e: crate::sink::graph::GraphError) -> StepError {
-    StepError::new(e.class(), e.to_string())
+    StepError::caused_by(e.class(), e)
 }
 
 /// An IMAP server as a sink.
@@ -171,7 +171,7 @@ impl ImapDestSink {
 }
 
 fn imap_sink_err(e: ImapError) -> StepError {
-    StepError::new(ImapSink::classify(&e), e.to_string())
+    StepError::caused_by(ImapSink::classify(&e), e)
 }
 
 /// A sink of either kind.

@@ -51,7 +51,7 @@ pub(crate) async fn write_batch<K: MailSink>(b: WriteBatch<K>) -> BatchOutcome {
         },
         Err(e) => BatchOutcome {
             summary: sum,
-            abort: Some(StepError::new(FailureClass::Fatal, e.to_string())),
+            abort: Some(StepError::caused_by(FailureClass::Fatal, e)),
         },
     }
 }
@@ -152,7 +152,7 @@ async fn run<K: MailSink>(
                     }
                 };
                 b.ledger
-                    .mark_state(row.id, state, Some((&e.message, class)), b.run)?;
+                    .mark_state(row.id, state, Some((&e.detail(), class)), b.run)?;
                 let outcome = if state == MessageState::Skipped {
                     *sum.skipped.entry(e.message.clone()).or_default() += 1;
                     "skipped"
@@ -172,7 +172,7 @@ async fn run<K: MailSink>(
                     folder: b.folder.raw_name.clone(),
                     uid: meta.uid.get(),
                     outcome: outcome.into(),
-                    reason: e.message.clone(),
+                    reason: e.detail(),
                 });
             }
         }

@@ -57,7 +57,7 @@ impl<'p> Connector<'p> {
         match &mb.source {
             MailboxSource::Maildir { path } => MaildirSource::open(path)
                 .map(AnySource::Maildir)
-                .map_err(|e| StepError::new(FailureClass::Mailbox, e.to_string())),
+                .map_err(|e| StepError::caused_by(FailureClass::Mailbox, e)),
             MailboxSource::Imap { login, .. } => {
                 if self.plan.source.kind != SourceKind::Imap {
                     return Err(StepError::new(
@@ -73,7 +73,7 @@ impl<'p> Connector<'p> {
                 ImapSource::connect(endpoint, auth)
                     .await
                     .map(|s| AnySource::Imap(Box::new(s)))
-                    .map_err(|e| StepError::new(FailureClass::Mailbox, e.to_string()))
+                    .map_err(|e| StepError::caused_by(FailureClass::Mailbox, e))
             }
         }
     }
@@ -93,7 +93,7 @@ impl<'p> Connector<'p> {
                 mailbox
                     .check_access()
                     .await
-                    .map_err(|e| StepError::new(e.class(), e.to_string()))?;
+                    .map_err(|e| StepError::caused_by(e.class(), e))?;
                 Ok(AnySink::Graph(GraphMailboxSink::new(mailbox, g)))
             }
             Destination::Imap(d) => {
@@ -107,7 +107,7 @@ impl<'p> Connector<'p> {
                     d.connections.max(1),
                 )
                 .await
-                .map_err(|e| StepError::new(FailureClass::Mailbox, e.to_string()))?;
+                .map_err(|e| StepError::caused_by(FailureClass::Mailbox, e))?;
                 Ok(AnySink::Imap(Box::new(ImapDestSink::new(
                     sink,
                     self.plan.limits.max_message_bytes,
@@ -202,7 +202,7 @@ impl<'p> Connector<'p> {
             return Ok(app.clone());
         }
         let app = GraphApp::new(graph_settings(g, self.plan.limits.max_message_bytes))
-            .map_err(|e| StepError::new(FailureClass::Fatal, e.to_string()))?;
+            .map_err(|e| StepError::caused_by(FailureClass::Fatal, e))?;
         apps.insert(g.name.clone(), app.clone());
         Ok(app)
     }

@@ -52,7 +52,7 @@ pub(crate) async fn folder_pass<S: MailSource, K: MailSink>(
     mapped_name: &str,
 ) -> Result<FolderResult, StepError> {
     let ledger = &ctx.ledger;
-    let lerr = |e: crate::ledger::LedgerError| StepError::new(FailureClass::Fatal, e.to_string());
+    let lerr = |e: crate::ledger::LedgerError| StepError::caused_by(FailureClass::Fatal, e);
     let mut sum = MailboxSummary {
         folders: 1,
         ..Default::default()
@@ -309,7 +309,7 @@ async fn resolve_sending<K: MailSink>(
     claimed: &mut HashSet<String>,
     sum: &mut MailboxSummary,
 ) -> Result<(), StepError> {
-    let lerr = |e: crate::ledger::LedgerError| StepError::new(FailureClass::Fatal, e.to_string());
+    let lerr = |e: crate::ledger::LedgerError| StepError::caused_by(FailureClass::Fatal, e);
     let Some(hash) = row.sha256 else {
         ctx.ledger
             .mark_state(row.id, MessageState::Pending, None, ctx.run)

@@ -34,7 +34,7 @@ pub(crate) async fn mailbox_pass<S: MailSource, K: MailSink>(
     sum.seconds = started.elapsed().as_secs_f64();
     sum.status = match result {
         Err(e) => {
-            sum.error = Some(e.message);
+            sum.error = Some(e.detail());
             "failed".into()
         }
         Ok(()) if cancelled(&ctx.cancel) => "interrupted".into(),
@@ -92,6 +92,6 @@ fn with_folder(e: StepError, folder: &str) -> StepError {
     if e.message.contains(folder) {
         e
     } else {
-        StepError::new(e.class, format!("folder {folder:?}: {}", e.message))
+        e.context(format_args!("folder {folder:?}"))
     }
 }

@@ -221,7 +221,7 @@ async fn run_mailbox(
         Ok(mailbox_id) => {
             let _host = connector.host_permit(mb).await;
             match connector.open(mb).await {
-                Err(e) => failed(e.message),
+                Err(e) => failed(e.detail()),
                 Ok((mut src, sink, mapper)) => {
                     let ctx = MailboxCtx {
                         ledger: Arc::clone(&ledger),

@@ -32,7 +32,7 @@ pub(crate) async fn sweep<K: MailSink>(
     since: Instant,
     sum: &mut MailboxSummary,
 ) -> Result<(), StepError> {
-    let lerr = |e: crate::ledger::LedgerError| StepError::new(FailureClass::Fatal, e.to_string());
+    let lerr = |e: crate::ledger::LedgerError| StepError::caused_by(FailureClass::Fatal, e);
     let marked = ctx
         .ledger
         .recheck_rows(folder_id, status.uid_validity)

@@ -3,6 +3,7 @@
 //! [`super::adapters`]; the engine itself knows nothing of HTTP or IMAP.
 
 use std::future::Future;
+use std::sync::Arc;
 
 use chrono::{DateTime, FixedOffset};
 use serde::Serialize;
@@ -15,11 +16,15 @@ use crate::translate::Target;
 
 /// A failure at a source or sink, reduced to what the engine needs: how to treat it, and a
 /// message for the operator (already naming the host, folder, UID or request id it concerns).
+/// The error it came from is kept as its source, so the report's detail can show the whole chain
+/// (an I/O error under a connect failure, say) while summaries group by the message alone.
 #[derive(Debug, Clone, thiserror::Error)]
 #[error("{message}")]
 pub struct StepError {
     pub class: FailureClass,
     pub message: String,
+    #[source]
+    source: Option<Arc<dyn std::error::Error + Send + Sync + 'static>>,
 }
 
 impl StepError {
@@ -27,7 +32,45 @@ impl StepError {
         StepError {
             class,
             message: message.into(),
+            source: None,
         }
+    }
+
+    /// A failure caused by `error`: its text is the message, and it stays the source.
+    pub fn caused_by(
+        class: FailureClass,
+        error: impl std::error::Error + Send + Sync + 'static,
+    ) -> StepError {
+        StepError {
+            class,
+            message: error.to_string(),
+            source: Some(Arc::new(error)),
+        }
+    }
+
+    /// The same failure with its message prefixed (a folder name, say), the source kept.
+    pub fn context(mut self, prefix: impl std::fmt::Display) -> StepError {
+        self.message = format!("{prefix}: {}", self.message);
+        self
+    }
+
+    /// The message followed by every underlying cause not already part of it, for the report
+    /// detail and the ledger.
+    pub fn detail(&self) -> String {
+        let mut out = self.message.clone();
+        let mut next = self
+            .source
+            .as_deref()
+            .and_then(|e| (e as &dyn std::error::Error).source());
+        while let Some(cause) = next {
+            let text = cause.to_string();
+            if !out.contains(&text) {
+                out.push_str(": caused by: ");
+                out.push_str(&text);
+            }
+            next = cause.source();
+        }
+        out
     }
 }
 
@@ -199,5 +242,27 @@ impl FailureClass {
             FailureClass::Mailbox => "mailbox",
             FailureClass::Fatal => "fatal",
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn detail_keeps_the_cause_chain_and_the_message_groups() {
+        #[derive(Debug, thiserror::Error)]
+        #[error("cannot connect (host h)")]
+        struct Outer(#[source] std::io::Error);
+        let io = std::io::Error::new(std::io::ErrorKind::ConnectionRefused, "refused by peer");
+        let e = StepError::caused_by(FailureClass::Mailbox, Outer(io)).context("folder \"A\"");
+        assert_eq!(e.message, "folder \"A\": cannot connect (host h)");
+        assert_eq!(
+            e.detail(),
+            "folder \"A\": cannot connect (host h): caused by: refused by peer"
+        );
+        // A cause already spelled out in the message is not repeated.
+        let plain = StepError::new(FailureClass::Transient, "x: refused");
+        assert_eq!(plain.detail(), "x: refused");
     }
 }

@@ -176,7 +176,7 @@ async fn survey_mailbox(plan: &Plan, connector: &Connector<'_>, mb: &Mailbox) ->
     .await;
     if let Err(e) = result {
         s.status = "failed".into();
-        s.error = Some(e.message);
+        s.error = Some(e.detail());
         return s;
     }
     s.fits_quota = s.quota_bytes.map(|q| s.bytes <= q);
@@ -260,7 +260,7 @@ async fn survey_folders<S: MailSource>(
                     {
                         return Err(e);
                     }
-                    Err(e) => f.error = Some(e.message),
+                    Err(e) => f.error = Some(e.detail()),
                 }
             }
             s.messages += f.messages;

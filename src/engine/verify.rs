@@ -148,7 +148,7 @@ async fn verify_mailbox(
     .await;
     if let Err(e) = result {
         v.verdict = "failed".into();
-        v.reasons.push(e.message);
+        v.reasons.push(e.detail());
         return v;
     }
     if !v.missing.is_empty() {
