@@ -180,12 +180,27 @@ impl Ledger {
     }
 
     /// Runs `f` on the connection, mapping errors to this ledger's path.
+    ///
+    /// Every statement, and above all every commit's fsync (`synchronous=FULL`), blocks. On the
+    /// multi-threaded runtime the call is made under `block_in_place`, which hands this worker's
+    /// other tasks (the IMAP reader, Graph writes in flight) to another thread first, so a slow
+    /// disk delays only the task that records, never the network. Waiting for the connection's
+    /// mutex is part of the blocking section too.
     pub(crate) fn with<T>(
         &self,
         f: impl FnOnce(&mut Connection) -> rusqlite::Result<T>,
     ) -> Result<T, LedgerError> {
-        let mut conn = self.conn();
-        f(&mut conn).map_err(|e| sql_err(&self.path, e))
+        let run = || {
+            let mut conn = self.conn();
+            f(&mut conn).map_err(|e| sql_err(&self.path, e))
+        };
+        let multi_thread = tokio::runtime::Handle::try_current()
+            .is_ok_and(|h| h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread);
+        if multi_thread {
+            tokio::task::block_in_place(run)
+        } else {
+            run()
+        }
     }
 
     /// Records the start of a run; returns its id.

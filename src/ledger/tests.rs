@@ -165,3 +165,41 @@ fn a_recheck_mark_lasts_until_cleared_and_only_done_rows_are_due() {
     l.clear_recheck(a.id).unwrap();
     assert!(l.recheck_rows(f.id, uv(1)).unwrap().is_empty());
 }
+
+/// A ledger call that blocks (here: on the connection, held by another thread as a slow fsync
+/// would hold it) must not stall the other tasks of its runtime worker. With one worker thread,
+/// the ticker spawned just before the call can only run if the call hands the worker's tasks
+/// over (`block_in_place`); the holder releases the connection once the ticker ran, or gives up
+/// after 10 s, which fails the test.
+#[tokio::test(flavor = "multi_thread", worker_threads = 1)]
+async fn a_blocking_ledger_call_does_not_stall_its_worker() {
+    let dir = tempfile::tempdir().unwrap();
+    let ledger = Arc::new(Ledger::open(&dir.path().join("l.sqlite")).unwrap());
+    let (locked_tx, locked_rx) = std::sync::mpsc::channel();
+    let (tick_tx, tick_rx) = std::sync::mpsc::channel::<()>();
+    let holder = {
+        let ledger = Arc::clone(&ledger);
+        std::thread::spawn(move || {
+            let guard = ledger.conn();
+            locked_tx.send(()).unwrap();
+            let ticked = tick_rx
+                .recv_timeout(std::time::Duration::from_secs(10))
+                .is_ok();
+            drop(guard);
+            ticked
+        })
+    };
+    locked_rx.recv().unwrap();
+    let call = tokio::spawn(async move {
+        // Spawned from the worker: it waits in this worker's own queue.
+        tokio::spawn(async move {
+            let _ = tick_tx.send(());
+        });
+        ledger.start_run("migrate")
+    });
+    call.await.unwrap().unwrap();
+    assert!(
+        holder.join().unwrap(),
+        "the ticker never ran while the ledger call blocked"
+    );
+}
