@@ -8,7 +8,7 @@
 //!
 //! When `imapsync` is on PATH, the same copy and re-run are done with it into a third Dovecot
 //! for a side-by-side table; otherwise the figures measured for imapsync 2.229 on this kind of
-//! machine (`../shared/reference/field.md`) are printed as the reference, and the table says so.
+//! machine (docs/field-notes.md) are printed as the reference, and the table says so.
 //!
 //! Run: `cargo bench --bench imap_to_imap` (needs Dovecot and GNU time; `scripts/bench` installs
 //! both and tries to install imapsync).
@@ -18,7 +18,7 @@ mod support;
 use support::{Measured, dovecot, num};
 
 /// imapsync 2.229 on a 2-core machine, loopback Dovecot 2.3.19 pair, 5,078 messages / 479 MB
-/// (field.md): messages/s on the first copy, the re-run's seconds, peak RSS, messages skipped.
+/// (docs/field-notes.md): messages/s on the first copy, the re-run's seconds, peak RSS, messages skipped.
 const IMAPSYNC_FIRST_MSGS_PER_S: (f64, f64) = (143.0, 151.0);
 const IMAPSYNC_RERUN_S: (f64, f64) = (3.3, 5.1);
 const IMAPSYNC_RSS_MIB: f64 = 201.0;
@@ -195,11 +195,11 @@ fn main() {
         }
         None => {
             println!(
-                "| imapsync 2.229 first copy (field.md, not measured here: imapsync is not installable on this machine) | 33-35 s | {:.0}-{:.0} | 12.9-13.7 MiB/s | about 20 | {IMAPSYNC_RSS_MIB:.0} MiB | {IMAPSYNC_SKIPPED} |",
+                "| imapsync 2.229 first copy (docs/field-notes.md, not measured here: imapsync is not installable on this machine) | 33-35 s | {:.0}-{:.0} | 12.9-13.7 MiB/s | about 20 | {IMAPSYNC_RSS_MIB:.0} MiB | {IMAPSYNC_SKIPPED} |",
                 IMAPSYNC_FIRST_MSGS_PER_S.0, IMAPSYNC_FIRST_MSGS_PER_S.1
             );
             println!(
-                "| imapsync 2.229 re-run (field.md) | {:.1}-{:.1} s | | | | 192 MiB | |",
+                "| imapsync 2.229 re-run (docs/field-notes.md) | {:.1}-{:.1} s | | | | 192 MiB | |",
                 IMAPSYNC_RERUN_S.0, IMAPSYNC_RERUN_S.1
             );
             (IMAPSYNC_FIRST_MSGS_PER_S.1, IMAPSYNC_RERUN_S.0)

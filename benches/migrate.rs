@@ -31,7 +31,7 @@ fn big() -> Option<usize> {
         .unwrap_or(140);
     (mb > 0).then_some(mb * 1_000_000)
 }
-/// Microsoft's documented budgets per app and mailbox (graph.md section 5).
+/// Microsoft's documented budgets per app and mailbox (docs/graph-facts.md, section 5).
 const REQUESTS_PER_WINDOW: f64 = 10_000.0;
 const REQUEST_WINDOW_S: f64 = 600.0;
 const BYTES_PER_WINDOW: f64 = 150.0 * 1024.0 * 1024.0;

@@ -195,11 +195,12 @@ fn main() {
 
 /// One raw TLS session: LOGIN, then EXAMINE + bare UID FETCH per folder, reading lines to the tag.
 async fn floor(port: u16, ca: std::path::PathBuf, folders: &[String], attrs: &str) -> Duration {
+    use rustls_pki_types::{CertificateDer, pem::PemObject};
     use tokio_rustls::rustls::{ClientConfig, RootCertStore, crypto::ring};
     let t = Instant::now();
     let mut roots = RootCertStore::empty();
     let pem = std::fs::read(&ca).expect("ca");
-    for c in rustls_pemfile::certs(&mut pem.as_slice()) {
+    for c in CertificateDer::pem_slice_iter(&pem) {
         roots.add(c.expect("cert")).expect("add");
     }
     let config = ClientConfig::builder_with_provider(Arc::new(ring::default_provider()))

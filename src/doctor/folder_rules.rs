@@ -1,4 +1,4 @@
-//! The folder probes of one mailbox, inside doctor's scratch folder (deleted with it): graph.md
+//! The folder probes of one mailbox, inside doctor's scratch folder (deleted with it): docs/graph-facts.md
 //! section 7 leaves open the HTTP status of `ErrorFolderExists` (unknown 4) and Exchange's folder
 //! name rules (unknown 5). mailferry does not bet on either (it recognises the conflict by its code
 //! and renames conservatively), but an operator should know what the tenant does, and above all

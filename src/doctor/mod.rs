@@ -8,10 +8,10 @@
 //! - [`graph`]: per Graph destination: the token (AADSTS errors turned into advice), then per
 //!   destination mailbox: access (403/404 turned into permission, access-policy or licence
 //!   advice), and a scratch folder (`mailferry-doctor-<random>`, always deleted) for
-//! - `routes`: one test message per write route, read back to settle graph.md's unknowns on the
+//! - `routes`: one test message per write route, read back to settle docs/graph-facts.md's unknowns on the
 //!   real tenant.
 //! - `folder_rules`: the status of a duplicate folder create and which folder names the tenant
-//!   takes (graph.md unknowns 4 and 5), warning about any name mailferry would send unchanged
+//!   takes (docs/graph-facts.md, unknowns 4 and 5), warning about any name mailferry would send unchanged
 //!   that the tenant refuses.
 //! - [`probe`]: the test message and the raw Graph requests the route probes need (a probe must
 //!   see the tenant's own answer, so it never falls back to another route as a migration does).

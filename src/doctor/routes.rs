@@ -1,6 +1,6 @@
 //! The route probes of one mailbox, inside doctor's scratch folder: one test message per write
 //! route, read back to report how the tenant set isDraft, receivedDateTime, sentDateTime, isRead,
-//! flag, and whether `$value` is byte-identical (graph.md section 7, settled on the real tenant).
+//! flag, and whether `$value` is byte-identical (docs/graph-facts.md, section 7, settled on the real tenant).
 //! Every probe reports and returns normally, so the caller always gets to delete the folder.
 
 use chrono::{DateTime, Utc};

@@ -3,7 +3,7 @@
 //! Token endpoint: a client secret (form field or HTTP Basic) or a certificate assertion (a JWT
 //! signed PS256 or RS256 with the registered certificate's key, named by `x5t#S256` or `x5t`;
 //! `aud`, `iss` = `sub` = client id, `nbf`/`exp` within the allowed skew, `jti` never reused).
-//! Failures use Entra's JSON shape and the AADSTS codes of graph.md. Tokens are opaque random
+//! Failures use Entra's JSON shape and the AADSTS codes of docs/graph-facts.md, section 1. Tokens are opaque random
 //! strings with a lifetime under the time scale. Graph: 401 `InvalidAuthenticationToken` for a
 //! missing, unknown or expired token; 403 `ErrorAccessDenied` for a mailbox outside the app's
 //! access policy; 404 `MailboxNotEnabledForRESTAPI` for an unknown mailbox when mailboxes are

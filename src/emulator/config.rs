@@ -1,13 +1,15 @@
 //! Emulator configuration: apps, mailboxes, limits, latency, faults and the time scale.
 //!
 //! Read from the TOML file given to `mailferry emulator --config`, or built in code by tests.
-//! `EmulatorConfig::default()` is the documented default of design.md "External contracts":
+//! `EmulatorConfig::default()` is the documented default (docs/emulator.md):
 //! tenant `contoso.example`, one app `mailferry-demo` / `demo-secret` with both mail permissions,
 //! mailboxes created on first use, Microsoft's documented limits and a time scale of 1.
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use rustls_pki_types::CertificateDer;
+use rustls_pki_types::pem::PemObject;
 use serde::Deserialize;
 use sha1::Sha1;
 use sha2::{Digest, Sha256};
@@ -360,8 +362,7 @@ impl EmulatorConfig {
 
 /// Extracts the DER of every CERTIFICATE block.
 fn certificates_from_pem(pem: &str) -> Result<Vec<Vec<u8>>, EmulatorError> {
-    let mut reader = std::io::BufReader::new(pem.as_bytes());
-    rustls_pemfile::certs(&mut reader)
+    CertificateDer::pem_slice_iter(pem.as_bytes())
         .map(|c| {
             c.map(|der| der.as_ref().to_vec())
                 .map_err(|e| EmulatorError::Config(format!("bad certificate PEM: {e}")))

@@ -2,7 +2,7 @@
 //! token endpoint, with Microsoft's documented throttling and injectable faults.
 //!
 //! It is a product feature (`mailferry emulator` for rehearsals, the embedded target of `demo`)
-//! and the Graph side of every test. It follows `shared/reference/graph.md`, including the ugly
+//! and the Graph side of every test. It follows docs/graph-facts.md, including the ugly
 //! parts: MIME create makes drafts, throttling answers 429 with Retry-After, and a response can be
 //! lost after the item was stored. Everything lives in memory.
 //!

@@ -129,7 +129,7 @@ async fn verify_mailbox(
             src.select(&mapping.source).await?;
             let metas: Vec<MessageMeta> = src.fetch_meta(&mapping.source, None).await?;
             let items: Vec<DestItem> = sink.list_items(&dest).await?;
-            // Graph's importMime lets the tenant choose the received time (graph.md unknown 1;
+            // Graph's importMime lets the tenant choose the received time (docs/graph-facts.md, unknown 1;
             // `doctor` shows what a tenant does), so only IMAP destinations promise INTERNALDATE.
             let compare_dates = matches!(sink, super::adapters::AnySink::Imap(_));
             let ctx = FolderCtx {

@@ -3,7 +3,7 @@
 //!
 //! Why not async-imap's parser: imap-proto cannot parse NAMESPACE, `STATUS ... SIZE` or ESEARCH,
 //! and after any reply it cannot parse async-imap's session keeps answering Ok with empty results
-//! (see `shared/reference/async-imap.md`, lies 1 and 2), which can make a migration believe a
+//! (see docs/decisions.md on the IMAP layer), which can make a migration believe a
 //! folder is empty. A generic tokenizer never fails on an unknown response; interpretation
 //! happens in the callers, which check every count. The framing is also what lets the sink
 //! pipeline APPENDs with non-UTF-8 literals.

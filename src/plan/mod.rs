@@ -8,7 +8,7 @@
 //! it, not half-way through a migration. This module never connects to anything.
 //!
 //! The format is documented for operators in `docs/plan-format.md`; the shape of `plan.toml`
-//! and the CSV columns are an external contract (see `design.md`).
+//! and the CSV columns are an external contract: operators' existing files must keep working.
 
 mod error;
 mod raw;
@@ -241,7 +241,7 @@ pub enum GraphCredential {
     },
 }
 
-// The cloud (docs/graph-facts.md section 1), write route and assertion algorithm are the Graph sink's own
+// The cloud (docs/graph-facts.md, section 1), write route and assertion algorithm are the Graph sink's own
 // types: defined once, resolved by the plan, taken by the sink as they are (not re-exported).
 use crate::sink::graph::{AssertionAlg, Cloud, Route};
 

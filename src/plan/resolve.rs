@@ -15,7 +15,7 @@ use super::{
 };
 use crate::secret::Secret;
 
-/// Default per-request body limit for Graph (graph.md unknown 2: about 4 MB).
+/// Default per-request body limit for Graph (docs/graph-facts.md, unknown 2: about 4 MB).
 pub const DEFAULT_MAX_REQUEST_BYTES: u64 = 4 * 1024 * 1024;
 
 /// Looks up an environment variable (injectable so tests need not mutate the process env).
@@ -402,7 +402,7 @@ fn resolve_graph(ctx: &Ctx, name: String, g: RawGraph) -> Result<GraphDestinatio
         Some(RawCloud::UsgovDod) => Cloud::UsGovDod,
         Some(RawCloud::China) => Cloud::China,
     };
-    // importMime is global-cloud only (graph.md section 1): national clouds default to JSON
+    // importMime is global-cloud only (docs/graph-facts.md, section 1): national clouds default to JSON
     // and refuse an explicit import-mime.
     let route = match (g.route, cloud) {
         (Some(RawRoute::ImportMime), c) if c != Cloud::Global => {

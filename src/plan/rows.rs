@@ -390,7 +390,7 @@ fn plain_login(auth: AuthMethod, user: String, password: String) -> SourceLogin 
 }
 
 /// Reads the admin login formats Exchange's IMAP migration accepts in `UserName`
-/// (graph.md section 8):
+/// (docs/graph-facts.md, section 8):
 /// - `user*admin` (Dovecot master user): sent verbatim with LOGIN, Dovecot splits it;
 /// - `domain/admin/user` (Exchange): AUTHENTICATE PLAIN as `admin` for `user@domain`;
 /// - `#user@domain#admin#` (Mirapoint): AUTHENTICATE PLAIN as `admin` for `user@domain`;

@@ -31,7 +31,7 @@ use crate::model::{FolderPath, SourceFolder, SpecialUse};
 
 pub use mapper::FolderMapper;
 
-/// Default hierarchy depth limit for Exchange Online (graph.md section 2).
+/// Default hierarchy depth limit for Exchange Online (docs/graph-facts.md, section 2).
 pub const GRAPH_MAX_DEPTH: usize = 300;
 
 /// What kind of destination folder names are made for.

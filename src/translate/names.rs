@@ -1,6 +1,6 @@
 //! Making one folder name acceptable to a target, and matching plan globs.
 //!
-//! Exchange's folder-name rules are undocumented (graph.md section 7, unknown 5), so the Graph
+//! Exchange's folder-name rules are undocumented (docs/graph-facts.md, unknown 5), so the Graph
 //! rule is conservative and every change is reported: `/` and `\` become `_`, control
 //! characters go, leading/trailing white space and trailing dots are trimmed, and a name is cut
 //! to [`MAX_NAME_UNITS`] UTF-16 code units (Exchange counts in UTF-16). IMAP targets only need

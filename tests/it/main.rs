@@ -16,6 +16,7 @@ mod migrate_split;
 mod plan;
 mod reliability;
 mod signatures;
+mod spooled;
 #[path = "../support/mod.rs"]
 mod support;
 mod translate;

@@ -1,4 +1,4 @@
-//! `plan.toml` + mailboxes CSV from real files: the design.md example, secrets from env and
+//! `plan.toml` + mailboxes CSV from real files: the contract's example plan, secrets from env and
 //! files, errors that name file/line/field, redaction, and property tests (no panic on any
 //! input; a broken row's error names its line).
 
@@ -11,7 +11,7 @@ use mailferry::plan::{
 use mailferry::sink::graph::{AssertionAlg, Cloud, Route};
 use proptest::prelude::*;
 
-/// The example from design.md's "External contracts", verbatim.
+/// The external contract's example plan, comments and all (docs/plan-format.md, "A complete example").
 const DESIGN_EXAMPLE: &str = r#"mailboxes = "mailboxes.csv"   # EmailAddress,UserName,Password[,UserRoot][,Destination][,DestinationUser][,DestinationPassword][,SourcePath]
 
 [source]                      # defaults for every row

@@ -1,5 +1,5 @@
 //! Property tests for folder translation: whatever the source lists, every target name is
-//! acceptable under the Graph rules (graph.md section 2 and the translate module docs), no two
+//! acceptable under the Graph rules (docs/graph-facts.md, section 2, and the translate module docs), no two
 //! different targets differ only in case, and the mapping is stable across runs and input order.
 
 use std::collections::BTreeSet;

@@ -1,4 +1,4 @@
-//! Private, throwaway Dovecot 2.3 instances for tests (see `../shared/reference/dovecot-testbed.md`).
+//! Private, throwaway Dovecot 2.3 instances for tests, each run from its own config on loopback.
 //!
 //! Each [`Dovecot`] owns a temp directory with its config, a fresh CA and server certificate, a
 //! passwd-file of users, a master user (`master` / [`MASTER_PASSWORD`], separator `*`) and the mail

@@ -1,8 +1,8 @@
 //! App-only tokens: the OAuth 2.0 client-credentials grant against Entra ID's v2.0 endpoint.
 //!
-//! A small token client of our own rather than the `oauth2` crate: that crate either brings its
-//! own HTTP client (a second stack) or needs an adapter over reqwest, and of its features we would
-//! use one grant. This one reuses the app's reqwest client, builds certificate assertions
+//! A small token client of our own rather than the `oauth2` crate, which would leave the token
+//! cache, certificate assertions and Entra's `error_codes` to us anyway (docs/decisions.md). This
+//! one reuses the app's reqwest client, builds certificate assertions
 //! ([`super::jwt`]), caches one token per scope, renews it before it runs out (5 minutes early, or
 //! half its lifetime when shorter), lets only one task fetch at a time per scope, and turns AADSTS
 //! codes into actionable messages. See docs/decisions.md.

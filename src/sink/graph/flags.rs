@@ -1,4 +1,4 @@
-//! IMAP flags and mailferry's identity stamp as Graph properties (graph.md §4).
+//! IMAP flags and mailferry's identity stamp as Graph properties (docs/graph-facts.md, section 4).
 //!
 //! | IMAP | Graph |
 //! |---|---|

@@ -3,7 +3,7 @@
 //! every id for the run (folder ids are stable).
 //!
 //! Names compare case-insensitively, as Exchange does. A create that meets `ErrorFolderExists`
-//! (reported as 400 or 409, graph.md unknown 4: we key on the code) looks the folder up by name
+//! (reported as 400 or 409, docs/graph-facts.md, unknown 4: we key on the code) looks the folder up by name
 //! instead; that also makes a create whose response was lost safe to retry.
 
 use std::collections::HashMap;

@@ -6,7 +6,7 @@
 //! no window can ever see more than the budget: we pace instead of running into 429s.
 //!
 //! In-flight limits exist twice, per mailbox and per app, because Microsoft's pages disagree on
-//! whether the 4-concurrent-requests limit is per app or per app and mailbox (graph.md unknown 3).
+//! whether the 4-concurrent-requests limit is per app or per app and mailbox (docs/graph-facts.md, unknown 3).
 //! Both adapt AIMD-style on 429 `ApplicationThrottled`: the mailbox limit drops when the mailbox
 //! itself had several requests out; the app limit drops when other mailboxes were busy too. One
 //! decrease per scope per "generation" (only requests sent after the last decrease count), and +1

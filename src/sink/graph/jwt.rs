@@ -1,4 +1,4 @@
-//! Certificate client assertions (graph.md §1): a JWT signed with the app certificate's RSA key,
+//! Certificate client assertions (docs/graph-facts.md, section 1): a JWT signed with the app certificate's RSA key,
 //! sent instead of a client secret.
 //!
 //! The header names the certificate by thumbprint: `x5t#S256` (SHA-256 of the DER) with PS256 as
@@ -11,7 +11,8 @@ use std::path::{Path, PathBuf};
 use base64::Engine;
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
-use rustls_pemfile::Item;
+use rustls_pki_types::pem::{PemObject, SectionKind};
+use rustls_pki_types::{PrivatePkcs1KeyDer, PrivatePkcs8KeyDer};
 use serde::Serialize;
 use sha1::Sha1;
 use sha2::{Digest, Sha256};
@@ -74,15 +75,17 @@ impl CertificateSigner {
     ) -> Result<CertificateSigner, GraphError> {
         let mut cert: Option<Vec<u8>> = None;
         let mut key: Option<EncodingKey> = None;
-        let mut reader = bytes;
-        for item in rustls_pemfile::read_all(&mut reader) {
-            let item = item.map_err(|e| cred_err(path, format!("not valid PEM: {e}")))?;
-            match item {
-                Item::X509Certificate(der) if cert.is_none() => cert = Some(der.to_vec()),
-                Item::Pkcs1Key(der) if key.is_none() => {
+        // Every section in file order, whatever its kind; the loop picks what it needs.
+        for item in <(SectionKind, Vec<u8>)>::pem_slice_iter(bytes) {
+            let (kind, der) = item.map_err(|e| cred_err(path, format!("not valid PEM: {e}")))?;
+            match kind {
+                SectionKind::Certificate if cert.is_none() => cert = Some(der),
+                SectionKind::RsaPrivateKey if key.is_none() => {
+                    let der = PrivatePkcs1KeyDer::from(der);
                     key = Some(EncodingKey::from_rsa_der(der.secret_pkcs1_der()));
                 }
-                Item::Pkcs8Key(der) if key.is_none() => {
+                SectionKind::PrivateKey if key.is_none() => {
+                    let der = PrivatePkcs8KeyDer::from(der);
                     // jsonwebtoken extracts the RSA key from a PKCS#8 envelope only through PEM.
                     let pem = to_pem("PRIVATE KEY", der.secret_pkcs8_der());
                     key = Some(EncodingKey::from_rsa_pem(pem.expose().as_bytes()).map_err(
@@ -94,7 +97,7 @@ impl CertificateSigner {
                         },
                     )?);
                 }
-                Item::Sec1Key(_) => {
+                SectionKind::EcPrivateKey => {
                     return Err(cred_err(
                         path,
                         "EC keys are not accepted by Entra for client assertions: use RSA".into(),
@@ -182,6 +185,7 @@ fn to_pem(label: &str, der: &[u8]) -> Secret<String> {
 mod tests {
     use super::*;
     use jsonwebtoken::{DecodingKey, Validation};
+    use rustls_pki_types::CertificateDer;
 
     fn fixture(name: &str) -> PathBuf {
         Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -191,12 +195,7 @@ mod tests {
 
     fn public_key(path: &Path) -> (DecodingKey, Vec<u8>) {
         let bytes = std::fs::read(path).unwrap();
-        let mut r = bytes.as_slice();
-        let der = rustls_pemfile::certs(&mut r)
-            .next()
-            .unwrap()
-            .unwrap()
-            .to_vec();
+        let der = CertificateDer::from_pem_slice(&bytes).unwrap().to_vec();
         let (_, cert) = x509_parser::parse_x509_certificate(&der).unwrap();
         let spki = cert.public_key().subject_public_key.data.to_vec();
         (DecodingKey::from_rsa_der(&spki), der)

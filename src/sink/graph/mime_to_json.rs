@@ -1,4 +1,4 @@
-//! The JSON route's message: rebuilt from the raw MIME with mail-parser (graph.md §3 route B).
+//! The JSON route's message: rebuilt from the raw MIME with mail-parser (docs/graph-facts.md, section 3, route B).
 //!
 //! Everything goes into the create request: subject, body (HTML when the message has an HTML
 //! part, else its text parts), addresses, Message-ID, importance, flags, categories, a few `x-`

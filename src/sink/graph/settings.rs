@@ -59,7 +59,7 @@ pub enum Route {
     Json,
 }
 
-/// How a certificate client assertion is signed (see graph.md §1 and unknown 7).
+/// How a certificate client assertion is signed (docs/graph-facts.md, section 1 and unknown 7).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum AssertionAlg {
     /// PS256 with the `x5t#S256` header (current Microsoft docs).
@@ -87,7 +87,7 @@ pub enum GraphCredential {
 }
 
 /// Pacing and concurrency limits. Defaults are Microsoft's documented Outlook limits per app and
-/// mailbox (graph.md §5); the client paces itself a little inside them instead of running into them.
+/// mailbox (docs/graph-facts.md, section 5); the client paces itself a little inside them instead of running into them.
 #[derive(Debug, Clone)]
 pub struct GovernorSettings {
     /// Requests allowed per mailbox per `request_window` (Microsoft: 10,000 per 10 minutes).

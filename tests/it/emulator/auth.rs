@@ -6,6 +6,8 @@ use std::process::Command;
 use base64::Engine as _;
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use mailferry::emulator::{AppConfig, EmulatorConfig, MAIL_READWRITE, start};
+use rustls_pki_types::CertificateDer;
+use rustls_pki_types::pem::PemObject;
 use serde_json::json;
 use sha1::Sha1;
 use sha2::{Digest, Sha256};
@@ -188,9 +190,7 @@ pub(super) fn make_cert(dir: &Path) -> (String, Vec<u8>) {
 fn cert() -> Cert {
     let dir = tempfile::tempdir().unwrap();
     let (cert_pem, key_pem) = make_cert(dir.path());
-    let der = rustls_pemfile::certs(&mut cert_pem.as_bytes())
-        .next()
-        .unwrap()
+    let der = CertificateDer::from_pem_slice(cert_pem.as_bytes())
         .unwrap()
         .to_vec();
     Cert {

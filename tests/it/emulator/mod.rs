@@ -16,7 +16,7 @@ use serde_json::Value;
 
 pub const MB: &str = "alice@contoso.example";
 
-/// A corpus file, by path under shared/corpora.
+/// A corpus file, by path under tests/data.
 pub fn corpus(rel: &str) -> Vec<u8> {
     let p = format!("{}/tests/data/{rel}", env!("CARGO_MANIFEST_DIR"));
     std::fs::read(&p).unwrap_or_else(|e| panic!("reading {p}: {e}"))

@@ -113,17 +113,38 @@ async fn tokens_are_cached_per_scope() {
     let b = app.token().await.unwrap();
     assert_eq!(a.expose(), b.expose());
     assert_eq!(app.tokens_fetched(), 1);
+
+    // Another resource (Exchange IMAP for XOAUTH2) is another scope: its own token, one fetch,
+    // then served from the cache like the Graph one. The emulator, like Entra, issues a token
+    // for any `RESOURCE/.default` the app asks for.
+    let exo = "https://outlook.office365.com/.default";
     let imap = app
-        .token_for_scope("https://outlook.office365.com/.default")
-        .await;
-    // whether the emulator issues tokens for the EXO resource or refuses it, it is a separate fetch
-    assert!(imap.is_ok() || matches!(imap, Err(GraphError::Auth { .. })));
-    assert!(app.tokens_fetched() >= 1);
+        .token_for_scope(exo)
+        .await
+        .unwrap_or_else(|e| panic!("token for {exo}: {e}"));
+    assert_ne!(imap.expose(), a.expose(), "one token per scope");
+    assert_eq!(app.tokens_fetched(), 2);
+    let again = app.token_for_scope(exo).await.unwrap();
+    assert_eq!(again.expose(), imap.expose());
+    assert_eq!(app.tokens_fetched(), 2);
+
     let mb = app.mailbox("cache@contoso.example");
     for _ in 0..5 {
         mb.check_access().await.unwrap();
     }
-    assert!(app.tokens_fetched() <= 2, "no token fetch per request");
+    assert_eq!(app.tokens_fetched(), 2, "no token fetch per request");
+    let token_requests: Vec<String> = emu
+        .inspect()
+        .requests()
+        .iter()
+        .filter(|r| r.path.ends_with("/oauth2/v2.0/token"))
+        .map(|r| r.path.clone())
+        .collect();
+    assert_eq!(
+        token_requests.len(),
+        2,
+        "the endpoint saw one request per scope: {token_requests:?}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -6,7 +6,7 @@ use mailferry::sink::graph::Route;
 use super::*;
 
 /// A message with one attachment of `size` pseudo-random bytes, base64-encoded in 76-char lines.
-fn with_attachment(name: &str, size: usize) -> (Vec<u8>, Vec<u8>) {
+pub(crate) fn with_attachment(name: &str, size: usize) -> (Vec<u8>, Vec<u8>) {
     let mut data = vec![0u8; size];
     let mut x: u64 = 0x9E37_79B9_7F4A_7C15;
     for chunk in data.chunks_mut(8) {

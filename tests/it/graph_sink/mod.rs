@@ -6,7 +6,7 @@ mod auth;
 mod corpus;
 mod faults;
 mod folders;
-mod large;
+pub(crate) mod large;
 mod routes;
 
 use std::time::Duration;

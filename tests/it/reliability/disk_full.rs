@@ -1,11 +1,15 @@
-//! The ledger's disk fills up mid-run. The ledger (`--state`) lives on a small tmpfs mounted for
-//! the test; once the run has copied a seeded number of messages the test fills that filesystem
-//! with a filler file. The run must stop cleanly (no panic, exit code 1 or 2, a message naming
-//! the full disk), lose and double nothing, and a run after the space returns must finish.
+//! The ledger's disk fills up mid-run. The run must stop cleanly (no panic, exit code 1 or 2, an
+//! error naming the ledger's failed write), lose and double nothing, and a run after the space
+//! returns must finish. Two faults, one test each, so the test name says which one ran:
 //!
-//! Mounting needs root (CAP_SYS_ADMIN). Where mount is refused the same scenario runs with
-//! RLIMIT_FSIZE on the child instead (`ulimit -f`, with SIGXFSZ ignored so a write over the limit
-//! fails with EFBIG rather than killing the process): the ledger then hits its limit mid-run.
+//! - **tmpfs** (`ENOSPC`): the ledger (`--state`) lives on a small tmpfs mounted for the test;
+//!   once the run has copied a seeded number of messages the test fills that filesystem with a
+//!   filler file. Mounting needs CAP_SYS_ADMIN (root outside a restricted container). Where mount
+//!   is refused this test fails with a message saying so rather than passing on another fault;
+//!   `scripts/test` probes mount first and skips it by name, visibly, where it cannot run.
+//! - **file-size limit** (`EFBIG`): RLIMIT_FSIZE on the child (`ulimit -f`, with SIGXFSZ ignored
+//!   so a write over the limit fails instead of killing the process); the ledger reaches its
+//!   limit mid-run. Needs no privilege, so it runs everywhere.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -95,8 +99,26 @@ fn wait_bounded(child: &mut std::process::Child) -> std::process::Output {
     out
 }
 
+/// Which way the ledger's disk runs out.
+#[derive(Clone, Copy, Debug)]
+enum Fault {
+    /// A 4 MiB tmpfs filled up mid-run: writes fail with ENOSPC.
+    FullTmpfs,
+    /// RLIMIT_FSIZE of 1 MiB on the child: writes past it fail with EFBIG.
+    FileSizeLimit,
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_ledger_disk_filling_up_fails_cleanly_then_resumes() {
+async fn ledger_on_a_tmpfs_that_fills_up_fails_cleanly_then_resumes() {
+    ledger_disk_runs_out(Fault::FullTmpfs).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ledger_over_its_file_size_limit_fails_cleanly_then_resumes() {
+    ledger_disk_runs_out(Fault::FileSizeLimit).await;
+}
+
+async fn ledger_disk_runs_out(fault: Fault) {
     let (mut inj, mut lost, mut dup) = (0, 0, 0);
     for k in 0..rounds() {
         let cfg = EmulatorConfig {
@@ -113,7 +135,16 @@ async fn the_ledger_disk_filling_up_fails_cleanly_then_resumes() {
             &[("", msgs.iter().map(|m| (m.clone(), "S")).collect())],
         );
         let plan = rig.plan_path.to_str().unwrap().to_owned();
-        let tiny = TinyFs::mount("4m");
+        let tiny = match fault {
+            Fault::FullTmpfs => Some(TinyFs::mount("4m").unwrap_or_else(|| {
+                panic!(
+                    "mount -t tmpfs was refused, so the ENOSPC fault cannot run here (it needs \
+                     CAP_SYS_ADMIN). The EFBIG fault (ledger_over_its_file_size_limit_...) runs \
+                     without privilege; skip this one by name where mount is not permitted."
+                )
+            })),
+            Fault::FileSizeLimit => None,
+        };
         let (state, out): (PathBuf, std::process::Output) = match &tiny {
             Some(fs) => {
                 let state = fs.path().join("ledger.sqlite");
@@ -150,15 +181,14 @@ async fn the_ledger_disk_filling_up_fails_cleanly_then_resumes() {
                 )
             }
             None => {
-                // No mount here: the file-size limit stops the ledger growing past ~96 KB.
+                // The file-size limit stops the ledger growing past 1 MiB, about half way through.
                 let dir = rig.dir.path().join("state");
                 std::fs::create_dir_all(&dir).unwrap();
                 let state = dir.join("ledger.sqlite");
-                eprintln!("mount refused: using RLIMIT_FSIZE for the ledger instead");
                 let out = Command::new("bash")
                     .args([
                         "-c",
-                        "trap '' XFSZ; ulimit -f 192; exec \"$0\" migrate --plan \"$1\" --state \"$2\"",
+                        "trap '' XFSZ; ulimit -f 1024; exec \"$0\" migrate --plan \"$1\" --state \"$2\"",
                         env!("CARGO_BIN_EXE_mailferry"),
                         &plan,
                         state.to_str().unwrap(),
@@ -174,11 +204,40 @@ async fn the_ledger_disk_filling_up_fails_cleanly_then_resumes() {
         let code = out.status.code().unwrap_or(-1);
         assert!(matches!(code, 1 | 2), "a clean failure, not {code}: {err}");
         assert!(!err.contains("panicked"), "{err}");
+        // Each fault has its own words, and asserting the ones that belong to the fault proves
+        // which fault the run met. ENOSPC is SQLITE_FULL, "database or disk is full", on stderr.
+        // SQLite reports EFBIG as a plain I/O error ("disk I/O error") with the ledger's path.
         let lower = err.to_lowercase();
-        assert!(
-            lower.contains("full") || lower.contains("no space") || lower.contains("too large"),
-            "the message names the full disk: {err}"
-        );
+        match fault {
+            Fault::FullTmpfs => assert!(
+                lower.contains("full") || lower.contains("no space"),
+                "the message names the full disk: {err}"
+            ),
+            Fault::FileSizeLimit => {
+                // Where the write fails decides where the error lands: in the mailbox's failure
+                // (then in the run report), or in the run itself (then on stderr, no report).
+                let report: String = err
+                    .split_whitespace()
+                    .filter(|w| w.ends_with(".json"))
+                    .map(|p| std::fs::read_to_string(p).unwrap_or_default())
+                    .collect();
+                let text = format!("{err}{report}");
+                assert!(
+                    text.contains("ledger") && text.contains("disk I/O error"),
+                    "the failure names the ledger's write error: {text}"
+                );
+                // The summary line: "dan@contoso.example: failed (N copied, ...".
+                let copied: u64 = err
+                    .split_once("failed (")
+                    .and_then(|(_, rest)| rest.split(' ').next())
+                    .and_then(|n| n.parse().ok())
+                    .unwrap_or_else(|| panic!("a summary line: {err}"));
+                assert!(
+                    copied > 0 && copied < MESSAGES as u64,
+                    "the limit was reached mid-run: {err}"
+                );
+            }
+        }
         inj += 1;
 
         // Space returns: the next run finishes, and nothing was lost or doubled.
@@ -203,7 +262,11 @@ async fn the_ledger_disk_filling_up_fails_cleanly_then_resumes() {
         assert_verify_perfect(&rig.plan_path, Some(&state)).await;
         drop(tiny);
     }
-    record("ledger-disk-full", inj, lost, dup);
+    let name = match fault {
+        Fault::FullTmpfs => "ledger-disk-full",
+        Fault::FileSizeLimit => "ledger-file-size-limit",
+    };
+    record(name, inj, lost, dup);
 }
 
 /// The spool directory cannot be used (here `$TMPDIR` does not exist; a full disk fails the same
