@@ -273,4 +273,25 @@ mod tests {
                 .unwrap_err();
         assert!(e.to_string().contains("cannot read"), "{e}");
     }
+
+    #[test]
+    fn ec_keys_and_broken_pem_are_clear_errors() {
+        let pem = std::fs::read_to_string(fixture("app-pkcs8.pem")).unwrap();
+        let cert = &pem[..pem.find("-----BEGIN PRIVATE KEY").unwrap()];
+        let with_ec = format!(
+            "{cert}-----BEGIN EC PRIVATE KEY-----\nAAECAwQF\n-----END EC PRIVATE KEY-----\n"
+        );
+        let e = CertificateSigner::from_pem(
+            with_ec.as_bytes(),
+            Path::new("x.pem"),
+            AssertionAlg::Ps256,
+        )
+        .unwrap_err();
+        assert!(e.to_string().contains("EC keys are not accepted"), "{e}");
+        let cut = &pem[..pem.find("-----END CERTIFICATE").unwrap()];
+        let e =
+            CertificateSigner::from_pem(cut.as_bytes(), Path::new("x.pem"), AssertionAlg::Ps256)
+                .unwrap_err();
+        assert!(e.to_string().contains("not valid PEM"), "{e}");
+    }
 }
