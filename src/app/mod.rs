@@ -129,7 +129,8 @@ pub fn status(workspace: &Workspace, mailboxes: &[String]) -> Result<StatusOutco
     let ledger = Ledger::open(&workspace.state).map_err(ledger_error)?;
     let mut progress = ledger.progress().map_err(ledger_error)?;
     let mut failures = ledger.failure_groups().map_err(ledger_error)?;
-    let runs = ledger.runs(5).map_err(ledger_error)?;
+    let mut runs = ledger.runs(5).map_err(ledger_error)?;
+    mark_dead_runs(&workspace.state, &mut runs);
     if !mailboxes.is_empty() {
         let wanted: Vec<String> = mailboxes.iter().map(|m| m.to_lowercase()).collect();
         progress.retain(|p| wanted.contains(&p.mailbox));
@@ -140,6 +141,20 @@ pub fn status(workspace: &Workspace, mailboxes: &[String]) -> Result<StatusOutco
         failures,
         runs,
     })
+}
+
+/// A run recorded as `running` whose process is gone (killed, crashed, the machine rebooted)
+/// is `interrupted`: only a live run holds the ledger's lock, so a free lock proves it.
+fn mark_dead_runs(state: &Path, runs: &mut [crate::ledger::RunRow]) {
+    if !runs.iter().any(|r| r.status == "running") {
+        return;
+    }
+    if let Ok(lock) = Ledger::lock_run(state) {
+        drop(lock);
+        for r in runs.iter_mut().filter(|r| r.status == "running") {
+            r.status = "interrupted".to_owned();
+        }
+    }
 }
 
 /// What `verify` found, and the report files it wrote when asked.

@@ -20,6 +20,7 @@ pub(super) async fn run(command: Command) -> u8 {
             since,
             before,
             retry_failed,
+            repair,
             oldest_first,
             report_dir,
         } => {
@@ -36,6 +37,7 @@ pub(super) async fn run(command: Command) -> u8 {
                 since,
                 before,
                 retry_failed,
+                repair,
                 newest_first: !oldest_first,
                 concurrency,
                 mailboxes: plan.mailboxes.clone(),
@@ -137,7 +139,12 @@ async fn survey(args: &PlanArgs, concurrency: usize) -> u8 {
     } else {
         print!("{}", report::text::survey(&report));
     }
-    if report.failed_mailboxes > 0 || !report.plan_errors.is_empty() {
+    let unaccounted = report.mailboxes.iter().any(|m| {
+        m.accounting
+            .as_ref()
+            .is_some_and(|a| !a.unaccounted.is_empty())
+    });
+    if report.failed_mailboxes > 0 || !report.plan_errors.is_empty() || unaccounted {
         exit::FAILURES
     } else {
         exit::OK
@@ -240,7 +247,12 @@ async fn verify(
             eprintln!("mailferry: {e}");
         }
     }
-    if report.mailboxes.iter().any(|m| m.verdict == "failed") {
+    let unaccounted = report.mailboxes.iter().any(|m| {
+        m.accounting
+            .as_ref()
+            .is_some_and(|a| !a.unaccounted.is_empty())
+    });
+    if report.mailboxes.iter().any(|m| m.verdict == "failed") || unaccounted {
         exit::FAILURES
     } else if report.perfect {
         exit::OK

@@ -56,7 +56,7 @@ pub enum Command {
         #[command(flatten)]
         plan: PlanArgs,
         /// Mailboxes surveyed at once.
-        #[arg(long, default_value_t = 4)]
+        #[arg(long, default_value_t = 4, value_parser = at_least_one())]
         concurrency: usize,
     },
     /// Run or resume the plan; every re-run copies only what is new and syncs changed flags.
@@ -67,7 +67,7 @@ pub enum Command {
         #[arg(long)]
         dry_run: bool,
         /// Mailboxes migrated at once.
-        #[arg(long, default_value_t = 4)]
+        #[arg(long, default_value_t = 4, value_parser = at_least_one())]
         concurrency: usize,
         /// Only messages received on or after this date (YYYY-MM-DD or RFC 3339).
         #[arg(long, value_name = "DATE")]
@@ -78,6 +78,10 @@ pub enum Command {
         /// Retry messages that failed or were skipped in earlier runs.
         #[arg(long)]
         retry_failed: bool,
+        /// Check every message recorded as copied against the destination; copy again the
+        /// ones no longer there (deleted, lost in a restore, a wiped destination).
+        #[arg(long)]
+        repair: bool,
         /// Copy each folder oldest first (default: newest first).
         #[arg(long)]
         oldest_first: bool,
@@ -93,7 +97,7 @@ pub enum Command {
         #[arg(long)]
         deep: bool,
         /// Mailboxes verified at once.
-        #[arg(long, default_value_t = 4)]
+        #[arg(long, default_value_t = 4, value_parser = at_least_one())]
         concurrency: usize,
         /// Also write the result as JSON and CSV files into this directory.
         #[arg(long, value_name = "DIR")]
@@ -135,6 +139,11 @@ pub enum Command {
     },
 }
 
+/// A count that must be 1 or more (`--concurrency 0` would run nothing: a usage error).
+fn at_least_one() -> clap::builder::RangedU64ValueParser<usize> {
+    clap::builder::RangedU64ValueParser::<usize>::new().range(1..)
+}
+
 /// Entry point of the binary.
 pub fn main() -> ExitCode {
     let cli = match Cli::try_parse() {
@@ -174,6 +183,12 @@ fn init_logging(verbose: u8) {
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        // Colour only for a person at a terminal (no escape codes in cron mail or log files),
+        // and never with NO_COLOR set (https://no-color.org).
+        .with_ansi(
+            std::io::IsTerminal::is_terminal(&std::io::stderr())
+                && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty()),
+        )
         .with_target(false)
         .try_init();
 }

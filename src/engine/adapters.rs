@@ -97,6 +97,17 @@ impl MailSource for AnySource {
                 .map_err(|e| StepError::caused_by(FailureClass::Transient, e)),
         }
     }
+    async fn accounting(
+        &mut self,
+        mappings: &[crate::translate::FolderMapping],
+    ) -> Result<crate::source::accounting::SourceAccounting, StepError> {
+        match self {
+            AnySource::Imap(_) => Ok(super::accounting::imap(mappings)),
+            AnySource::Maildir(s) => s
+                .accounting(&super::accounting::exclusions(mappings))
+                .map_err(|e| StepError::new(FailureClass::Transient, e.to_string())),
+        }
+    }
     async fn close(self) {
         if let AnySource::Imap(s) = self {
             s.logout().await;

@@ -70,6 +70,7 @@ pub(crate) async fn folder_pass<S: MailSource, K: MailSink>(
         && frow.mapped_name.as_deref() == Some(mapped_name)
         && frow.dest_id.is_some()
         && !ctx.opts.retry_failed
+        && !ctx.opts.repair
         // An interrupted write still owes its orphan check, which only a full pass does.
         && ledger.recheck_rows(frow.id, status.uid_validity).map_err(lerr)?.is_empty();
     if unchanged {
@@ -123,6 +124,10 @@ pub(crate) async fn folder_pass<S: MailSource, K: MailSink>(
         rows = ledger
             .folder_messages(frow.id, status.uid_validity)
             .map_err(lerr)?;
+    }
+
+    if ctx.opts.repair {
+        super::repair::recheck_done(ctx, folder, &dest, &mut rows, &mut sum).await?;
     }
 
     // Writes a crash or a lost response left open: ask the destination before re-sending.

@@ -51,7 +51,20 @@ async fn run<S: MailSource, K: MailSink>(
     sum: &mut MailboxSummary,
 ) -> Result<(), StepError> {
     let folders = src.list_folders().await?;
-    for mapping in mapper.map(&folders) {
+    let mappings = mapper.map(&folders);
+    let acc = src.accounting(&mappings).await?;
+    let result = folders_pass(ctx, src, mappings, sum).await;
+    sum.accounting = Some(Box::new(acc));
+    result
+}
+
+async fn folders_pass<S: MailSource, K: MailSink>(
+    ctx: &MailboxCtx<K>,
+    src: &mut S,
+    mappings: Vec<crate::translate::FolderMapping>,
+    sum: &mut MailboxSummary,
+) -> Result<(), StepError> {
+    for mapping in mappings {
         if cancelled(&ctx.cancel) {
             break;
         }

@@ -6,6 +6,7 @@
 //! IMAP and Maildir sources and the Graph and IMAP sinks to them, [`connect`] builds them from the
 //! plan. [`survey`] reuses the same connections to audit sources before anything moves.
 
+pub(crate) mod accounting;
 pub mod adapters;
 mod batch;
 pub mod budget;
@@ -14,6 +15,7 @@ mod folder;
 pub mod mailbox;
 mod orphans;
 pub mod ports;
+mod repair;
 pub mod survey;
 pub mod verify;
 
@@ -50,6 +52,8 @@ pub struct MigrateOptions {
     pub before: Option<DateTime<Utc>>,
     /// Retry messages that failed or were skipped in earlier runs.
     pub retry_failed: bool,
+    /// Re-check every `done` row against the destination and copy again what is gone there.
+    pub repair: bool,
     /// Copy the newest messages of each folder first (the default), so users see recent mail soon.
     pub newest_first: bool,
     /// Mailboxes migrated at once.
@@ -65,6 +69,7 @@ impl Default for MigrateOptions {
             since: None,
             before: None,
             retry_failed: false,
+            repair: false,
             newest_first: true,
             concurrency: 4,
             mailboxes: Vec::new(),
@@ -112,6 +117,7 @@ pub(crate) struct EffectiveOptions {
     pub since: Option<DateTime<Utc>>,
     pub before: Option<DateTime<Utc>>,
     pub retry_failed: bool,
+    pub repair: bool,
     pub newest_first: bool,
     pub migrate_deleted: bool,
 }
@@ -130,6 +136,8 @@ pub async fn migrate(
     let selected = plan.select(&opts.mailboxes)?;
     let command = if opts.dry_run {
         "migrate --dry-run"
+    } else if opts.repair {
+        "migrate --repair"
     } else {
         "migrate"
     };
@@ -141,6 +149,7 @@ pub async fn migrate(
         since: opts.since,
         before: opts.before,
         retry_failed: opts.retry_failed,
+        repair: opts.repair,
         newest_first: opts.newest_first,
         migrate_deleted: plan.folders.migrate_deleted,
     };

@@ -105,6 +105,12 @@ pub trait MailSource: Send {
         folder: &SourceFolder,
         uids: &[Uid],
     ) -> impl Future<Output = Result<Vec<(Uid, Body)>, StepError>>;
+    /// Where every item of the source goes, given the folder mappings (plan exclusions become
+    /// skip reasons): see [`crate::source::accounting`].
+    fn accounting(
+        &mut self,
+        mappings: &[crate::translate::FolderMapping],
+    ) -> impl Future<Output = Result<crate::source::accounting::SourceAccounting, StepError>>;
     /// Ends the session politely.
     fn close(self) -> impl Future<Output = ()>;
 }

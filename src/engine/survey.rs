@@ -74,6 +74,8 @@ pub struct MailboxSurvey {
     pub fits_quota: Option<bool>,
     /// Seconds to upload under the destination's budgets, or `null` when not estimated.
     pub estimated_seconds: Option<f64>,
+    /// Where every item of the source goes (`null` when the source could not be read).
+    pub accounting: Option<crate::source::accounting::SourceAccounting>,
 }
 
 /// The whole plan's survey.
@@ -160,6 +162,7 @@ async fn survey_mailbox(plan: &Plan, connector: &Connector<'_>, mb: &Mailbox) ->
         quota_bytes: plan.limits.quota_bytes,
         fits_quota: None,
         estimated_seconds: None,
+        accounting: None,
     };
     let _permit = connector.host_permit(mb).await;
     let result = async {
@@ -203,6 +206,7 @@ async fn survey_folders<S: MailSource>(
 ) -> Result<(), StepError> {
     let folders = src.list_folders().await?;
     let mappings = mapper.map(&folders);
+    let mut acc = src.accounting(&mappings).await?;
     let mut largest: Vec<LargeMessage> = Vec::new();
     for batch in mappings.chunks(LIST_BATCH) {
         let readable = |m: &&FolderMapping| m.source.selectable && m.target.is_some();
@@ -260,7 +264,10 @@ async fn survey_folders<S: MailSource>(
                     {
                         return Err(e);
                     }
-                    Err(e) => f.error = Some(e.detail()),
+                    Err(e) => {
+                        super::accounting::refused(&mut acc, &f.source, &e.detail());
+                        f.error = Some(e.detail());
+                    }
                 }
             }
             s.messages += f.messages;
@@ -273,6 +280,7 @@ async fn survey_folders<S: MailSource>(
         }
     }
     s.largest = largest;
+    s.accounting = Some(acc);
     Ok(())
 }
 

@@ -6,6 +6,8 @@
 //! Without the ledger's identities (a mailbox migrated by another tool), it compares what it can
 //! (counts and Message-IDs) and says so in the verdict.
 
+mod independent;
+
 use std::collections::{HashMap, HashSet};
 
 use futures::StreamExt;
@@ -19,13 +21,16 @@ use crate::ledger::{Ledger, MessageState};
 use crate::model::{MessageMeta, SourceFolder};
 use crate::plan::{Mailbox, Plan};
 
+/// The discrepancy kind of a message a pass listed and left pending (outside a date window).
+pub const NOT_YET: &str = "not-yet-copied";
+
 /// One message that is not as it should be.
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
 pub struct Discrepancy {
     pub folder: String,
     pub uid: Option<u32>,
     pub message_id: Option<String>,
-    /// `missing`, `doubled`, `changed`, `unexpected`.
+    /// `missing`, `not-yet-copied`, `doubled`, `changed`, `unexpected`.
     pub kind: String,
     pub detail: String,
 }
@@ -56,6 +61,8 @@ pub struct MailboxVerify {
     pub missing: Vec<Discrepancy>,
     pub doubled: Vec<Discrepancy>,
     pub changed: Vec<Discrepancy>,
+    /// Where every item of the source went (`null` when the source could not be read).
+    pub accounting: Option<crate::source::accounting::SourceAccounting>,
 }
 
 /// The plan's verification.
@@ -103,6 +110,7 @@ async fn verify_mailbox(
         missing: Vec::new(),
         doubled: Vec::new(),
         changed: Vec::new(),
+        accounting: None,
     };
     let _permit = connector.host_permit(mb).await;
     let result = async {
@@ -117,7 +125,19 @@ async fn verify_mailbox(
                 "no ledger record for this mailbox: compared counts and Message-IDs only".into(),
             );
         }
-        for mapping in mapper.map(&folders) {
+        let mappings = mapper.map(&folders);
+        let accounting = src.accounting(&mappings).await?;
+        if !accounting.unaccounted.is_empty() {
+            v.reasons.push(format!(
+                "source accounting: {} items not accounted for (first: {} - {})",
+                accounting.unaccounted.len(),
+                accounting.unaccounted[0].what,
+                accounting.unaccounted[0].reason
+            ));
+        }
+        v.accounting = Some(accounting);
+        let mut seen: Vec<independent::Seen> = Vec::new();
+        for mapping in mappings {
             let Some(target) = &mapping.target else {
                 continue;
             };
@@ -126,7 +146,7 @@ async fn verify_mailbox(
             }
             let label = target_label(target);
             let dest: String = sink.ensure_folder(target).await?;
-            src.select(&mapping.source).await?;
+            let status = src.select(&mapping.source).await?;
             let metas: Vec<MessageMeta> = src.fetch_meta(&mapping.source, None).await?;
             let items: Vec<DestItem> = sink.list_items(&dest).await?;
             // Graph's importMime lets the tenant choose the received time (docs/graph-facts.md, unknown 1;
@@ -139,8 +159,21 @@ async fn verify_mailbox(
                 label,
                 deep,
                 compare_dates,
+                uid_validity: status.uid_validity,
             };
             compare_folder(&ctx, &metas, &items, &mut v)?;
+            seen.push(independent::Seen {
+                raw_name: mapping.source.raw_name.clone(),
+                target: target_label(target),
+                destination_count: items.len() as u64,
+                ledger_skipped: v.folders.last().map_or(0, |f| f.ledger_skipped),
+            });
+        }
+        if deep && let super::adapters::AnySource::Maildir(m) = &mut src {
+            let counts = m
+                .independent_counts()
+                .map_err(|e| StepError::new(crate::sink::FailureClass::Transient, e.to_string()))?;
+            v.reasons.extend(independent::compare(&counts, &seen));
         }
         src.close().await;
         Ok::<(), StepError>(())
@@ -151,9 +184,17 @@ async fn verify_mailbox(
         v.reasons.push(e.detail());
         return v;
     }
-    if !v.missing.is_empty() {
-        v.reasons
-            .push(format!("{} missing at the destination", v.missing.len()));
+    let not_yet = v.missing.iter().filter(|d| d.kind == NOT_YET).count();
+    if v.missing.len() > not_yet {
+        v.reasons.push(format!(
+            "{} missing at the destination",
+            v.missing.len() - not_yet
+        ));
+    }
+    if not_yet > 0 {
+        v.reasons.push(format!(
+            "{not_yet} not yet copied (pending in the ledger: outside --since/--before, or not reached yet)"
+        ));
     }
     if !v.doubled.is_empty() {
         v.reasons
@@ -172,7 +213,11 @@ async fn verify_mailbox(
         }
     }
     if !(v.missing.is_empty() && v.doubled.is_empty() && v.changed.is_empty())
-        || v.reasons.iter().any(|r| r.starts_with("folder "))
+        || v.reasons.iter().any(|r| {
+            r.starts_with("folder ")
+                || r.starts_with("independent count")
+                || r.starts_with("source accounting")
+        })
     {
         v.verdict = "investigate".into();
     }
@@ -190,6 +235,9 @@ struct FolderCtx<'a> {
     label: String,
     deep: bool,
     compare_dates: bool,
+    /// The source's UIDVALIDITY now: the ledger's rows under it are the ones that count (the
+    /// folder row records one only after a complete pass, so a windowed pass leaves none).
+    uid_validity: crate::model::UidValidity,
 }
 
 fn compare_folder(
@@ -219,9 +267,14 @@ fn compare_folder(
     let rows = match (ctx.ledger, ctx.mailbox_id) {
         (Some(l), Some(mb)) => {
             let frow = l.folder(mb, &ctx.folder.raw_name).map_err(lerr)?;
+            let now = l.folder_messages(frow.id, ctx.uid_validity).map_err(lerr)?;
             match frow.uid_validity {
-                Some(uv) => l.folder_messages(frow.id, uv).map_err(lerr)?,
-                None => HashMap::new(),
+                // The source renumbered since the last complete pass (the next migrate
+                // re-matches by content): the last pass's rows are what was copied.
+                Some(uv) if now.is_empty() && uv != ctx.uid_validity => {
+                    l.folder_messages(frow.id, uv).map_err(lerr)?
+                }
+                _ => now,
             }
         }
         _ => HashMap::new(),
@@ -285,11 +338,21 @@ fn compare_folder(
             continue;
         }
         let Some(row) = row.filter(|r| r.state == MessageState::Done) else {
-            v.missing.push(disc(
-                m,
-                "missing",
-                "not yet copied (no done row in the ledger)".into(),
-            ));
+            // A row still pending was listed by a pass that left it for later: a windowed
+            // pre-staging pass (`--since`/`--before`) or an interrupted one. Not lost.
+            if row.is_some_and(|r| r.state == MessageState::Pending) {
+                v.missing.push(disc(
+                    m,
+                    NOT_YET,
+                    "not yet copied (outside the --since/--before window of the passes so far, or not reached yet)".into(),
+                ));
+            } else {
+                v.missing.push(disc(
+                    m,
+                    "missing",
+                    "not yet copied (no done row in the ledger)".into(),
+                ));
+            }
             continue;
         };
         let stamped = by_stamp.get(&(row.uid_validity.get(), row.uid.get()));
@@ -311,7 +374,10 @@ fn compare_folder(
             v.missing.push(disc(
                 m,
                 "missing",
-                format!("destination item {:?} not found", row.dest_id),
+                match row.dest_id.as_deref() {
+                    Some(id) => format!("destination item {id} not found"),
+                    None => "no destination item recorded".to_owned(),
+                },
             ));
             continue;
         };

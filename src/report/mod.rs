@@ -106,9 +106,20 @@ pub struct MailboxSummary {
     pub pending: u64,
     pub pending_bytes: u64,
     pub seconds: f64,
+    /// `migrate --repair`: items recorded as copied that the destination no longer holds,
+    /// returned to pending (and copied again in the same pass).
+    pub repaired: u64,
+    /// Where every item of the source went (`null` when the source could not be read).
+    pub accounting: Option<Box<crate::source::accounting::SourceAccounting>>,
 }
 
 impl MailboxSummary {
+    /// Some source item is neither taken nor skipped with a reason.
+    pub fn has_unaccounted(&self) -> bool {
+        self.accounting
+            .as_ref()
+            .is_some_and(|a| !a.unaccounted.is_empty())
+    }
     pub fn skipped_total(&self) -> u64 {
         self.skipped.values().sum()
     }
@@ -127,6 +138,7 @@ impl MailboxSummary {
         self.source_gone += o.source_gone;
         self.pending += o.pending;
         self.pending_bytes += o.pending_bytes;
+        self.repaired += o.repaired;
         for (k, v) in &o.skipped {
             *self.skipped.entry(k.clone()).or_default() += v;
         }
@@ -157,7 +169,7 @@ impl RunSummary {
             || self
                 .mailboxes
                 .iter()
-                .any(|m| m.status == "failed" || m.failed > 0)
+                .any(|m| m.status == "failed" || m.failed > 0 || m.has_unaccounted())
     }
     /// Totals across mailboxes.
     pub fn total(&self) -> MailboxSummary {

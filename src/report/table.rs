@@ -101,6 +101,15 @@ pub fn run_summary(run: &RunSummary) -> String {
                 m.mailbox, m.source_gone
             ));
         }
+        if m.repaired > 0 {
+            out.push_str(&format!(
+                "{}: repair: {} recorded as copied were missing at the destination and were copied again\n",
+                m.mailbox, m.repaired
+            ));
+        }
+        if let Some(a) = &m.accounting {
+            out.push_str(&format!("{}:\n{}", m.mailbox, a.render(20)));
+        }
     }
     for e in &run.plan_errors {
         out.push_str(&format!("plan: {e}\n"));

@@ -91,6 +91,9 @@ pub fn survey(r: &SurveyReport) -> String {
                 duration(t)
             ));
         }
+        if let Some(a) = &m.accounting {
+            out.push_str(&a.render(20));
+        }
         out.push('\n');
     }
     out.push_str(&format!(
@@ -198,6 +201,10 @@ pub fn status(progress: &[MailboxProgress], failures: &[FailureGroup], runs: &[R
 }
 
 /// `verify` as a table of folders per mailbox, then the verdict and every discrepancy.
+/// How many discrepancies (and unaccounted items) a mailbox lists on the terminal; the JSON
+/// output and the report files hold every one.
+const VERIFY_CAP: usize = 50;
+
 pub fn verify(r: &VerifyReport) -> String {
     let mut out = String::new();
     for m in &r.mailboxes {
@@ -237,7 +244,22 @@ pub fn verify(r: &VerifyReport) -> String {
         for reason in &m.reasons {
             out.push_str(&format!("   {reason}\n"));
         }
-        for d in m.missing.iter().chain(&m.doubled).chain(&m.changed) {
+        if let Some(a) = &m.accounting {
+            out.push_str(&a.render(VERIFY_CAP));
+        }
+        let all: Vec<_> = m
+            .missing
+            .iter()
+            .chain(&m.doubled)
+            .chain(&m.changed)
+            .collect();
+        if all.len() > VERIFY_CAP {
+            out.push_str(&format!(
+                "   {} discrepancies; the first {VERIFY_CAP} follow (--report-dir or --json for all)\n",
+                all.len()
+            ));
+        }
+        for d in all.into_iter().take(VERIFY_CAP) {
             out.push_str(&format!(
                 "   {} {} UID {} {}: {}\n",
                 d.kind,

@@ -1,4 +1,5 @@
 //! Sources: where messages are read from.
 
+pub mod accounting;
 pub mod imap;
 pub mod maildir;

@@ -356,3 +356,47 @@ fn file_names(root: &Path) -> Vec<String> {
     out.sort();
     out
 }
+
+/// Dovecot's usual `LAYOUT=fs:INBOX=~/Maildir/INBOX` keeps INBOX's children inside the INBOX
+/// directory (`INBOX/Projects/2019/cur`): every one of them must be listed and read, as IMAP
+/// lists them, in both layouts.
+#[tokio::test]
+async fn folders_under_inbox_are_read_in_both_layouts() {
+    for layout in [Layout::Fs, Layout::MaildirPlusPlus] {
+        let d = Dovecot::start(layout);
+        d.add_user("ivy", "pw");
+        let msgs = |from: usize, n: usize| -> Loaded {
+            (from..from + n)
+                .map(|i| (generated_message(i, 700), flags_for(i), date_for(i)))
+                .collect()
+        };
+        let mut total = 0;
+        total += d.load("ivy", &["INBOX"], &msgs(0, 3)).len();
+        total += d.load("ivy", &["INBOX", "Projects"], &msgs(10, 2)).len();
+        total += d
+            .load("ivy", &["INBOX", "Projects", "2019"], &msgs(20, 4))
+            .len();
+        total += d.load("ivy", &["INBOX", "Newsletters"], &msgs(30, 1)).len();
+        total += d.load("ivy", &["Archive"], &msgs(40, 2)).len();
+        let imap = imap_view(&d, "ivy").await;
+        let (folders, disk) = maildir_view(&d.mail_root("ivy"));
+        assert_same(&imap, &disk);
+        assert_eq!(
+            disk.values().map(|v| v.metas.len()).sum::<usize>(),
+            total,
+            "{layout:?}: every message under INBOX read from disk"
+        );
+        let sep = layout.separator();
+        let raw: Vec<&str> = folders.iter().map(|f| f.raw_name.as_str()).collect();
+        for want in [
+            format!("INBOX{sep}Projects"),
+            format!("INBOX{sep}Projects{sep}2019"),
+            format!("INBOX{sep}Newsletters"),
+        ] {
+            assert!(
+                raw.contains(&want.as_str()),
+                "{layout:?}: {want} in {raw:?}"
+            );
+        }
+    }
+}

@@ -5,7 +5,10 @@
 //!   `.` as the hierarchy delimiter (`.Archive.2019`), in modified UTF-7.
 //! - **Dovecot `LAYOUT=fs`**: folders are nested directories (`Archive/2019/cur`), delimiter `/`,
 //!   names in modified UTF-7. INBOX is `INBOX/` when it exists (Dovecot's `INBOX=~/Maildir/INBOX`
-//!   setting), otherwise the root's own `cur/` `new/`.
+//!   setting), otherwise the root's own `cur/` `new/`. With `INBOX/`, INBOX's children live inside
+//!   it (`INBOX/Projects/2019/cur` is the folder `INBOX/Projects/2019`).
+//! - A directory whose name is INBOX in another case (a Maildir++ `.Inbox`) is a folder of its
+//!   own on disk; it is listed under its directory name (`.Inbox`), never dropped.
 //!
 //! The raw folder name is what Dovecot would send over IMAP (modified UTF-7, layout's delimiter),
 //! so a mailbox's identity stamps match whichever way it is read.
@@ -234,13 +237,26 @@ pub(super) fn list(root: &Path, layout: &Layout) -> Result<Vec<FoundFolder>, Mai
             special_use: Some(SpecialUse::Inbox),
             selectable: true,
         },
-        dir: Some(inbox_dir),
+        dir: Some(inbox_dir.clone()),
     }];
     for (segments, dir) in all {
-        // A Maildir++ `.INBOX` directory would shadow the real INBOX; IMAP cannot show both.
+        let mut raw_name = segments.join(&delimiter.to_string());
         if segments.len() == 1 && segments[0].eq_ignore_ascii_case("INBOX") {
-            tracing::warn!(root = %root.display(), "ignoring a folder directory named INBOX");
-            continue;
+            match &dir {
+                // The parent of `INBOX/Projects`: that is INBOX itself, already listed.
+                None => continue,
+                Some(d) if *d == inbox_dir => continue,
+                // A Maildir++ `.Inbox` (or a `LAYOUT=fs` `Inbox/` beside `INBOX/`) is a folder
+                // of its own on disk, whose IMAP name would collide with INBOX. Its mail is
+                // still the user's: it is listed under the directory's own name, so its
+                // identity never mixes with INBOX's, and the mapper decides where it goes.
+                Some(d) => {
+                    tracing::info!(dir = %d.display(), "a folder directory named like INBOX is listed on its own");
+                    if *layout == Layout::MaildirPlusPlus {
+                        raw_name = format!(".{raw_name}");
+                    }
+                }
+            }
         }
         let decoded: Vec<String> = segments.iter().map(|s| decode_segment(s)).collect();
         let Some(path) = FolderPath::new(decoded) else {
@@ -248,7 +264,7 @@ pub(super) fn list(root: &Path, layout: &Layout) -> Result<Vec<FoundFolder>, Mai
         };
         out.push(FoundFolder {
             folder: SourceFolder {
-                raw_name: segments.join(&delimiter.to_string()),
+                raw_name,
                 path,
                 delimiter: Some(delimiter),
                 special_use: None,
@@ -278,12 +294,15 @@ fn walk_fs(
         if name.starts_with('.') || MAILDIR_SUBDIRS.contains(&name.as_str()) {
             continue;
         }
-        if depth == 0 && skip_inbox && name == "INBOX" {
-            continue;
-        }
         let path = dir.join(&name);
         let mut segments = prefix.to_vec();
         segments.push(name);
+        if depth == 0 && skip_inbox && segments[0] == "INBOX" {
+            // `INBOX=~/Maildir/INBOX`: INBOX's own messages are listed as INBOX, and Dovecot
+            // keeps INBOX's children inside it (`INBOX/Projects/cur`): those are folders.
+            walk_fs(&path, &segments, skip_inbox, found, depth + 1)?;
+            continue;
+        }
         walk_fs(&path, &segments, skip_inbox, found, depth + 1)?;
         // A directory that is not a mailbox is a container: listed through its children (an
         // empty one with no mail anywhere below is not a folder at all).

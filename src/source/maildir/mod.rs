@@ -16,11 +16,16 @@
 //! date when it saves). A message whose file is renamed by a flag change or moved from `new/` to
 //! `cur/` keeps its UID: identity is the base name, never the full file name.
 //!
+//! Every file under a `cur/`, `new/` or `tmp/` of the tree is accounted for by
+//! [`MaildirSource::accounting`] (taken, skipped with a reason, or not accounted for), by a walk
+//! that does not use the layout code; `verify --deep` counts through the same plain walk.
+//!
 //! Not read: `tmp/` (files still being written), Courier's `courierimapuiddb` and
 //! `courierimapkeywords/`, Dovecot setups whose control files live outside the Maildir
 //! (`CONTROL=`), and special-use folder roles (Dovecot keeps those in its config, not the tree;
 //! `translate` maps common names). The file system is only read, never written.
 
+mod accounting;
 mod error;
 mod filename;
 pub mod layout;
@@ -33,7 +38,7 @@ mod fixture_tests;
 #[cfg(test)]
 mod tests;
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 
 use chrono::{DateTime, Timelike, Utc};
@@ -44,6 +49,15 @@ pub use layout::Layout;
 use crate::body::Body;
 use crate::model::{FolderStatus, MessageMeta, SourceFolder, Uid};
 use scan::FolderScan;
+
+/// A tree's message files counted by a plain walk, beside the listing's folder directories.
+#[derive(Debug, Clone, Default)]
+pub struct IndependentCounts {
+    /// Message files per folder directory (its `cur/` and `new/` together).
+    pub per_dir: BTreeMap<PathBuf, u64>,
+    /// Each listed folder's directory, by raw name.
+    pub folder_dirs: HashMap<String, PathBuf>,
+}
 
 /// One user's Maildir tree, opened for reading.
 #[derive(Debug)]
@@ -182,6 +196,41 @@ impl MaildirSource {
             out.push((uid, body));
         }
         Ok(out)
+    }
+
+    /// Where every file of the tree went (see [`crate::source::accounting`]): lists the folders
+    /// first, then walks the whole tree without the layout's rules. `excluded` maps the raw
+    /// names of folders a plan rule leaves out to the rule, which becomes the skip reason.
+    pub fn accounting(
+        &mut self,
+        excluded: &HashMap<String, String>,
+    ) -> Result<crate::source::accounting::SourceAccounting, MaildirError> {
+        let folders = layout::list(&self.root, &self.layout)?;
+        let dirs: Vec<PathBuf> = folders
+            .iter()
+            .filter(|f| f.folder.selectable)
+            .filter_map(|f| f.dir.clone())
+            .collect();
+        let excluded_dirs: HashMap<PathBuf, String> = folders
+            .iter()
+            .filter_map(|f| Some((f.dir.clone()?, excluded.get(&f.folder.raw_name)?.clone())))
+            .collect();
+        accounting::account(&self.root, &dirs, &excluded_dirs)
+    }
+
+    /// Message files per folder directory by a plain walk of the tree (no layout rules), and
+    /// each listed folder's directory by raw name: what `verify --deep` compares with the
+    /// destination, independently of the listing migrate used.
+    pub fn independent_counts(&mut self) -> Result<IndependentCounts, MaildirError> {
+        let per_dir = accounting::count_per_dir(&self.root)?;
+        let folder_dirs = layout::list(&self.root, &self.layout)?
+            .into_iter()
+            .filter_map(|f| Some((f.folder.raw_name, f.dir?)))
+            .collect();
+        Ok(IndependentCounts {
+            per_dir,
+            folder_dirs,
+        })
     }
 
     /// The folder's directory, from the last listing (listing again once if the name is not

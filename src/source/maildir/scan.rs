@@ -226,10 +226,6 @@ fn list_files(dir: &Path) -> Result<(Vec<Found>, bool), MaildirError> {
                 tracing::warn!(dir = %d.display(), name = ?entry.file_name(), "skipping non-UTF-8 message file name");
                 continue;
             };
-            // Hidden files are editor or tool leftovers, never messages.
-            if name.starts_with('.') {
-                continue;
-            }
             let path = entry.path();
             let meta = match fs::metadata(&path) {
                 Ok(m) => m,
@@ -239,7 +235,9 @@ fn list_files(dir: &Path) -> Result<(Vec<Found>, bool), MaildirError> {
                 }
                 Err(e) => return Err(MaildirError::io("reading metadata of", path, e)),
             };
-            if !meta.is_file() {
+            // Hidden files (tool leftovers) and empty files are not messages; the accounting
+            // reports each one with the same rule's reason.
+            if !meta.is_file() || super::accounting::skip_reason(&name, meta.len()).is_some() {
                 continue;
             }
             let mtime = meta
