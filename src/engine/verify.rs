@@ -137,6 +137,7 @@ async fn verify_mailbox(
         }
         v.accounting = Some(accounting);
         let mut seen: Vec<independent::Seen> = Vec::new();
+        let mut listed: Vec<(SourceFolder, u64)> = Vec::new();
         for mapping in mappings {
             let Some(target) = &mapping.target else {
                 continue;
@@ -162,6 +163,7 @@ async fn verify_mailbox(
                 uid_validity: status.uid_validity,
             };
             compare_folder(&ctx, &metas, &items, &mut v)?;
+            listed.push((mapping.source.clone(), metas.len() as u64));
             seen.push(independent::Seen {
                 raw_name: mapping.source.raw_name.clone(),
                 target: target_label(target),
@@ -169,11 +171,41 @@ async fn verify_mailbox(
                 ledger_skipped: v.folders.last().map_or(0, |f| f.ledger_skipped),
             });
         }
-        if deep && let super::adapters::AnySource::Maildir(m) = &mut src {
-            let counts = m
-                .independent_counts()
-                .map_err(|e| StepError::new(crate::sink::FailureClass::Transient, e.to_string()))?;
-            v.reasons.extend(independent::compare(&counts, &seen));
+        if deep {
+            match &mut src {
+                super::adapters::AnySource::Maildir(m) => {
+                    let counts = m.independent_counts().map_err(|e| {
+                        StepError::new(crate::sink::FailureClass::Transient, e.to_string())
+                    })?;
+                    let on_disk = independent::maildir_counts(&counts);
+                    v.reasons
+                        .extend(independent::compare(&on_disk, "message files on disk", &seen));
+                }
+                super::adapters::AnySource::Imap(i) => {
+                    let mut by_status = HashMap::new();
+                    for (folder, listed) in &listed {
+                        let n = i
+                            .status_messages(folder)
+                            .await
+                            .map_err(|e| {
+                                StepError::new(crate::sink::FailureClass::Transient, e.to_string())
+                            })?
+                            .unwrap_or(*listed);
+                        if n != *listed {
+                            v.reasons.push(format!(
+                                "independent count: STATUS reports {n} messages in {}, the reader listed {listed}",
+                                folder.raw_name
+                            ));
+                        }
+                        by_status.insert(folder.raw_name.clone(), n);
+                    }
+                    v.reasons.extend(independent::compare(
+                        &by_status,
+                        "messages by STATUS",
+                        &seen,
+                    ));
+                }
+            }
         }
         src.close().await;
         Ok::<(), StepError>(())

@@ -380,3 +380,55 @@ async fn concurrency_zero_is_a_usage_error() {
         assert_eq!(code, Some(2), "{cmd}: {out}");
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deep_verify_counts_an_imap_source_by_status_against_the_destination() {
+    let source = Dovecot::start(Layout::Fs);
+    let target = Dovecot::start(Layout::MaildirPlusPlus);
+    source.add_user("ida", "pw-ida");
+    target.add_user("ida", "new-ida");
+    let msgs: Vec<_> = (0..4)
+        .map(|i| {
+            (
+                generated(i, 600),
+                mailferry::model::Flags::default(),
+                chrono::DateTime::parse_from_rfc3339("2024-03-01T00:00:00Z").unwrap(),
+            )
+        })
+        .collect();
+    source.load("ida", &["INBOX"], &msgs);
+    source.load("ida", &["Projects", "2019"], &msgs[..2]);
+    let dir = tempfile::tempdir().unwrap();
+    let plan = format!(
+        "mailboxes = \"mailboxes.csv\"\n\n[source]\nhost = \"localhost\"\nport = {}\nca_file = \"{}\"\n\n\
+         [destination.newhost]\nkind = \"imap\"\nhost = \"localhost\"\nport = {}\nca_file = \"{}\"\n",
+        source.port_tls(),
+        source.ca_pem_path().display(),
+        target.port_tls(),
+        target.ca_pem_path().display(),
+    );
+    let plan_path = dir.path().join("plan.toml");
+    std::fs::write(&plan_path, plan).unwrap();
+    std::fs::write(
+        dir.path().join("mailboxes.csv"),
+        "EmailAddress,UserName,Password,Destination,DestinationUser,DestinationPassword\n\
+         ida@contoso.example,ida,pw-ida,newhost,ida,new-ida\n",
+    )
+    .unwrap();
+    let (code, out) = cli(&["migrate"], &plan_path);
+    assert_eq!(code, Some(0), "{out}");
+    let (code, out) = cli(&["verify", "--deep"], &plan_path);
+    assert_eq!(code, Some(0), "{out}");
+    assert!(
+        out.contains("0 not accounted for") && out.contains("skipped 1: \\Noselect"),
+        "every LIST entry accounted for (Projects is a container): {out}"
+    );
+    // A message the ledger knows nothing of arrives in a migrated destination folder.
+    target.load("ida", &["INBOX"], &msgs[..1]);
+    let (code, out) = cli(&["verify", "--deep"], &plan_path);
+    assert_eq!(code, Some(4), "{out}");
+    assert!(
+        out.contains("independent count: 4 messages by STATUS in INBOX"),
+        "{out}"
+    );
+}

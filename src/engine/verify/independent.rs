@@ -1,9 +1,10 @@
-//! `verify --deep`'s second opinion on a Maildir source: the tree's message files counted by a
-//! plain walk (no layout rules, not the reader migrate used), compared per destination folder
-//! with the destination's own listing. A folder the reader never listed, or a count the ledger
+//! `verify --deep`'s second opinion on the source: a Maildir tree's message files counted by a
+//! plain walk (no layout rules, not the reader migrate used), or an IMAP folder's `STATUS
+//! (MESSAGES)` (not the EXAMINE/FETCH listing), compared per destination folder with the
+//! destination's own listing; for IMAP also with what the reader listed. A folder the reader never listed, or a count the ledger
 //! and the reader agree on but the disk does not, shows up here whatever the ledger says.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 
 use crate::source::maildir::IndependentCounts;
 
@@ -16,30 +17,34 @@ pub(super) struct Seen {
     pub ledger_skipped: u64,
 }
 
-/// Per destination folder: the walk's count (less what the ledger skipped) against the
+/// A Maildir tree's walk counts by raw folder name.
+pub(super) fn maildir_counts(counts: &IndependentCounts) -> HashMap<String, u64> {
+    counts
+        .folder_dirs
+        .iter()
+        .map(|(raw, dir)| (raw.clone(), counts.per_dir.get(dir).copied().unwrap_or(0)))
+        .collect()
+}
+
+/// Per destination folder: the source's own count (less what the ledger skipped) against the
 /// destination's count. Returns one line per mismatch.
-pub(super) fn compare(counts: &IndependentCounts, seen: &[Seen]) -> Vec<String> {
+pub(super) fn compare(on_source: &HashMap<String, u64>, what: &str, seen: &[Seen]) -> Vec<String> {
     // Several source folders may land in one destination folder (`.Inbox` and INBOX).
     let mut by_target: BTreeMap<&str, (u64, u64, u64, Vec<&str>)> = BTreeMap::new();
     for s in seen {
-        let on_disk = counts
-            .folder_dirs
-            .get(&s.raw_name)
-            .and_then(|d| counts.per_dir.get(d))
-            .copied()
-            .unwrap_or(0);
+        let n = on_source.get(&s.raw_name).copied().unwrap_or(0);
         let e = by_target.entry(s.target.as_str()).or_default();
-        e.0 += on_disk;
+        e.0 += n;
         e.1 += s.ledger_skipped;
         e.2 = s.destination_count;
         e.3.push(s.raw_name.as_str());
     }
     by_target
         .into_iter()
-        .filter(|(_, (disk, skipped, dest, _))| disk.saturating_sub(*skipped) != *dest)
-        .map(|(target, (disk, skipped, dest, sources))| {
+        .filter(|(_, (n, skipped, dest, _))| n.saturating_sub(*skipped) != *dest)
+        .map(|(target, (n, skipped, dest, sources))| {
             format!(
-                "independent count: {disk} message files on disk in {} ({skipped} skipped with a reason), {dest} items in {target} at the destination",
+                "independent count: {n} {what} in {} ({skipped} skipped with a reason), {dest} items in {target} at the destination",
                 sources.join(", ")
             )
         })

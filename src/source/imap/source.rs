@@ -139,6 +139,19 @@ impl ImapSource {
         Ok(status)
     }
 
+    /// The folder's message count from `STATUS (MESSAGES)`: a count independent of the
+    /// EXAMINE/FETCH listing, which `verify --deep` compares with it.
+    pub async fn status_messages(
+        &mut self,
+        folder: &SourceFolder,
+    ) -> Result<Option<u64>, ImapError> {
+        self.fresh = None;
+        let raw = folder.raw_name.clone();
+        let status = with_conn!(self, None, |c| c.status(&raw, "MESSAGES"))
+            .map_err(|e| e.in_folder(&raw))?;
+        Ok(status.get("MESSAGES").copied())
+    }
+
     /// The folder's total size from `STATUS (SIZE)` when the server offers STATUS=SIZE.
     pub async fn status_size(&mut self, folder: &SourceFolder) -> Result<Option<u64>, ImapError> {
         self.fresh = None;
