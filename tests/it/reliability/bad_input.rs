@@ -166,6 +166,7 @@ async fn every_bad_message_arrives_intact_or_is_skipped_with_a_reason() {
     msgs.extend(mail_parser_messages());
     msgs.extend(pathological());
     let n = msgs.len();
+    let empty = msgs.iter().filter(|(_, m)| m.is_empty()).count();
 
     let dir = tempfile::tempdir().unwrap();
     let emu = emulator::start(EmulatorConfig::default()).await.unwrap();
@@ -206,7 +207,16 @@ async fn every_bad_message_arrives_intact_or_is_skipped_with_a_reason() {
     let survey = engine::survey::survey(&plan, &selected, 2).await;
     for m in &survey.mailboxes {
         assert_eq!(m.status, "ok", "{m:?}");
-        assert_eq!(m.messages as usize, n, "{}", m.mailbox);
+        // An empty file is not a message: the source accounting skips it with that reason.
+        let acc = m.accounting.as_ref().expect("accounting");
+        assert_eq!(acc.unaccounted.len(), 0, "{acc:?}");
+        assert_eq!(
+            acc.skipped.len(),
+            empty,
+            "only the empty files are left out: {acc:?}"
+        );
+        assert!(acc.skipped.iter().all(|s| s.reason.contains("empty file")));
+        assert_eq!(m.messages as usize, n - empty, "{}", m.mailbox);
         assert_eq!(m.over_limit, 1, "{}", m.mailbox);
         assert!(
             m.without_message_id >= 1 && m.duplicate_message_ids >= 1,
@@ -235,7 +245,7 @@ async fn every_bad_message_arrives_intact_or_is_skipped_with_a_reason() {
         );
         assert_eq!(s.status, "ok", "{s:?}");
         assert_eq!(s.failed, 0, "{s:?}");
-        assert_eq!(s.copied + s.skipped_total(), n as u64, "{s:?}");
+        assert_eq!(s.copied + s.skipped_total(), (n - empty) as u64, "{s:?}");
         // Every skip says why, precisely; the over-limit one names both sizes.
         assert!(s.skipped.keys().all(|r| r.len() > 15), "{:?}", s.skipped);
         assert!(
@@ -256,7 +266,10 @@ async fn every_bad_message_arrives_intact_or_is_skipped_with_a_reason() {
     let rebuilt = items.len() - raw.len();
     let (lost, dup) = tally(&expected, &raw);
     assert_eq!(dup, 0, "an item that is no source message, or one twice");
-    assert_eq!(lost as u64, gra.skipped_total() + rebuilt as u64);
+    assert_eq!(
+        lost as u64,
+        gra.skipped_total() + rebuilt as u64 + empty as u64
+    );
     println!(
         "graph: {} byte-exact, {rebuilt} rebuilt by the JSON route (corpus {corpus_n})",
         raw.len()
@@ -277,7 +290,7 @@ async fn every_bad_message_arrives_intact_or_is_skipped_with_a_reason() {
         dup, 0,
         "not byte-identical at the IMAP destination: {changed:?}"
     );
-    assert_eq!(lost as u64, imp.skipped_total());
+    assert_eq!(lost as u64, imp.skipped_total() + empty as u64);
 
     drop(ledger);
     // verify --deep: perfect for Graph; for IMAP it reports exactly the messages Dovecot stored
