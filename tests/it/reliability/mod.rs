@@ -22,6 +22,7 @@ mod emulator_faults;
 mod security;
 mod sigkill;
 mod source_faults;
+mod unknown_outcomes;
 
 use std::collections::HashMap;
 use std::path::Path;
