@@ -10,6 +10,7 @@ pub mod adapters;
 mod batch;
 pub mod budget;
 pub mod connect;
+mod deadlines;
 mod folder;
 pub mod mailbox;
 mod orphans;
@@ -134,7 +135,7 @@ pub async fn migrate(
         "migrate"
     };
     let run = ledger.start_run(command)?;
-    let connector = Connector::new(plan);
+    let connector = Connector::new(plan).with_deadlines(Arc::clone(&ledger));
     let budget = Budget::new(plan.limits.memory_budget_bytes);
     let eff = EffectiveOptions {
         dry_run: opts.dry_run,

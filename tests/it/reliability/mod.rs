@@ -22,6 +22,7 @@ mod emulator_faults;
 mod security;
 mod sigkill;
 mod source_faults;
+mod throttle_restart;
 mod unknown_outcomes;
 
 use std::collections::HashMap;
