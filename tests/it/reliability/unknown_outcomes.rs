@@ -3,7 +3,7 @@
 //! meets a run of 503s. The row must stay `sending` (never `failed`, which the next run would
 //! write again), and the mailbox must end with the message exactly once.
 
-use mailferry::emulator::{EmulatorConfig, FaultKind, FaultRule};
+use mailferry::emulator::{EmulatorConfig, FaultKind, FaultRule, Latency};
 use mailferry::engine::MigrateOptions;
 
 use crate::migrate::{Rig, generated, write_maildir};
@@ -62,4 +62,53 @@ async fn a_lost_import_whose_lookup_meets_503s_stays_unknown_and_is_never_writte
             .any(|f| f.kind == FaultKind::ServiceUnavailable),
         "the look-up met the 503s"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_run_after_a_crash_looks_up_its_open_writes_concurrently() {
+    const OPEN: usize = 8;
+    // Every request answered takes 40 ms at the destination, so concurrent look-ups overlap there.
+    let cfg = EmulatorConfig {
+        latency: Latency {
+            fixed_ms: 40,
+            jitter_ms: 0,
+        },
+        ..EmulatorConfig::default()
+    };
+    let rig = Rig::new(&["jo"], cfg).await;
+    let msgs = (0..OPEN).map(|i| (generated(i, 700), "S")).collect();
+    write_maildir(&rig.tree("jo"), &[("", msgs)]);
+    let insp = rig.emulator.inspect();
+    // Every write is stored but unanswered, and no look-up gets an answer: all rows stay open.
+    insp.add_fault(FaultRule::new(
+        Some("POST"),
+        "/importMime",
+        FaultKind::LostResponse,
+    ));
+    let mut unavailable = FaultRule::new(Some("GET"), "/messages", FaultKind::ServiceUnavailable);
+    unavailable.retry_after = Some(0.001);
+    insp.add_fault(unavailable);
+    rig.migrate(MigrateOptions::default()).await;
+    let open = row_states(&rig)
+        .iter()
+        .filter(|(s, _)| s == "sending")
+        .count();
+    assert_eq!(open, OPEN);
+
+    // The next run resolves the open writes: its look-ups must overlap (no other request of the
+    // mailbox is in flight while it resolves), not run one after the other.
+    insp.clear_faults();
+    let overlapped = tokio::select! {
+        s = rig.migrate(MigrateOptions::default()) => panic!("the look-ups never overlapped: {:?}", s.mailboxes),
+        () = insp.wait_in_flight(2) => true,
+    };
+    assert!(overlapped);
+    let done = rig.migrate(MigrateOptions::default()).await;
+    assert!(!done.has_failures(), "{:?}", done.mailboxes);
+    assert_eq!(
+        rig.items("jo").len(),
+        OPEN,
+        "every open write resolved, none repeated"
+    );
+    assert!(row_states(&rig).iter().all(|(s, _)| s == "done"));
 }
