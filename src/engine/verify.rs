@@ -6,6 +6,8 @@
 //! Without the ledger's identities (a mailbox migrated by another tool), it compares what it can
 //! (counts and Message-IDs) and says so in the verdict.
 
+mod extras;
+
 use std::collections::{HashMap, HashSet};
 
 use futures::StreamExt;
@@ -366,29 +368,25 @@ fn compare_folder(
         // second copy of something.
         // Without stamps (IMAP), an unclaimed item with a source message's Message-ID and size is
         // a second copy too.
-        let source_keys: HashSet<(Option<&str>, u64)> = metas
-            .iter()
-            .map(|m| (m.message_id.as_deref(), m.size))
-            .collect();
+        let source_keys = extras::SourceKeys::new(metas);
         for i in items.iter().filter(|i| !claimed.contains(i.id.as_str())) {
             let stamped_here = i
                 .stamp
                 .as_ref()
                 .is_some_and(|s| s.folder == ctx.folder.raw_name);
-            let same_as_source = i.stamp.is_none()
-                && i.size
-                    .is_some_and(|size| source_keys.contains(&(i.message_id.as_deref(), size)));
+            let same_as_source = source_keys.same_as_source(i);
             if stamped_here || same_as_source {
                 v.doubled.push(Discrepancy {
                     folder: ctx.folder.raw_name.clone(),
                     uid: i.stamp.as_ref().map(|s| s.uid.get()),
                     message_id: i.message_id.clone(),
                     kind: "doubled".into(),
-                    detail: format!("extra item {}", i.id),
+                    detail: extras::extra_detail(&i.id),
                 });
             }
         }
     }
+    extras::count_check(&ctx.folder.raw_name, metas.len(), items, &claimed, v);
     v.folders.push(f);
     Ok(())
 }

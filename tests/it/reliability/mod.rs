@@ -24,6 +24,7 @@ mod sigkill;
 mod source_faults;
 mod throttle_restart;
 mod unknown_outcomes;
+mod verify_extras;
 
 use std::collections::HashMap;
 use std::path::Path;
