@@ -75,7 +75,13 @@ pub async fn verify(
     deep: bool,
     concurrency: usize,
 ) -> VerifyReport {
-    let connector = Connector::new(plan);
+    // verify beside migrate: the same mailbox's Retry-After deadlines, read from and written to
+    // the ledger (a handle of its own: the caller lends only a reference).
+    let deadlines = ledger.and_then(|l| Ledger::open(l.path()).ok());
+    let connector = match deadlines {
+        Some(l) => Connector::new(plan).with_deadlines(std::sync::Arc::new(l)),
+        None => Connector::new(plan),
+    };
     let mut out: Vec<MailboxVerify> = futures::stream::iter(mailboxes)
         .map(|mb| verify_mailbox(&connector, ledger, mb, deep))
         .buffer_unordered(concurrency.max(1))

@@ -115,4 +115,19 @@ async fn a_wait_longer_than_the_maximum_stops_the_mailbox_with_the_reason() {
     assert_eq!(second.mailboxes[0].status, "failed");
     assert_eq!(mailbox_requests(&insp), sent);
     assert_eq!(insp.counters().throttled, throttled);
+    // verify beside migrate honours the same deadline: it does not query the mailbox either.
+    let plan = mailferry::plan::Plan::load(&rig.plan_path).unwrap();
+    let ledger = mailferry::ledger::Ledger::open(&plan.default_state_path()).unwrap();
+    let selected = plan.select(&[]).unwrap();
+    let report = mailferry::engine::verify::verify(&plan, Some(&ledger), &selected, true, 1).await;
+    let m = &report.mailboxes[0];
+    assert_eq!(m.verdict, "failed", "{m:#?}");
+    assert!(
+        m.reasons
+            .iter()
+            .any(|r| r.contains("max_throttle_wait_secs")),
+        "{:?}",
+        m.reasons
+    );
+    assert_eq!(mailbox_requests(&insp), sent);
 }
