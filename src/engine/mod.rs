@@ -139,7 +139,7 @@ pub async fn migrate(
         "migrate"
     };
     let run = ledger.start_run(command)?;
-    let connector = Connector::new(plan).with_deadlines(Arc::clone(&ledger));
+    let connector = Connector::new(plan).with_deadlines(Arc::clone(ledger));
     let budget = Budget::new(plan.limits.memory_budget_bytes);
     let eff = EffectiveOptions {
         dry_run: opts.dry_run,
