@@ -23,6 +23,8 @@ pub struct Connector<'p> {
     plan: &'p Plan,
     hosts: Mutex<HashMap<String, Arc<Semaphore>>>,
     apps: Mutex<HashMap<String, GraphApp>>,
+    /// Where Graph apps keep throttle deadlines between runs (none: this process only).
+    deadlines: Option<Arc<crate::ledger::Ledger>>,
 }
 
 impl<'p> Connector<'p> {
@@ -31,7 +33,15 @@ impl<'p> Connector<'p> {
             plan,
             hosts: Mutex::default(),
             apps: Mutex::default(),
+            deadlines: None,
         }
+    }
+
+    /// Graph apps built from now on keep their mailboxes' throttle deadlines in `ledger`, and
+    /// honour the ones an earlier run recorded.
+    pub fn with_deadlines(mut self, ledger: Arc<crate::ledger::Ledger>) -> Self {
+        self.deadlines = Some(ledger);
+        self
     }
 
     /// Waits for a connection slot on the mailbox's source host (none needed for Maildir).
@@ -203,6 +213,12 @@ impl<'p> Connector<'p> {
         }
         let app = GraphApp::new(graph_settings(g, self.plan.limits.max_message_bytes))
             .map_err(|e| StepError::caused_by(FailureClass::Fatal, e))?;
+        if let Some(ledger) = &self.deadlines {
+            app.set_deadline_store(Arc::new(super::deadlines::LedgerDeadlines {
+                ledger: Arc::clone(ledger),
+                destination: g.name.clone(),
+            }));
+        }
         apps.insert(g.name.clone(), app.clone());
         Ok(app)
     }
@@ -312,6 +328,7 @@ pub fn graph_settings(g: &plan::GraphDestination, max_message_bytes: u64) -> gra
         bytes_per_window: g.bytes_per_5min,
         mailbox_max_in_flight: g.concurrency_per_mailbox,
         app_max_in_flight: g.concurrency_per_app,
+        max_retry_after: Duration::from_secs(g.max_throttle_wait_secs),
         ..Default::default()
     };
     let governor = match rehearsal_time_scale() {

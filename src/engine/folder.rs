@@ -139,7 +139,6 @@ pub(crate) async fn folder_pass<S: MailSource, K: MailSink>(
         .filter(|r| r.state == MessageState::Done)
         .filter_map(|r| r.dest_id.clone())
         .collect();
-    let resolved_at = tokio::time::Instant::now();
     // Found or re-sent, an interrupted write may still have a copy in flight at the server, or a
     // second one from an earlier interruption: the sweep looks again once the row is done. The
     // mark is committed first, so the check survives a further crash before the sweep.
@@ -149,11 +148,21 @@ pub(crate) async fn folder_pass<S: MailSource, K: MailSink>(
         .map(|r| r.id)
         .collect();
     ledger.mark_recheck(&interrupted).map_err(lerr)?;
-    for row in rows
+    // The look-ups run concurrently (the sink's governor paces them); their answers are applied
+    // one by one, in row order, so `claimed` decides as a sequential pass would.
+    let mut open: Vec<&mut MessageRow> = rows
         .values_mut()
         .filter(|r| r.state == MessageState::Sending)
-    {
-        resolve_sending(ctx, folder, &status, &dest, row, &mut claimed, &mut sum).await?;
+        .collect();
+    open.sort_by_key(|r| r.uid);
+    let parallel = ctx.sink.parallelism().max(1) * 2;
+    let lookups: Vec<Result<Vec<String>, StepError>> = futures::stream::iter(open.iter())
+        .map(|row| lookup_sending(ctx, folder, &status, &dest, row))
+        .buffered(parallel)
+        .collect()
+        .await;
+    for (row, found) in open.into_iter().zip(lookups) {
+        resolve_sending(ctx, row, found?, &mut claimed, &mut sum)?;
     }
 
     // Decide, per listed message, what this pass does with it.
@@ -228,7 +237,7 @@ pub(crate) async fn folder_pass<S: MailSource, K: MailSink>(
         sync_flags(ctx, &dest, flag_updates, &mut sum).await;
     }
     if abort.is_none() {
-        super::orphans::sweep(ctx, folder, &status, &dest, frow.id, resolved_at, &mut sum).await?;
+        super::orphans::sweep(ctx, folder, &status, &dest, frow.id, ctx.started, &mut sum).await?;
     }
 
     // What the ledger holds that the source no longer lists (any older UIDVALIDITY included).
@@ -304,29 +313,32 @@ fn in_window<K>(ctx: &MailboxCtx<K>, m: &MessageMeta) -> bool {
     ctx.opts.since.is_none_or(|s| t >= s) && ctx.opts.before.is_none_or(|b| t < b)
 }
 
-#[allow(clippy::too_many_arguments)]
-async fn resolve_sending<K: MailSink>(
+/// Asks the destination for the items of an interrupted write (none to ask for without a hash:
+/// such a row never reached the write).
+async fn lookup_sending<K: MailSink>(
     ctx: &MailboxCtx<K>,
     folder: &SourceFolder,
     status: &FolderStatus,
     dest: &str,
+    row: &MessageRow,
+) -> Result<Vec<String>, StepError> {
+    let Some(hash) = row.sha256 else {
+        return Ok(Vec::new());
+    };
+    let id = identity(&ctx.mailbox_key, folder, status, row.uid, hash);
+    ctx.sink
+        .find(dest, &id, row.message_id.as_deref(), row.size, &row.flags)
+        .await
+}
+
+fn resolve_sending<K: MailSink>(
+    ctx: &MailboxCtx<K>,
     row: &mut MessageRow,
+    found: Vec<String>,
     claimed: &mut HashSet<String>,
     sum: &mut MailboxSummary,
 ) -> Result<(), StepError> {
     let lerr = |e: crate::ledger::LedgerError| StepError::caused_by(FailureClass::Fatal, e);
-    let Some(hash) = row.sha256 else {
-        ctx.ledger
-            .mark_state(row.id, MessageState::Pending, None, ctx.run)
-            .map_err(lerr)?;
-        row.state = MessageState::Pending;
-        return Ok(());
-    };
-    let id = identity(&ctx.mailbox_key, folder, status, row.uid, hash);
-    let found = ctx
-        .sink
-        .find(dest, &id, row.message_id.as_deref(), row.size, &row.flags)
-        .await?;
     let found: Vec<String> = found.into_iter().filter(|f| !claimed.contains(f)).collect();
     match found.first() {
         Some(item) => {

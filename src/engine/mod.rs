@@ -11,6 +11,7 @@ pub mod adapters;
 mod batch;
 pub mod budget;
 pub mod connect;
+mod deadlines;
 mod folder;
 pub mod mailbox;
 mod orphans;
@@ -108,6 +109,9 @@ pub(crate) struct MailboxCtx<K> {
     pub events: Events,
     pub cancel: Cancel,
     pub max_message_bytes: u64,
+    /// When this run started: writes a killed run left in flight are given their settling time
+    /// from here, once per run (not once per folder).
+    pub started: tokio::time::Instant,
 }
 
 /// [`MigrateOptions`] plus the plan settings a folder pass needs.
@@ -132,6 +136,7 @@ pub async fn migrate(
 ) -> Result<RunSummary, EngineError> {
     let ledger = ledger.ledger();
     let started = Instant::now();
+    let settle_from = tokio::time::Instant::now();
     let started_at = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
     let selected = plan.select(&opts.mailboxes)?;
     let command = if opts.dry_run {
@@ -142,7 +147,7 @@ pub async fn migrate(
         "migrate"
     };
     let run = ledger.start_run(command)?;
-    let connector = Connector::new(plan);
+    let connector = Connector::new(plan).with_deadlines(Arc::clone(ledger));
     let budget = Budget::new(plan.limits.memory_budget_bytes);
     let eff = EffectiveOptions {
         dry_run: opts.dry_run,
@@ -165,6 +170,7 @@ pub async fn migrate(
                 budget.clone(),
                 events.clone(),
                 cancel.clone(),
+                settle_from,
             )
         })
         .buffer_unordered(opts.concurrency.max(1))
@@ -210,6 +216,7 @@ async fn run_mailbox(
     budget: Budget,
     events: Events,
     cancel: Cancel,
+    settle_from: tokio::time::Instant,
 ) -> MailboxSummary {
     let started = Instant::now();
     let destination = mb.destination.clone();
@@ -245,6 +252,7 @@ async fn run_mailbox(
                         budget,
                         events: events.clone(),
                         cancel,
+                        started: settle_from,
                     };
                     let s = mailbox::mailbox_pass(&ctx, &mut src, &mapper).await;
                     ports::MailSource::close(src).await;

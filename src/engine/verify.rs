@@ -6,6 +6,7 @@
 //! Without the ledger's identities (a mailbox migrated by another tool), it compares what it can
 //! (counts and Message-IDs) and says so in the verdict.
 
+mod extras;
 mod independent;
 
 use std::collections::{HashMap, HashSet};
@@ -80,7 +81,13 @@ pub async fn verify(
     deep: bool,
     concurrency: usize,
 ) -> VerifyReport {
-    let connector = Connector::new(plan);
+    // verify beside migrate: the same mailbox's Retry-After deadlines, read from and written to
+    // the ledger (a handle of its own: the caller lends only a reference).
+    let deadlines = ledger.and_then(|l| Ledger::open(l.path()).ok());
+    let connector = match deadlines {
+        Some(l) => Connector::new(plan).with_deadlines(std::sync::Arc::new(l)),
+        None => Connector::new(plan),
+    };
     let mut out: Vec<MailboxVerify> = futures::stream::iter(mailboxes)
         .map(|mb| verify_mailbox(&connector, ledger, mb, deep))
         .buffer_unordered(concurrency.max(1))
@@ -464,29 +471,25 @@ fn compare_folder(
         // second copy of something.
         // Without stamps (IMAP), an unclaimed item with a source message's Message-ID and size is
         // a second copy too.
-        let source_keys: HashSet<(Option<&str>, u64)> = metas
-            .iter()
-            .map(|m| (m.message_id.as_deref(), m.size))
-            .collect();
+        let source_keys = extras::SourceKeys::new(metas);
         for i in items.iter().filter(|i| !claimed.contains(i.id.as_str())) {
             let stamped_here = i
                 .stamp
                 .as_ref()
                 .is_some_and(|s| s.folder == ctx.folder.raw_name);
-            let same_as_source = i.stamp.is_none()
-                && i.size
-                    .is_some_and(|size| source_keys.contains(&(i.message_id.as_deref(), size)));
+            let same_as_source = source_keys.same_as_source(i);
             if stamped_here || same_as_source {
                 v.doubled.push(Discrepancy {
                     folder: ctx.folder.raw_name.clone(),
                     uid: i.stamp.as_ref().map(|s| s.uid.get()),
                     message_id: i.message_id.clone(),
                     kind: "doubled".into(),
-                    detail: format!("extra item {}", i.id),
+                    detail: extras::extra_detail(&i.id),
                 });
             }
         }
     }
+    extras::count_check(&ctx.folder.raw_name, metas.len(), items, &claimed, v);
     v.folders.push(f);
     Ok(())
 }

@@ -13,6 +13,7 @@
 mod messages;
 mod queries;
 mod schema;
+mod throttle;
 
 pub use messages::{MessageRow, MessageState, NewMessage};
 pub use queries::{FailureGroup, FolderCounts, MailboxProgress, RunRow};

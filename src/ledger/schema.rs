@@ -60,6 +60,14 @@ const MIGRATIONS: &[&str] = &[
     // 1 -> 2: rows whose write was interrupted stay marked until the destination has been
     // checked for an orphaned second copy (that check must survive a further crash).
     "ALTER TABLE messages ADD COLUMN recheck INTEGER NOT NULL DEFAULT 0;",
+    // 2 -> 3: when a destination asked a mailbox to hold off (Graph's Retry-After), the instant
+    // it may be asked again, so a restarted process does not come back early (issue 13.4).
+    "CREATE TABLE throttle (
+        destination TEXT NOT NULL,
+        mailbox TEXT NOT NULL,
+        until_ms INTEGER NOT NULL,
+        PRIMARY KEY (destination, mailbox)
+    );",
 ];
 
 /// The schema version this build writes.

@@ -217,6 +217,9 @@ pub struct GraphDestination {
     pub concurrency_per_mailbox: u32,
     /// Maximum concurrent requests across all mailboxes of this app.
     pub concurrency_per_app: u32,
+    /// Longest Retry-After waited for (seconds): a mailbox asked to wait longer stops with that
+    /// reason instead of coming back early (default one hour).
+    pub max_throttle_wait_secs: u64,
 }
 
 impl GraphDestination {

@@ -114,6 +114,7 @@ pub(super) struct RawGraph {
     pub bytes_per_5min: Option<u64>,
     pub concurrency_per_mailbox: Option<u32>,
     pub concurrency_per_app: Option<u32>,
+    pub max_throttle_wait_secs: Option<u64>,
 }
 
 #[derive(Debug, Deserialize)]

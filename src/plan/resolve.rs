@@ -441,6 +441,8 @@ fn resolve_graph(ctx: &Ctx, name: String, g: RawGraph) -> Result<GraphDestinatio
     positive("concurrency_per_mailbox", concurrency_per_mailbox.into())?;
     let concurrency_per_app = g.concurrency_per_app.unwrap_or(16);
     positive("concurrency_per_app", concurrency_per_app.into())?;
+    let max_throttle_wait_secs = g.max_throttle_wait_secs.unwrap_or(3600);
+    positive("max_throttle_wait_secs", max_throttle_wait_secs)?;
     Ok(GraphDestination {
         name,
         tenant: g.tenant.trim().to_owned(),
@@ -459,6 +461,7 @@ fn resolve_graph(ctx: &Ctx, name: String, g: RawGraph) -> Result<GraphDestinatio
         bytes_per_5min,
         concurrency_per_mailbox,
         concurrency_per_app,
+        max_throttle_wait_secs,
     })
 }
 

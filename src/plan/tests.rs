@@ -42,6 +42,7 @@ fn dests() -> Vec<Destination> {
             bytes_per_5min: 150_000_000,
             concurrency_per_mailbox: 4,
             concurrency_per_app: 16,
+            max_throttle_wait_secs: 3600,
         }),
         Destination::Imap(ImapDestination {
             name: "newhost".into(),

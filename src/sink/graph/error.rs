@@ -76,6 +76,19 @@ pub enum GraphError {
         reason: String,
     },
 
+    /// The destination asked this mailbox to wait longer than the longest wait allowed
+    /// (`max_throttle_wait_secs`). Sending earlier would only earn a longer penalty, so the
+    /// mailbox stops; the deadline is kept in the ledger for the next run.
+    #[error(
+        "{op} for {mailbox}: Graph asked this mailbox to wait {wait_secs} s before the next request, longer than max_throttle_wait_secs ({max_secs} s): the mailbox stops here, and a run after the wait continues it"
+    )]
+    Throttled {
+        op: String,
+        mailbox: String,
+        wait_secs: u64,
+        max_secs: u64,
+    },
+
     /// Graph answered 2xx with a body we cannot use.
     #[error("{op} for {mailbox}: unexpected response: {reason}{}",
         request_id.as_deref().map(|r| format!(" [request-id {r}]")).unwrap_or_default())]
@@ -145,6 +158,7 @@ impl GraphError {
             | GraphError::Protocol { .. }
             | GraphError::Local { .. } => FailureClass::Transient,
             GraphError::Ambiguous { .. } => FailureClass::Ambiguous,
+            GraphError::Throttled { .. } => FailureClass::Mailbox,
             GraphError::Rejected { .. } => FailureClass::Rejected,
         }
     }

@@ -303,6 +303,28 @@ impl Governor {
         }
     }
 
+    /// What is left of `mailbox`'s pause, if it is paused.
+    pub(crate) fn paused_for(&self, mailbox: &str) -> Option<Duration> {
+        let now = Instant::now();
+        let st = self.lock();
+        st.mailboxes.get(mailbox)?.scope.paused_for(now)
+    }
+
+    /// Resolves once `mailbox` is paused for longer than `max` (the time left): requests waiting
+    /// in [`acquire`](Self::acquire) race this, so a pause the mailbox will not wait out stops
+    /// them too instead of holding them until it ends.
+    pub(crate) async fn pause_longer_than(&self, mailbox: &str, max: Duration) -> Duration {
+        loop {
+            let notified = self.notify.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            if let Some(left) = self.paused_for(mailbox).filter(|l| *l > max) {
+                return left;
+            }
+            notified.await;
+        }
+    }
+
     /// Holds every request of `mailbox` for `d` (a Retry-After).
     pub(crate) fn pause_mailbox(&self, mailbox: &str, d: Duration) {
         let now = Instant::now();

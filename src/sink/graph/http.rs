@@ -15,6 +15,7 @@ use reqwest::header::{AUTHORIZATION, CONTENT_TYPE, RETRY_AFTER};
 use serde::de::DeserializeOwned;
 
 use super::auth::TokenClient;
+use super::deadline::Deadlines;
 use super::error::{GraphError, HttpFailure, hint_for};
 use super::governor::{Feedback, Governor};
 use super::retry::{
@@ -120,6 +121,8 @@ pub(crate) struct Http {
     pub(crate) scope: String,
     pub(crate) gov: Arc<Governor>,
     pub(crate) policy: RetryPolicy,
+    /// Throttle deadlines kept beyond this process.
+    pub(crate) deadlines: Deadlines,
     /// Graph base without version, e.g. `https://graph.microsoft.com`.
     pub(crate) base: String,
 }
@@ -150,12 +153,30 @@ impl Http {
         let body_len = call.body.as_ref().map(|(b, _)| b.len() as u64).unwrap_or(0);
         loop {
             attempt.number += 1;
+            if let Some(left) = self.deadlines.restore(mailbox) {
+                tracing::info!(
+                    mailbox,
+                    wait_s = left.as_secs_f64(),
+                    "an earlier run was asked to hold off this mailbox: waiting for the end of that pause"
+                );
+                self.gov.pause_mailbox(mailbox, left);
+            }
+            if let Some(left) = self.gov.paused_for(mailbox)
+                && left > self.policy.max_retry_after
+            {
+                return Err(self.too_long(&call, mailbox, left));
+            }
             let token = match call.target {
                 Target::Graph(_) => Some(self.tokens.token(&self.scope).await?),
                 Target::Upload(_) => None,
             };
             let client_request_id = uuid::Uuid::new_v4().to_string();
-            let mut permit = self.gov.acquire(mailbox, body_len).await;
+            let mut permit = tokio::select! {
+                p = self.gov.acquire(mailbox, body_len) => p,
+                left = self.gov.pause_longer_than(mailbox, self.policy.max_retry_after) => {
+                    return Err(self.too_long(&call, mailbox, left));
+                }
+            };
             let url = match &call.target {
                 Target::Graph(u) => u.as_str(),
                 Target::Upload(s) => s.expose().as_str(),
@@ -260,9 +281,19 @@ impl Http {
                         wait_ms = after.as_millis() as u64, attempt = attempt.number, "retrying"
                     );
                     match scope {
-                        PauseScope::Mailbox => self.gov.pause_mailbox(mailbox, after),
+                        PauseScope::Mailbox => {
+                            // Recorded first: a process killed during the pause must not come
+                            // back early after a restart.
+                            self.deadlines.record(mailbox, after);
+                            self.gov.pause_mailbox(mailbox, after);
+                        }
                         PauseScope::Request => tokio::time::sleep(after).await,
                     }
+                }
+                Decision::TooLong(after) => {
+                    self.deadlines.record(mailbox, after);
+                    self.gov.pause_mailbox(mailbox, after);
+                    return Err(self.too_long(&call, mailbox, after));
                 }
                 Decision::Fail(class) => {
                     let path = log_path(&call.target);
@@ -308,6 +339,21 @@ impl Http {
                     });
                 }
             }
+        }
+    }
+
+    fn too_long(&self, call: &Call<'_>, mailbox: &str, wait: std::time::Duration) -> GraphError {
+        tracing::warn!(
+            op = call.op,
+            mailbox,
+            wait_s = wait.as_secs(),
+            "throttled for longer than max_throttle_wait_secs: stopping the mailbox"
+        );
+        GraphError::Throttled {
+            op: call.op.to_owned(),
+            mailbox: mailbox.to_owned(),
+            wait_secs: wait.as_secs_f64().ceil() as u64,
+            max_secs: self.policy.max_retry_after.as_secs(),
         }
     }
 

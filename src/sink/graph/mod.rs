@@ -16,6 +16,7 @@
 //!   the identity stamp), `urls` (escaping).
 
 mod auth;
+mod deadline;
 mod decode;
 mod error;
 mod flags;
@@ -37,6 +38,7 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
+pub use deadline::DeadlineStore;
 pub use error::{GraphError, HttpFailure};
 pub use flags::{STAMP_GUID, STAMP_PROPERTY};
 pub use governor::GovernorSnapshot;
@@ -151,6 +153,7 @@ impl GraphApp {
             scope: settings.graph_scope(),
             gov: Governor::new(settings.governor.clone()),
             policy,
+            deadlines: Default::default(),
             base: settings.graph_base(),
         };
         Ok(GraphApp {
@@ -201,6 +204,12 @@ impl GraphApp {
             user: key,
             folders,
         }
+    }
+
+    /// Keeps throttle deadlines in `store` from now on, and applies the deadlines it holds to
+    /// each mailbox's first request (the first store installed stays).
+    pub fn set_deadline_store(&self, store: std::sync::Arc<dyn DeadlineStore>) {
+        self.inner.http.deadlines.set_store(store);
     }
 
     /// Governor state of the app and each mailbox, for progress output.

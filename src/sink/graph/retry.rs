@@ -3,7 +3,8 @@
 //! Kept apart from the HTTP code so every rule is unit-tested without a server:
 //! - 2xx: done.
 //! - 429, 503, 504 (and 500/502, 408): retried. A `Retry-After` (seconds, fractional seconds or an
-//!   HTTP date) is honoured first and pauses the whole mailbox (429, 503); without it, exponential
+//!   HTTP date) is honoured first, never shortened, and pauses the whole mailbox (429, 503); one
+//!   longer than the policy's maximum stops the mailbox instead; without it, exponential
 //!   backoff with jitter from backon's builder, for this request only.
 //! - 401 `InvalidAuthenticationToken`: renew the token and retry (a token can expire again during a
 //!   long retry sequence, so up to [`MAX_TOKEN_RENEWALS`] times; a token refused that often is not
@@ -65,6 +66,9 @@ pub enum Decision {
     Retry { after: Duration, scope: PauseScope },
     /// Renew the access token and try again at once.
     RenewToken,
+    /// The server asked the mailbox to wait this long, more than the policy allows: stop the
+    /// mailbox (never come back early, which only earns a longer penalty).
+    TooLong(Duration),
     /// Stop; the failure has this class.
     Fail(FailureClass),
 }
@@ -107,12 +111,17 @@ pub fn decide(attempt: Attempt, outcome: &Outcome, policy: &RetryPolicy) -> Deci
             if !retryable {
                 return Decision::Fail(class_of_status(*status, code.as_deref()));
             }
+            if let Some(d) = retry_after
+                && *d > policy.max_retry_after
+            {
+                return Decision::TooLong(*d);
+            }
             if exhausted {
                 return Decision::Fail(FailureClass::Transient);
             }
             match retry_after {
                 Some(d) => Decision::Retry {
-                    after: (*d).min(policy.max_retry_after),
+                    after: *d,
                     scope: if matches!(status, 429 | 503) {
                         PauseScope::Mailbox
                     } else {
@@ -230,12 +239,14 @@ mod tests {
                 scope: PauseScope::Mailbox
             }
         );
-        // clamped, never ignored
+        // Never shortened: longer than the policy allows stops the mailbox instead.
         let d = decide(at(1), &resp(429, None, Some(10_000.0)), &policy());
+        assert_eq!(d, Decision::TooLong(Duration::from_secs(10_000)));
+        let d = decide(at(1), &resp(503, None, Some(119.0)), &policy());
         assert_eq!(
             d,
             Decision::Retry {
-                after: Duration::from_secs(120),
+                after: Duration::from_secs(119),
                 scope: PauseScope::Mailbox
             }
         );

@@ -115,7 +115,9 @@ pub struct GovernorSettings {
     /// Exponential backoff bounds when the server gives no Retry-After.
     pub backoff_min: Duration,
     pub backoff_max: Duration,
-    /// Longest Retry-After honoured as given; longer values are clamped (and still retried).
+    /// Longest Retry-After waited for. A longer one is never shortened (coming back early only
+    /// earns a longer penalty): the request fails with [`GraphError::Throttled`](super::GraphError)
+    /// and the mailbox stops until a later run.
     pub max_retry_after: Duration,
 }
 
@@ -135,7 +137,7 @@ impl Default for GovernorSettings {
             max_attempts: 10,
             backoff_min: Duration::from_millis(500),
             backoff_max: Duration::from_secs(60),
-            max_retry_after: Duration::from_secs(600),
+            max_retry_after: Duration::from_secs(3600),
         }
     }
 }

@@ -173,12 +173,16 @@ async fn import_mime(
     let id = match http.send(&mb.user, call).await {
         Ok(resp) => created_id(&resp, mb, "importMime")?,
         Err(e @ GraphError::Ambiguous { .. }) => {
-            match resolve_lost_import(mb, folder_id, msg).await? {
-                Some(id) => {
+            match resolve_lost_import(mb, folder_id, msg).await {
+                Ok(Some(id)) => {
                     tracing::info!(mailbox = %mb.user, item = %id, "lost importMime response resolved: the item was created");
                     id
                 }
-                None => return Err(e),
+                Ok(None) => return Err(e),
+                // The look-up could not answer: the outcome is still unknown, and stays so (the
+                // row stays `sending` until the destination answers; never a plain failure, which
+                // the next run would write again).
+                Err(lookup) => return Err(still_unknown(e, &lookup)),
             }
         }
         Err(e) => return Err(e),
@@ -197,6 +201,24 @@ async fn import_mime(
         };
     }
     Ok(id)
+}
+
+/// The ambiguous error of a create whose look-up failed too: still ambiguous, with both reasons.
+fn still_unknown(create: GraphError, lookup: &GraphError) -> GraphError {
+    match create {
+        GraphError::Ambiguous {
+            op,
+            mailbox,
+            reason,
+            client_request_id,
+        } => GraphError::Ambiguous {
+            op,
+            mailbox,
+            reason: format!("{reason}; the look-up for the item failed too ({lookup})"),
+            client_request_id,
+        },
+        other => other,
+    }
 }
 
 /// Only the id of a created item is read; serde skips the rest (bodies can be large).
@@ -316,7 +338,10 @@ async fn write_json(
     {
         Ok(resp) => created_id(&resp, mb, "create message")?,
         Err(e @ GraphError::Ambiguous { .. }) => {
-            let found = by_stamp_raw(mb, folder_id, &stamp).await?;
+            let found = match by_stamp_raw(mb, folder_id, &stamp).await {
+                Ok(found) => found,
+                Err(lookup) => return Err(still_unknown(e, &lookup)),
+            };
             match found.as_slice() {
                 [one] => match one.id() {
                     Some(id) => {

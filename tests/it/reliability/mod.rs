@@ -22,6 +22,9 @@ mod emulator_faults;
 mod security;
 mod sigkill;
 mod source_faults;
+mod throttle_restart;
+mod unknown_outcomes;
+mod verify_extras;
 
 use std::collections::HashMap;
 use std::path::Path;

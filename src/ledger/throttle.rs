@@ -1,0 +1,83 @@
+//! Throttle deadlines: when a destination asked one mailbox to hold off (Graph's Retry-After),
+//! the wall-clock instant it may be asked again. Kept in the ledger so a process that was killed
+//! or interrupted during the wait does not come back early after a restart: Exchange answers an
+//! early return with a longer penalty, and restarts would otherwise keep doubling it.
+
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use rusqlite::{OptionalExtension, params};
+
+use super::{Ledger, LedgerError};
+
+fn to_ms(t: SystemTime) -> i64 {
+    t.duration_since(UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+}
+
+impl Ledger {
+    /// Records that `mailbox` at `destination` must not be sent anything before `until`. A later
+    /// deadline already recorded is kept (deadlines only move forward).
+    pub fn set_throttle_deadline(
+        &self,
+        destination: &str,
+        mailbox: &str,
+        until: SystemTime,
+    ) -> Result<(), LedgerError> {
+        self.with(|c| {
+            c.execute(
+                "INSERT INTO throttle (destination, mailbox, until_ms) VALUES (?1, ?2, ?3)
+                 ON CONFLICT (destination, mailbox) DO UPDATE
+                 SET until_ms = max(until_ms, excluded.until_ms)",
+                params![destination, mailbox, to_ms(until)],
+            )
+            .map(|_| ())
+        })
+    }
+
+    /// The recorded deadline of `mailbox` at `destination`, if one is still in the future.
+    pub fn throttle_deadline(
+        &self,
+        destination: &str,
+        mailbox: &str,
+    ) -> Result<Option<SystemTime>, LedgerError> {
+        let ms: Option<i64> = self.with(|c| {
+            c.query_row(
+                "SELECT until_ms FROM throttle WHERE destination = ?1 AND mailbox = ?2",
+                params![destination, mailbox],
+                |r| r.get(0),
+            )
+            .optional()
+        })?;
+        Ok(ms
+            .map(|ms| UNIX_EPOCH + Duration::from_millis(ms.max(0) as u64))
+            .filter(|t| *t > SystemTime::now()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn deadlines_survive_reopening_and_only_move_forward() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("state.db");
+        let later = SystemTime::now() + Duration::from_secs(300);
+        {
+            let l = Ledger::open(&path).unwrap();
+            assert_eq!(l.throttle_deadline("exo", "a@x").unwrap(), None);
+            l.set_throttle_deadline("exo", "a@x", later).unwrap();
+            // An earlier deadline never shortens a recorded one.
+            l.set_throttle_deadline("exo", "a@x", SystemTime::now() + Duration::from_secs(1))
+                .unwrap();
+            // A deadline in the past is no deadline.
+            l.set_throttle_deadline("exo", "b@x", SystemTime::now() - Duration::from_secs(1))
+                .unwrap();
+        }
+        let l = Ledger::open(&path).unwrap();
+        let got = l.throttle_deadline("exo", "a@x").unwrap().unwrap();
+        assert_eq!(to_ms(got), to_ms(later));
+        assert_eq!(l.throttle_deadline("exo", "b@x").unwrap(), None);
+        assert_eq!(l.throttle_deadline("other", "a@x").unwrap(), None);
+    }
+}
