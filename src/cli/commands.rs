@@ -137,7 +137,10 @@ async fn survey(args: &PlanArgs, concurrency: usize) -> u8 {
     } else {
         print!("{}", report::text::survey(&report));
     }
-    if report.failed_mailboxes > 0 || !report.plan_errors.is_empty() {
+    if report.failed_mailboxes > 0
+        || report.failed_folders > 0
+        || !report.plan_errors.is_empty()
+    {
         exit::FAILURES
     } else {
         exit::OK

@@ -7,6 +7,7 @@ mod demo;
 mod doctor;
 mod emulator;
 mod graph_sink;
+mod hostile;
 mod imap_sink;
 mod imap_source;
 mod maildir_source;
