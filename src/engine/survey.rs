@@ -211,7 +211,8 @@ async fn survey_folders<S: MailSource>(
     s: &mut MailboxSurvey,
 ) -> Result<(), StepError> {
     let folders = src.list_folders().await?;
-    s.warnings.extend(crate::report::folder_list_warning(&folders));
+    s.warnings
+        .extend(crate::report::folder_list_warning(&folders));
     let mappings = mapper.map(&folders);
     let mut largest: Vec<LargeMessage> = Vec::new();
     for batch in mappings.chunks(LIST_BATCH) {

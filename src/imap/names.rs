@@ -74,7 +74,10 @@ mod tests {
 
     #[test]
     fn plain_names_pass_through() {
-        assert!(matches!(from_wire(b"INBOX/Sent"), Cow::Borrowed("INBOX/Sent")));
+        assert!(matches!(
+            from_wire(b"INBOX/Sent"),
+            Cow::Borrowed("INBOX/Sent")
+        ));
         assert!(matches!(to_wire("Caf\u{e9}"), Cow::Borrowed(_)));
     }
 

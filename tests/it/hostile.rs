@@ -42,20 +42,31 @@ async fn folder(src: &mut ImapSource, raw: &[u8]) -> SourceFolder {
         .unwrap_or_else(|| panic!("{wanted:?} not listed"))
 }
 
-fn bodies(n: usize) -> Vec<Vec<u8>> {
+pub(crate) fn bodies(n: usize) -> Vec<Vec<u8>> {
     (0..n).map(|i| generated_message(i, 600 + i * 10)).collect()
 }
 
 /// A plan migrating one mailbox from the hostile server into an emulator.
-struct Rig {
-    dir: tempfile::TempDir,
-    plan: PathBuf,
-    _emulator: EmulatorHandle,
+pub(crate) struct Rig {
+    pub(crate) dir: tempfile::TempDir,
+    pub(crate) plan: PathBuf,
+    pub(crate) emulator: EmulatorHandle,
 }
 
 async fn rig(h: &Hostile) -> Rig {
+    rig_with(h, EmulatorConfig::default(), None, "").await
+}
+
+/// A [`Rig`] whose emulator runs with `config`; `graph_url` replaces the emulator's URL in the
+/// plan (both `graph_url` and `login_url`) and `extra` is appended to the destination's table.
+pub(crate) async fn rig_with(
+    h: &Hostile,
+    config: EmulatorConfig,
+    graph_url: Option<&str>,
+    extra: &str,
+) -> Rig {
     let dir = tempfile::tempdir().unwrap();
-    let emulator = emulator::start(EmulatorConfig::default()).await.unwrap();
+    let emulator = emulator::start(config).await.unwrap();
     std::fs::write(dir.path().join("secret"), "demo-secret").unwrap();
     std::fs::write(
         dir.path().join("mailboxes.csv"),
@@ -63,26 +74,26 @@ async fn rig(h: &Hostile) -> Rig {
     )
     .unwrap();
     let plan = dir.path().join("plan.toml");
+    let url = graph_url.map_or_else(|| emulator.base_url(), str::to_owned);
     std::fs::write(
         &plan,
         format!(
             "mailboxes = \"mailboxes.csv\"\n\n[source]\nhost = \"127.0.0.1\"\nport = {}\nsecurity = \"plain\"\n\n\
              [destination.exo]\nkind = \"graph\"\ntenant = \"contoso.example\"\nclient_id = \"mailferry-demo\"\n\
-             client_secret_file = \"secret\"\ngraph_url = \"{1}\"\nlogin_url = \"{1}\"\n",
+             client_secret_file = \"secret\"\ngraph_url = \"{url}\"\nlogin_url = \"{url}\"\n{extra}\n",
             h.port,
-            emulator.base_url()
         ),
     )
     .unwrap();
     Rig {
         dir,
         plan,
-        _emulator: emulator,
+        emulator,
     }
 }
 
 /// Runs the binary off the runtime's threads (the hostile server and the emulator keep serving).
-async fn run_bin(args: Vec<String>) -> (i32, String, String) {
+pub(crate) async fn run_bin(args: Vec<String>) -> (i32, String, String) {
     tokio::task::spawn_blocking(move || {
         let out = Command::new(env!("CARGO_BIN_EXE_mailferry"))
             .env_remove("RUST_LOG")
@@ -133,10 +144,9 @@ async fn a_fetch_without_body_fails_each_message_and_the_run() {
             .collect();
         for uid in [1, 2] {
             assert!(
-                reasons
-                    .iter()
-                    .any(|r| r.contains("INBOX") && r.contains(&format!("UID {uid}:"))
-                        && r.contains("no body")),
+                reasons.iter().any(|r| r.contains("INBOX")
+                    && r.contains(&format!("UID {uid}:"))
+                    && r.contains("no body")),
                 "{shape:?}: {reasons:?}"
             );
         }
@@ -150,10 +160,18 @@ async fn a_fetch_without_body_fails_each_message_and_the_run() {
             })
             .expect("report written");
         let text = std::fs::read_to_string(report.path()).unwrap();
-        assert!(text.contains("UID 1:") && text.contains("\"failed\": 2"), "{text}");
+        assert!(
+            text.contains("UID 1:") && text.contains("\"failed\": 2"),
+            "{text}"
+        );
         // `status` shows them failed, not pending.
-        let (code, out, _) =
-            run_bin(vec!["status".into(), "--plan".into(), plan, "--json".into()]).await;
+        let (code, out, _) = run_bin(vec![
+            "status".into(),
+            "--plan".into(),
+            plan,
+            "--json".into(),
+        ])
+        .await;
         assert_eq!(code, 0);
         assert!(out.contains("no body"), "{out}");
     }
@@ -166,7 +184,12 @@ async fn a_huge_uidnext_costs_no_extra_round_trips() {
     let mut dense = Folder::new(b"INBOX", &bodies(3));
     dense.uid_next = Some(u32::MAX);
     let mut sparse = Folder::new(b"Sparse", &bodies(5));
-    for (m, uid) in sparse.messages.iter_mut().zip([1, 2, 3_000_000_000, 4_000_000_000, 4_294_967_294]) {
+    for (m, uid) in
+        sparse
+            .messages
+            .iter_mut()
+            .zip([1, 2, 3_000_000_000, 4_000_000_000, 4_294_967_294])
+    {
         m.uid = uid;
     }
     sparse.uid_next = Some(u32::MAX);
@@ -176,7 +199,10 @@ async fn a_huge_uidnext_costs_no_extra_round_trips() {
         src.set_meta_page(2);
         for (name, uids) in [
             (&b"INBOX"[..], vec![1, 2, 3]),
-            (&b"Sparse"[..], vec![1, 2, 3_000_000_000, 4_000_000_000, 4_294_967_294]),
+            (
+                &b"Sparse"[..],
+                vec![1, 2, 3_000_000_000, 4_000_000_000, 4_294_967_294],
+            ),
         ] {
             let f = folder(&mut src, name).await;
             let before = h.count("FETCH") + h.count("UID FETCH");
@@ -186,7 +212,11 @@ async fn a_huge_uidnext_costs_no_extra_round_trips() {
             assert_eq!(got, uids);
             let fetches = h.count("FETCH") + h.count("UID FETCH") - before;
             // Pages of 2 over 3 or 5 messages: 2 or 3 FETCHes, whatever UIDNEXT says.
-            assert!(fetches <= uids.len().div_ceil(2), "{fetches} FETCHes: {:?}", h.commands());
+            assert!(
+                fetches <= uids.len().div_ceil(2),
+                "{fetches} FETCHes: {:?}",
+                h.commands()
+            );
             let (_, pipelined) = src.examine_meta(&f).await.expect("examine_meta");
             assert_eq!(pipelined, metas);
         }
@@ -233,7 +263,10 @@ async fn an_eight_bit_folder_name_is_examined_with_its_own_bytes() {
         .expect("the 8-bit folder")
         .clone();
     assert_eq!(odd.path.to_string(), "Caf\u{fffd} \u{fffd}");
-    let status = src.select(&odd).await.expect("EXAMINE with the listed bytes");
+    let status = src
+        .select(&odd)
+        .await
+        .expect("EXAMINE with the listed bytes");
     assert_eq!(status.exists, 2);
     assert_eq!(src.fetch_meta(&odd, None).await.expect("meta").len(), 2);
     let many = src.examine_meta_many(&all).await.expect("session");
@@ -264,7 +297,10 @@ async fn survey_exits_1_when_a_folder_failed() {
     assert_eq!(doc["messages"], 2, "{doc}");
     let (code, out, _) = run_bin(vec!["survey".into(), "--plan".into(), plan]).await;
     assert_eq!(code, 1);
-    assert!(out.contains("Vanished") && out.contains("could not be read"), "{out}");
+    assert!(
+        out.contains("Vanished") && out.contains("could not be read"),
+        "{out}"
+    );
 }
 
 /// Point 10: a server with no INBOX and no folders is a warning in survey and migrate, not a
@@ -281,7 +317,8 @@ async fn no_inbox_and_no_folders_is_a_warning() {
         "--json".into(),
     ])
     .await;
-    let doc: serde_json::Value = serde_json::from_str(&out).unwrap_or_else(|e| panic!("{e}: {out}\n{err}"));
+    let doc: serde_json::Value =
+        serde_json::from_str(&out).unwrap_or_else(|e| panic!("{e}: {out}\n{err}"));
     let warnings = doc["mailboxes"][0]["warnings"].to_string();
     assert!(warnings.contains("no folders at all"), "{doc}");
     let (_, out, _) = run_bin(vec!["migrate".into(), "--plan".into(), plan]).await;

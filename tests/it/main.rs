@@ -2,6 +2,7 @@
 //! Each module below tests one area; `support` holds the Dovecot harness and shared helpers.
 
 mod cli;
+mod cli_exits;
 mod cyrus;
 mod demo;
 mod doctor;

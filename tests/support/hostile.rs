@@ -262,12 +262,8 @@ async fn serve(sock: TcpStream, script: &Script, log: &Mutex<Vec<String>>) -> st
                 }
                 for (seq, m) in hits.iter().filter(|_| cmd.verb != "UID SEARCH") {
                     out.extend_from_slice(
-                        format!(
-                            "* {seq} FETCH (UID {} RFC822.SIZE {}",
-                            m.uid,
-                            m.body.len()
-                        )
-                        .as_bytes(),
+                        format!("* {seq} FETCH (UID {} RFC822.SIZE {}", m.uid, m.body.len())
+                            .as_bytes(),
                     );
                     if wants_body {
                         match script.bodies {
@@ -281,7 +277,8 @@ async fn serve(sock: TcpStream, script: &Script, log: &Mutex<Vec<String>>) -> st
                             Bodies::Nil => out.extend_from_slice(b" BODY[] NIL"),
                         }
                     } else {
-                        let header = format!("Message-ID: <{}@hostile.example>\r\n\r\n", m.uid);
+                        // The Message-ID line of the body itself, as a real server would send.
+                        let header = message_id_line(&m.body);
                         out.extend_from_slice(
                             format!(
                                 " FLAGS () INTERNALDATE \" 7-Jul-2017 10:00:00 +0200\" BODY[HEADER.FIELDS (MESSAGE-ID)] {{{}}}\r\n{header}",
@@ -336,7 +333,9 @@ async fn read_command(
             }
             _ => {
                 shown.push_str(&text);
-                let shown = shown.split_once(' ').map_or(shown.clone(), |(_, s)| s.into());
+                let shown = shown
+                    .split_once(' ')
+                    .map_or(shown.clone(), |(_, s)| s.into());
                 return Ok(Some((raw, shown)));
             }
         }
@@ -401,7 +400,10 @@ fn parse(raw: &[u8]) -> Option<Cmd> {
     let tag = String::from_utf8(it.next()?).ok()?;
     let mut verb = String::from_utf8(it.next()?).ok()?.to_ascii_uppercase();
     if verb == "UID" {
-        verb = format!("UID {}", String::from_utf8(it.next()?).ok()?.to_ascii_uppercase());
+        verb = format!(
+            "UID {}",
+            String::from_utf8(it.next()?).ok()?.to_ascii_uppercase()
+        );
     }
     let mut args: Vec<Vec<u8>> = it.collect();
     if verb == "LIST" || verb == "UID SEARCH" && args.first().is_some_and(|a| a == b"UID") {
@@ -449,4 +451,17 @@ fn in_set(set: &str, n: u32, top: u32) -> bool {
         },
         None => num(part) == Some(n),
     })
+}
+
+/// `HEADER.FIELDS (MESSAGE-ID)` of a message: its Message-ID line (if any) and the blank line.
+fn message_id_line(body: &[u8]) -> String {
+    let text = String::from_utf8_lossy(body);
+    let head = text.split("\r\n\r\n").next().unwrap_or_default();
+    let line = head
+        .split("\r\n")
+        .find(|l| l.to_ascii_lowercase().starts_with("message-id:"));
+    match line {
+        Some(l) => format!("{l}\r\n\r\n"),
+        None => "\r\n".to_owned(),
+    }
 }

@@ -316,7 +316,9 @@ impl ImapSource {
                 exists = n;
             }
             exists = exists.saturating_sub(page.expunged);
-            next = u32::try_from(page.items.len()).unwrap_or(u32::MAX).saturating_add(1);
+            next = u32::try_from(page.items.len())
+                .unwrap_or(u32::MAX)
+                .saturating_add(1);
             items.extend(page.items.into_values());
         }
         while next <= exists {
