@@ -4,10 +4,11 @@ use std::path::PathBuf;
 
 use chrono::{DateTime, NaiveDate, Utc};
 
-use super::{Command, PlanArgs, exit, stdout};
+use super::{Command, PlanArgs, exit};
 use crate::app::{self, AppError, Workspace};
 use crate::engine::{Cancel, MigrateOptions};
 use crate::plan::Plan;
+use crate::report::stdout;
 use crate::report::{self, Events, progress};
 
 pub(super) async fn run(command: Command) -> u8 {
@@ -134,10 +135,7 @@ async fn survey(args: &PlanArgs, concurrency: usize) -> u8 {
     } else {
         stdout::write(&report::text::survey(&report));
     }
-    if report.failed_mailboxes > 0
-        || report.failed_folders > 0
-        || !report.plan_errors.is_empty()
-    {
+    if report.failed_mailboxes > 0 || report.failed_folders > 0 || !report.plan_errors.is_empty() {
         exit::FAILURES
     } else {
         exit::OK

@@ -5,7 +5,6 @@
 //! 3 another run holds the lock; 4 verify found a difference.
 
 pub(crate) mod commands;
-pub mod stdout;
 
 use std::path::PathBuf;
 use std::process::ExitCode;

@@ -75,7 +75,7 @@ pub async fn show(mode: Mode, mut rx: UnboundedReceiver<Event>) -> Vec<MailboxSu
         if mode == Mode::Json
             && let Ok(line) = serde_json::to_string(&ev)
         {
-            crate::cli::stdout::line(&line);
+            super::stdout::line(&line);
         }
         match ev {
             Event::MailboxStarted { mailbox, .. } => {
