@@ -1,15 +1,50 @@
-//! Turning the operator's stop request into a [`Cancel`]: Ctrl-C (SIGINT) asks the engine to
-//! finish the writes in flight and record them, then stop. The callback lets the caller say so.
+//! Turning the operator's stop request into a [`Cancel`]: the first SIGINT (Ctrl-C) or SIGTERM
+//! (systemd, Kubernetes, `kill`) asks the engine to finish the writes in flight and record them,
+//! then stop; a second one of either kind stops the process at once. The callbacks let the caller
+//! say so.
+//!
+//! Stopping at once is safe because the ledger never depends on a clean exit: each message's state
+//! is committed before and after its write, and a write whose outcome is unknown stays `sending`
+//! for the next run to look up at the destination (the same as after SIGKILL).
+
+use tokio::signal::unix::{SignalKind, signal};
 
 use crate::engine::Cancel;
 
-/// Cancels `cancel` on the first Ctrl-C, calling `notify` once when it does. Returns at once;
-/// the watch runs on the current runtime until the process ends.
-pub fn watch_signals(cancel: Cancel, notify: impl FnOnce() + Send + 'static) {
+/// The exit code of a run stopped by a second signal: 1, the run did not finish.
+pub const ABORTED: i32 = 1;
+
+/// Cancels `cancel` on the first SIGINT or SIGTERM, calling `notify` with the signal's name; on a
+/// second one calls `abort` with its name and exits with [`ABORTED`]. Returns at once; the watch
+/// runs on the current runtime until the process ends.
+pub fn watch_signals(
+    cancel: Cancel,
+    notify: impl FnOnce(&str) + Send + 'static,
+    abort: impl FnOnce(&str) + Send + 'static,
+) {
     tokio::spawn(async move {
-        if tokio::signal::ctrl_c().await.is_ok() {
-            notify();
-            cancel.cancel();
+        let Ok(mut term) = signal(SignalKind::terminate()) else {
+            // Without a SIGTERM handler, keep at least Ctrl-C.
+            if tokio::signal::ctrl_c().await.is_ok() {
+                notify("SIGINT");
+                cancel.cancel();
+            }
+            return;
+        };
+        let first = tokio::select! {
+            r = tokio::signal::ctrl_c() => r.ok().map(|()| "SIGINT"),
+            r = term.recv() => r.map(|()| "SIGTERM"),
+        };
+        let Some(first) = first else { return };
+        notify(first);
+        cancel.cancel();
+        let second = tokio::select! {
+            r = tokio::signal::ctrl_c() => r.ok().map(|()| "SIGINT"),
+            r = term.recv() => r.map(|()| "SIGTERM"),
+        };
+        if let Some(second) = second {
+            abort(second);
+            std::process::exit(ABORTED);
         }
     });
 }

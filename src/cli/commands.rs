@@ -8,6 +8,7 @@ use super::{Command, PlanArgs, exit};
 use crate::app::{self, AppError, Workspace};
 use crate::engine::{Cancel, MigrateOptions};
 use crate::plan::Plan;
+use crate::report::stdout;
 use crate::report::{self, Events, progress};
 
 pub(super) async fn run(command: Command) -> u8 {
@@ -120,10 +121,7 @@ fn parse_date(s: Option<&str>) -> Result<Option<DateTime<Utc>>, String> {
 
 /// Prints `value` as pretty JSON on stdout.
 fn print_json(value: &impl serde::Serialize) {
-    println!(
-        "{}",
-        serde_json::to_string_pretty(value).unwrap_or_default()
-    );
+    stdout::line(&serde_json::to_string_pretty(value).unwrap_or_default());
 }
 
 async fn survey(args: &PlanArgs, concurrency: usize) -> u8 {
@@ -137,14 +135,18 @@ async fn survey(args: &PlanArgs, concurrency: usize) -> u8 {
     if args.json {
         print_json(&report);
     } else {
-        print!("{}", report::text::survey(&report));
+        stdout::write(&report::text::survey(&report));
     }
     let unaccounted = report.mailboxes.iter().any(|m| {
         m.accounting
             .as_ref()
             .is_some_and(|a| !a.unaccounted.is_empty())
     });
-    if report.failed_mailboxes > 0 || !report.plan_errors.is_empty() || unaccounted {
+    if report.failed_mailboxes > 0
+        || report.failed_folders > 0
+        || !report.plan_errors.is_empty()
+        || unaccounted
+    {
         exit::FAILURES
     } else {
         exit::OK
@@ -155,11 +157,27 @@ async fn migrate(args: &PlanArgs, opts: MigrateOptions, report_dir: Option<PathB
     let Some(plan) = load_plan(args) else {
         return exit::USAGE;
     };
+    if let Err(e) = prepare_report_dir(report_dir.as_deref()) {
+        eprintln!("mailferry: {e}");
+        return exit::USAGE;
+    }
     let workspace = Workspace::resolve(&plan, args.state.clone(), report_dir);
     let cancel = Cancel::default();
-    app::watch_signals(cancel.clone(), || {
-        eprintln!("mailferry: interrupted: finishing the writes in flight, then stopping");
-    });
+    app::watch_signals(
+        cancel.clone(),
+        |signal| {
+            eprintln!(
+                "mailferry: interrupted ({signal}): finishing the writes in flight, then stopping \
+                 (a second Ctrl-C or SIGTERM stops at once)"
+            )
+        },
+        |signal| {
+            eprintln!(
+                "mailferry: {signal} again: stopping now; writes in flight stay recorded as \
+                 `sending` and the next run checks them at the destination"
+            )
+        },
+    );
     let (events, rx) = Events::channel();
     let shower = tokio::spawn(progress::show(progress::Mode::detect(args.json), rx));
     let result = app::migrate(&plan, &workspace, &opts, events, cancel).await;
@@ -170,12 +188,11 @@ async fn migrate(args: &PlanArgs, opts: MigrateOptions, report_dir: Option<PathB
     };
     let summary = &outcome.summary;
     if args.json {
-        println!(
-            "{}",
-            serde_json::json!({ "event": "run_finished", "summary": summary })
+        stdout::line(
+            &serde_json::json!({ "event": "run_finished", "summary": summary }).to_string(),
         );
     } else {
-        print!("{}", report::table::run_summary(summary));
+        stdout::write(&report::table::run_summary(summary));
     }
     match &outcome.reports {
         Ok((j, c)) if !args.json => eprintln!("reports: {} {}", j.display(), c.display()),
@@ -205,10 +222,11 @@ fn status(args: &PlanArgs) -> u8 {
             "runs": outcome.runs,
         }));
     } else {
-        print!(
-            "{}",
-            report::text::status(&outcome.progress, &outcome.failures, &outcome.runs)
-        );
+        stdout::write(&report::text::status(
+            &outcome.progress,
+            &outcome.failures,
+            &outcome.runs,
+        ));
     }
     exit::OK
 }
@@ -222,6 +240,10 @@ async fn verify(
     let Some(plan) = load_plan(args) else {
         return exit::USAGE;
     };
+    if let Err(e) = prepare_report_dir(report_dir.as_deref()) {
+        eprintln!("mailferry: {e}");
+        return exit::USAGE;
+    }
     let workspace = Workspace::resolve(&plan, args.state.clone(), None);
     let outcome = match app::verify(
         &plan,
@@ -240,7 +262,7 @@ async fn verify(
     if args.json {
         print_json(report);
     } else {
-        print!("{}", report::text::verify(report));
+        stdout::write(&report::text::verify(report));
     }
     for file in &outcome.files {
         if let Err(e) = file {
@@ -261,6 +283,21 @@ async fn verify(
     }
 }
 
+/// Creates `--report-dir` (mode 0700, parents included) before anything runs, so a run never
+/// ends with its reports silently unwritten.
+fn prepare_report_dir(dir: Option<&std::path::Path>) -> Result<(), String> {
+    use std::os::unix::fs::DirBuilderExt;
+    let Some(dir) = dir else { return Ok(()) };
+    if dir.is_dir() {
+        return Ok(());
+    }
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
+        .map_err(|e| format!("--report-dir {}: cannot create it: {e}", dir.display()))
+}
+
 async fn doctor(args: &PlanArgs) -> u8 {
     let Some(plan) = load_plan(args) else {
         return exit::USAGE;
@@ -273,9 +310,9 @@ async fn doctor(args: &PlanArgs) -> u8 {
         }
     };
     if args.json {
-        println!("{}", crate::doctor::render::json(&report));
+        stdout::line(&crate::doctor::render::json(&report));
     } else {
-        print!("{}", crate::doctor::render::text(&report));
+        stdout::write(&crate::doctor::render::text(&report));
     }
     if report.failed() {
         exit::FAILURES

@@ -417,8 +417,33 @@ async fn copy<S: MailSource, K: MailSink>(
         for (meta, row) in chunk {
             match by_uid.remove(&meta.uid) {
                 Some(body) => items.push(((*meta).clone(), row.clone(), body)),
-                // Expunged between listing and fetch: it stays pending and shows as gone next run.
-                None => sum.pending += 1,
+                // Asked for and not returned: a server that answers FETCH without BODY[] (or
+                // with BODY[] NIL) must not leave the message pending behind an "ok" run. A
+                // transient failure is retried next run; if the message was expunged meanwhile,
+                // that run no longer lists it and counts it as gone.
+                None => {
+                    let reason = format!(
+                        "folder {:?} UID {}: the source sent no body (BODY[] missing or NIL, or the message was expunged after it was listed)",
+                        folder.raw_name, meta.uid
+                    );
+                    ctx.ledger
+                        .mark_state(
+                            row.id,
+                            MessageState::Failed,
+                            Some((&reason, "transient")),
+                            ctx.run,
+                        )
+                        .map_err(|e| StepError::new(FailureClass::Fatal, e.to_string()))?;
+                    sum.failed += 1;
+                    *sum.failures.entry(reason.clone()).or_default() += 1;
+                    ctx.events.send(Event::ItemProblem {
+                        mailbox: ctx.mailbox_key.clone(),
+                        folder: folder.raw_name.clone(),
+                        uid: meta.uid.get(),
+                        outcome: "failed".into(),
+                        reason,
+                    });
+                }
             }
         }
         while inflight.len() >= parallel {

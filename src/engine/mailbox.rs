@@ -51,6 +51,10 @@ async fn run<S: MailSource, K: MailSink>(
     sum: &mut MailboxSummary,
 ) -> Result<(), StepError> {
     let folders = src.list_folders().await?;
+    if let Some(w) = crate::report::folder_list_warning(&folders) {
+        tracing::warn!(mailbox = %ctx.mailbox_key, "{w}");
+        sum.warnings.push(w);
+    }
     let mappings = mapper.map(&folders);
     let acc = src.accounting(&mappings).await?;
     let result = folders_pass(ctx, src, mappings, sum).await;

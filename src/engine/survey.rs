@@ -61,6 +61,10 @@ pub struct MailboxSurvey {
     /// `ok` or `failed`.
     pub status: String,
     pub error: Option<String>,
+    /// Folders that could not be read (each has its `error`); any makes the survey exit 1.
+    pub failed_folders: u64,
+    /// See [`crate::report::MailboxSummary::warnings`].
+    pub warnings: Vec<String>,
     pub folders: Vec<FolderSurvey>,
     pub messages: u64,
     pub bytes: u64,
@@ -85,6 +89,8 @@ pub struct SurveyReport {
     pub messages: u64,
     pub bytes: u64,
     pub failed_mailboxes: u64,
+    /// Folders that could not be read, across mailboxes.
+    pub failed_folders: u64,
     pub concurrency: usize,
     /// Seconds for the whole plan at `concurrency` mailboxes at once.
     pub estimated_seconds: Option<f64>,
@@ -107,6 +113,7 @@ pub async fn survey(plan: &Plan, mailboxes: &[&Mailbox], concurrency: usize) -> 
         messages: results.iter().map(|m| m.messages).sum(),
         bytes: results.iter().map(|m| m.bytes).sum(),
         failed_mailboxes: results.iter().filter(|m| m.status != "ok").count() as u64,
+        failed_folders: results.iter().map(|m| m.failed_folders).sum(),
         concurrency,
         estimated_seconds: (!estimates.is_empty()).then(|| makespan(&estimates, concurrency)),
         mailboxes: results,
@@ -150,6 +157,8 @@ async fn survey_mailbox(plan: &Plan, connector: &Connector<'_>, mb: &Mailbox) ->
         destination: mb.destination.clone(),
         status: "ok".into(),
         error: None,
+        failed_folders: 0,
+        warnings: Vec::new(),
         folders: Vec::new(),
         messages: 0,
         bytes: 0,
@@ -205,6 +214,8 @@ async fn survey_folders<S: MailSource>(
     s: &mut MailboxSurvey,
 ) -> Result<(), StepError> {
     let folders = src.list_folders().await?;
+    s.warnings
+        .extend(crate::report::folder_list_warning(&folders));
     let mappings = mapper.map(&folders);
     let mut acc = src.accounting(&mappings).await?;
     let mut largest: Vec<LargeMessage> = Vec::new();
@@ -266,6 +277,7 @@ async fn survey_folders<S: MailSource>(
                     }
                     Err(e) => {
                         super::accounting::refused(&mut acc, &f.source, &e.detail());
+                        s.failed_folders += 1;
                         f.error = Some(e.detail());
                     }
                 }

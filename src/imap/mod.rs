@@ -20,6 +20,7 @@ pub(crate) mod auth;
 pub(crate) mod conn;
 mod error;
 pub(crate) mod fetch;
+pub(crate) mod names;
 pub(crate) mod ops;
 pub(crate) mod reconnect;
 mod settings;

@@ -7,6 +7,7 @@ use std::collections::BTreeMap;
 use super::conn::Conn;
 use super::error::ImapError;
 use super::fetch::FetchItem;
+use super::names;
 use super::wire::{Command, Response, Value};
 
 /// One `* LIST` line.
@@ -71,8 +72,11 @@ impl Conn {
                 Value::Nil => None,
                 other => other.text().and_then(|t| t.chars().next()),
             };
+            // A quoted or literal name keeps its bytes exactly (see [`names`]), so the EXAMINE
+            // that follows names the folder the server listed, 8-bit bytes included.
             let raw_name = match mbox {
                 Value::Nil => continue,
+                Value::Str(bytes) => names::from_wire(&bytes).into_owned(),
                 other => other.text().map(|t| t.into_owned()).unwrap_or_default(),
             };
             out.push(ListEntry {
@@ -124,7 +128,8 @@ impl Conn {
         read_only: bool,
     ) -> Result<SelectInfo, ImapError> {
         let verb = if read_only { "EXAMINE" } else { "SELECT" };
-        let cmd = select_command(verb, raw_name);
+        let wire = names::to_wire(raw_name);
+        let cmd = select_command(verb, &wire);
         self.selected = None;
         let mut info = SelectInfo::default();
         self.run_with(&cmd, verb, |r| info.absorb(r))
@@ -170,7 +175,8 @@ impl Conn {
         let mut sent = 0;
         while results.len() < raw_names.len() {
             while sent < raw_names.len() && queued.len() < window {
-                let examine = select_command("EXAMINE", raw_names[sent]);
+                let wire = names::to_wire(raw_names[sent]);
+                let examine = select_command("EXAMINE", &wire);
                 let tags = match self.start(&examine, "EXAMINE", &mut |_| {}).await {
                     Ok(first) => match self.start(&fetch, &label, &mut |_| {}).await {
                         Ok(second) => (first, second),
@@ -225,8 +231,10 @@ impl Conn {
         raw_name: &str,
         items: &str,
     ) -> Result<BTreeMap<String, u64>, ImapError> {
+        let wire = names::to_wire(raw_name);
         let mut cmd = Command::new("STATUS ");
-        cmd.astring(raw_name).text(&format!(" ({items})"));
+        mailbox_arg(&mut cmd, &wire);
+        cmd.text(&format!(" ({items})"));
         let reply = self
             .run(&cmd, "STATUS")
             .await
@@ -260,7 +268,32 @@ impl Conn {
         modifiers: Option<&str>,
         label: &str,
     ) -> Result<FetchOutcome, ImapError> {
-        let mut text = format!("UID FETCH {set} ({attributes})");
+        self.fetch_with("UID FETCH", set, attributes, modifiers, label)
+            .await
+    }
+
+    /// `FETCH set (attributes) [modifiers]` by message sequence numbers; otherwise as
+    /// [`Conn::uid_fetch`] (items are still collected by UID, so UID must be asked for).
+    pub(crate) async fn seq_fetch(
+        &mut self,
+        set: &str,
+        attributes: &str,
+        modifiers: Option<&str>,
+        label: &str,
+    ) -> Result<FetchOutcome, ImapError> {
+        self.fetch_with("FETCH", set, attributes, modifiers, label)
+            .await
+    }
+
+    async fn fetch_with(
+        &mut self,
+        verb: &str,
+        set: &str,
+        attributes: &str,
+        modifiers: Option<&str>,
+        label: &str,
+    ) -> Result<FetchOutcome, ImapError> {
+        let mut text = format!("{verb} {set} ({attributes})");
         if let Some(m) = modifiers {
             text.push_str(&format!(" ({m})"));
         }
@@ -287,10 +320,19 @@ impl Conn {
     }
 }
 
-fn select_command<'a>(verb: &str, raw_name: &'a str) -> Command<'a> {
+fn select_command<'a>(verb: &str, wire: &'a [u8]) -> Command<'a> {
     let mut cmd = Command::new(verb);
-    cmd.text(" ").astring(raw_name);
+    cmd.text(" ");
+    mailbox_arg(&mut cmd, wire);
     cmd
+}
+
+/// A mailbox name as its exact bytes: an astring when it is UTF-8, else a literal.
+fn mailbox_arg<'a>(cmd: &mut Command<'a>, wire: &'a [u8]) {
+    match std::str::from_utf8(wire) {
+        Ok(text) => cmd.astring(text),
+        Err(_) => cmd.literal(wire),
+    };
 }
 
 impl SelectInfo {

@@ -108,6 +108,9 @@ pub(super) struct RawGraph {
     pub route: Option<RawRoute>,
     pub graph_url: Option<String>,
     pub login_url: Option<String>,
+    /// Allows `http://` overrides to a host that is not loopback.
+    #[serde(default)]
+    pub insecure: bool,
     pub assertion_alg: Option<RawAlg>,
     pub max_request_bytes: Option<u64>,
     pub requests_per_10min: Option<u32>,

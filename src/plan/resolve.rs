@@ -419,7 +419,20 @@ fn resolve_graph(ctx: &Ctx, name: String, g: RawGraph) -> Result<GraphDestinatio
     for (k, v) in [("graph_url", &g.graph_url), ("login_url", &g.login_url)] {
         if let Some(u) = v {
             match url::Url::parse(u) {
-                Ok(p) if p.scheme() == "http" || p.scheme() == "https" => {}
+                Ok(p) if p.scheme() == "https" => {}
+                // The client secret and every message would cross the network in clear: only
+                // to this machine, unless the plan says so.
+                Ok(p) if p.scheme() == "http" => {
+                    let host = p.host_str().unwrap_or_default();
+                    if !g.insecure && !is_loopback(host) {
+                        return Err(ctx.err(
+                            &key(k),
+                            format!(
+                                "http:// to {host:?} would send the client secret and the mail in clear; use https://, a loopback host, or set insecure = true for this destination"
+                            ),
+                        ));
+                    }
+                }
                 _ => return Err(ctx.err(&key(k), format!("not an http(s) URL: {u}"))),
             }
         }

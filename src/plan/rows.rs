@@ -84,6 +84,19 @@ pub(super) fn parse_csv(
         file: file.to_path_buf(),
         message,
     };
+    if bytes.starts_with(b"\xFF\xFE") || bytes.starts_with(b"\xFE\xFF") || bytes.contains(&0) {
+        return Err(csv_err(
+            "the file is UTF-16 (or holds NUL bytes): save it as UTF-8 (in Excel: \"CSV UTF-8\")"
+                .into(),
+        ));
+    }
+    if let Some(line) = unterminated_quote(bytes) {
+        return Err(csv_err(format!(
+            "line {line}: a quoted cell starts here and its closing quote never comes, so the \
+             rest of the file would be read as that one cell; close the quote (a quote inside a \
+             quoted cell is written twice: \"\")"
+        )));
+    }
     let mut reader = csv::ReaderBuilder::new()
         .has_headers(false)
         .flexible(true)
@@ -164,6 +177,22 @@ pub(super) fn parse_csv(
         if is_blank(&rec) {
             continue;
         }
+        // A shifted row (an unquoted comma in a password, a missing cell) would put one column's
+        // value in another; refuse it whole, and never quote a cell: any of them may be a secret.
+        if rec.len() != header.len() {
+            out.has_passwords |= !password_columns.is_empty();
+            out.row_errors.push(ctx.err(
+                line,
+                "(row)",
+                format!(
+                    "{} fields but the header has {}; a cell containing a comma must be quoted \
+                     (\"...\")",
+                    rec.len(),
+                    header.len()
+                ),
+            ));
+            continue;
+        }
         out.has_passwords |= password_columns
             .iter()
             .any(|&i| rec.get(i).is_some_and(|cell| !cell.is_empty()));
@@ -184,6 +213,32 @@ pub(super) fn parse_csv(
         }
     }
     Ok(out)
+}
+
+/// The line of a quoted cell that is never closed (RFC 4180 quoting, as the csv crate reads
+/// it: a quote opens a cell only at its start; `""` inside is a literal quote).
+fn unterminated_quote(bytes: &[u8]) -> Option<usize> {
+    let (mut line, mut opened_at) = (1, None);
+    let mut field_start = true;
+    let mut i = 0;
+    while i < bytes.len() {
+        let b = bytes[i];
+        match opened_at {
+            Some(_) if b == b'"' && bytes.get(i + 1) == Some(&b'"') => i += 1,
+            Some(_) if b == b'"' => {
+                opened_at = None;
+                field_start = false;
+            }
+            Some(_) => {}
+            None if b == b'"' && field_start => opened_at = Some(line),
+            None => field_start = b == b',' || b == b'\n' || b == b'\r',
+        }
+        if b == b'\n' {
+            line += 1;
+        }
+        i += 1;
+    }
+    opened_at
 }
 
 /// The 1-based line a record starts on. Counted from the byte offset, because the csv crate's

@@ -341,3 +341,76 @@ fn destinations_keep_document_order() {
     let names: Vec<_> = raw.destination.0.iter().map(|(n, _)| n.as_str()).collect();
     assert_eq!(names, ["zeta", "alpha"]);
 }
+
+#[test]
+fn a_row_with_the_wrong_field_count_is_refused_without_quoting_any_cell() {
+    // An unquoted comma in the password shifts every later column.
+    let text = "EmailAddress,UserName,Password,Destination\n\
+                ann@example.com,ann,Pa,ssword-Secret,\n\
+                bob@example.com,bob,pw,\n\
+                cat@example.com,cat,a,b,c,d,e,f,g,h,i,j,k,l,m,n,o,p,q,r,s,t\n\
+                dan@example.com,dan\n";
+    let p = parse(text, &imap_source(None)).unwrap();
+    let errs: Vec<_> = p.row_errors.iter().map(row_error).collect();
+    assert_eq!(errs, [(2, "(row)"), (4, "(row)"), (5, "(row)")]);
+    for e in &p.row_errors {
+        let msg = e.to_string();
+        for secret in ["ssword", "Secret", "Pa,", "dan", "cat@", "ann@"] {
+            assert!(!msg.contains(secret), "{msg}");
+        }
+        assert!(msg.contains("fields but the header has 4"), "{msg}");
+    }
+    assert!(p.row_errors[0].to_string().contains("line 2"));
+    assert_eq!(p.mailboxes.len(), 1);
+}
+
+#[test]
+fn an_unterminated_quote_names_its_line() {
+    let text = "EmailAddress,UserName,Password\nann@example.com,ann,pw\nbob@example.com,bob,\"se\"\"cret\ncat@example.com,cat,pw\n";
+    match parse(text, &imap_source(None)) {
+        Err(e @ PlanError::Csv { .. }) => {
+            let msg = e.to_string();
+            assert!(
+                msg.contains("line 3") && msg.contains("closing quote"),
+                "{msg}"
+            );
+            assert!(!msg.contains("cret"), "{msg}");
+        }
+        other => panic!("{:?}", other.map(|p| p.mailboxes.len())),
+    }
+    // Closed quotes, doubled quotes inside and quotes inside unquoted cells are fine.
+    let ok = "EmailAddress,UserName,Password\nann@example.com,ann,\"a,\"\"b\"\nbob@example.com,bob,x\"y\n";
+    assert_eq!(parse(ok, &imap_source(None)).unwrap().mailboxes.len(), 2);
+}
+
+#[test]
+fn a_utf16_csv_says_save_it_as_utf8() {
+    let utf16 = |bom: &[u8], be: bool| {
+        let mut out = bom.to_vec();
+        for u in "EmailAddress,UserName,Password\nann@example.com,ann,pw\n".encode_utf16() {
+            out.extend_from_slice(&if be { u.to_be_bytes() } else { u.to_le_bytes() });
+        }
+        out
+    };
+    for bytes in [
+        utf16(b"\xFF\xFE", false),
+        utf16(b"\xFE\xFF", true),
+        utf16(b"", false),
+    ] {
+        let r = parse_csv(
+            Path::new("m.csv"),
+            &bytes,
+            Path::new("."),
+            &imap_source(None),
+            &dests(),
+        );
+        match r {
+            Err(e @ PlanError::Csv { .. }) => {
+                let msg = e.to_string();
+                assert!(msg.contains("save it as UTF-8"), "{msg}");
+                assert!(!msg.contains('\0'), "{msg}");
+            }
+            other => panic!("{:?}", other.map(|p| p.mailboxes.len())),
+        }
+    }
+}

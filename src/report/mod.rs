@@ -6,6 +6,7 @@
 
 pub mod files;
 pub mod progress;
+pub mod stdout;
 pub mod table;
 pub mod text;
 
@@ -111,6 +112,28 @@ pub struct MailboxSummary {
     pub repaired: u64,
     /// Where every item of the source went (`null` when the source could not be read).
     pub accounting: Option<Box<crate::source::accounting::SourceAccounting>>,
+    /// Things the operator should look at that did not fail anything (a source that lists no
+    /// folder at all, not even INBOX).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub warnings: Vec<String>,
+}
+
+/// The warning for a source that lists no folder, or no INBOX: the login probably reached the
+/// wrong account, or the server hides the folders from it. `None` when INBOX is listed.
+pub fn folder_list_warning(folders: &[crate::model::SourceFolder]) -> Option<String> {
+    let inbox = folders
+        .iter()
+        .any(|f| f.special_use == Some(crate::model::SpecialUse::Inbox));
+    if inbox {
+        None
+    } else if folders.is_empty() {
+        Some("the source listed no folders at all, not even INBOX: check that the login reaches the right mailbox".into())
+    } else {
+        Some(format!(
+            "the source listed {} folders but no INBOX: check that the login reaches the right mailbox",
+            folders.len()
+        ))
+    }
 }
 
 impl MailboxSummary {
@@ -145,6 +168,7 @@ impl MailboxSummary {
         for (k, v) in &o.failures {
             *self.failures.entry(k.clone()).or_default() += v;
         }
+        self.warnings.extend(o.warnings.iter().cloned());
     }
 }
 

@@ -2,7 +2,7 @@
 //! when stderr is not a terminal (cron, CI, systemd), or one JSON object per event on stdout.
 
 use std::collections::BTreeMap;
-use std::io::{IsTerminal, Write};
+use std::io::IsTerminal;
 use std::time::{Duration, Instant};
 
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
@@ -75,8 +75,7 @@ pub async fn show(mode: Mode, mut rx: UnboundedReceiver<Event>) -> Vec<MailboxSu
         if mode == Mode::Json
             && let Ok(line) = serde_json::to_string(&ev)
         {
-            let mut out = std::io::stdout().lock();
-            let _ = writeln!(out, "{line}");
+            super::stdout::line(&line);
         }
         match ev {
             Event::MailboxStarted { mailbox, .. } => {

@@ -95,6 +95,9 @@ pub fn run_summary(run: &RunSummary) -> String {
         for (reason, n) in &m.failures {
             out.push_str(&format!("{}: failed {n}: {reason}\n", m.mailbox));
         }
+        for w in &m.warnings {
+            out.push_str(&format!("{}: warning: {w}\n", m.mailbox));
+        }
         if m.source_gone > 0 {
             out.push_str(&format!(
                 "{}: {} messages are no longer at the source (kept at the destination)\n",

@@ -27,6 +27,15 @@ pub fn survey(r: &SurveyReport) -> String {
             out.push_str(&format!("   error: {e}\n\n"));
             continue;
         }
+        for w in &m.warnings {
+            out.push_str(&format!("   warning: {w}\n"));
+        }
+        if m.failed_folders > 0 {
+            out.push_str(&format!(
+                "   {} folders could not be read (see their errors)\n",
+                m.failed_folders
+            ));
+        }
         let rows: Vec<Vec<String>> = m
             .folders
             .iter()

@@ -2,12 +2,14 @@
 //! Each module below tests one area; `support` holds the Dovecot harness and shared helpers.
 
 mod cli;
+mod cli_exits;
 mod completeness;
 mod cyrus;
 mod demo;
 mod doctor;
 mod emulator;
 mod graph_sink;
+mod hostile;
 mod imap_sink;
 mod imap_source;
 mod maildir_source;

@@ -3,5 +3,6 @@
 pub mod corpus;
 pub mod cyrus;
 pub mod dovecot;
+pub mod hostile;
 pub mod openapi;
 pub mod readback;

@@ -115,7 +115,16 @@ impl Conn {
                 return Err(self.lost(label, "the server closed the connection".into()));
             }
             if buf.last() != Some(&b'\n') {
-                let reason = format!("response line longer than {MAX_LINE} bytes");
+                // `take` stops at MAX_LINE bytes; fewer bytes without a line end mean the stream
+                // ended in the middle of the line.
+                let reason = if n < MAX_LINE {
+                    format!(
+                        "the server closed the connection in the middle of a response ({} bytes of an unfinished line)",
+                        buf.len() - start
+                    )
+                } else {
+                    format!("response line longer than {MAX_LINE} bytes")
+                };
                 return Err(self.lost(label, reason));
             }
             let Some(len) = wire::literal_announced(&buf[start..]) else {

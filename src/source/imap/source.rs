@@ -89,11 +89,13 @@ impl ImapSource {
         let mut out = Vec::with_capacity(entries.len());
         for e in entries {
             let is_inbox = e.raw_name.eq_ignore_ascii_case("INBOX");
-            let decoded = match crate::utf7::decode(&e.raw_name) {
+            // An 8-bit name keeps its bytes in `raw_name`; its path shows them as U+FFFD.
+            let shown = crate::imap::names::for_display(&e.raw_name);
+            let decoded = match crate::utf7::decode(&shown) {
                 Ok(d) => d,
                 Err(err) => {
-                    tracing::warn!(folder = %e.raw_name, "folder name is not modified UTF-7 ({err}); using it as is");
-                    e.raw_name.clone()
+                    tracing::warn!(folder = %shown, "folder name is not modified UTF-7 ({err}); using it as is");
+                    shown.into_owned()
                 }
             };
             let Some(path) = (if is_inbox {
@@ -304,55 +306,54 @@ impl ImapSource {
         })
     }
 
-    /// Reads the metadata pages of a selected folder (the first one may be given, already
-    /// read as `1:PAGE`). `Ok(Err(_))` when a full listing does not count EXISTS messages.
+    /// Reads the metadata pages of a selected folder (the first one may be given, already read
+    /// as `UID 1:PAGE`). Pages follow the messages that exist, by sequence number, never UID
+    /// arithmetic: a server announcing UIDNEXT 4294967295, or UIDs with huge gaps, costs no more
+    /// round trips than a dense folder. `Ok(Err(_))` when a full listing does not count EXISTS
+    /// messages.
     async fn collect(
         &mut self,
         folder: &SourceFolder,
         status: &FolderStatus,
-        mut first: Option<FetchOutcome>,
+        first: Option<FetchOutcome>,
         attrs: &str,
         modifier: Option<&str>,
     ) -> Result<Result<Vec<MessageMeta>, String>, ImapError> {
-        let top = status.uid_next.map(|n| n.saturating_sub(1));
         let mut exists = status.exists;
         let mut items: Vec<FetchItem> = Vec::new();
-        let mut lo = 1u32;
-        loop {
-            // A page `lo:lo+PAGE-1` while the folder's top UID is beyond it, else `lo:*`.
-            let (outcome, paged) = match first.take() {
-                Some(page) => (page, true),
-                None => {
-                    let page = self.meta_page;
-                    let hi = top.filter(|&top| lo.saturating_add(page) <= top);
-                    let set = match hi {
-                        Some(_) => format!("{lo}:{}", lo + page - 1),
-                        None => format!("{lo}:*"),
-                    };
-                    let label = format!("UID FETCH {set} (metadata)");
-                    let outcome = with_conn!(self, Some(folder), |c| c
-                        .uid_fetch(&set, attrs, modifier, &label))?;
-                    (outcome, hi.is_some())
-                }
+        // The next sequence number to read. UIDs ascend with sequence numbers, so the messages
+        // the pipelined page `UID 1:PAGE` returned are sequence numbers 1..=n.
+        let mut next = 1u32;
+        if let Some(page) = first {
+            if let Some(n) = page.exists {
+                exists = n;
+            }
+            exists = exists.saturating_sub(page.expunged);
+            next = u32::try_from(page.items.len())
+                .unwrap_or(u32::MAX)
+                .saturating_add(1);
+            items.extend(page.items.into_values());
+        }
+        while next <= exists {
+            let last = next.saturating_add(self.meta_page - 1);
+            let final_page = last >= exists;
+            let set = if final_page {
+                format!("{next}:*")
+            } else {
+                format!("{next}:{last}")
             };
+            let label = format!("FETCH {set} (metadata)");
+            let outcome = with_conn!(self, Some(folder), |c| c
+                .seq_fetch(&set, attrs, modifier, &label))?;
             if let Some(n) = outcome.exists {
                 exists = n;
             }
             exists = exists.saturating_sub(outcome.expunged);
-            // `n:*` returns the highest message even when its UID is below n: keep the range.
-            items.extend(
-                outcome
-                    .items
-                    .into_values()
-                    .filter(|i| i.uid.is_some_and(|u| u >= lo)),
-            );
-            if !paged {
+            items.extend(outcome.items.into_values());
+            if final_page {
                 break;
             }
-            lo = lo.saturating_add(self.meta_page);
-            if top.is_some_and(|top| top < lo) {
-                break;
-            }
+            next = last.saturating_add(1);
         }
         let mut metas = Vec::with_capacity(items.len());
         for item in items {
