@@ -237,7 +237,11 @@ fn totals(m: &support::Measured) -> (u64, u64, u64, u64) {
         .unwrap_or_else(|| panic!("no run summary (exit {}):\n{}", m.exit, m.stderr));
     let v: serde_json::Value = serde_json::from_str(last).expect("summary JSON");
     let mut t = (0, 0, 0, 0);
-    for mb in v["summary"]["mailboxes"].as_array().cloned().unwrap_or_default() {
+    for mb in v["summary"]["mailboxes"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default()
+    {
         t.0 += num(&mb, "copied");
         t.1 += num(&mb, "failed");
         t.2 += support::map_total(&mb, "skipped");
@@ -322,14 +326,27 @@ fn main() {
         n * m
     );
     assert_eq!(rerun.exit, 0, "re-run failed:\n{}", rerun.stderr);
-    assert_eq!((copied2, failed2), (0, 0), "the re-run copied or failed something");
-    assert_eq!(check.exit, 0, "verify found a difference:\n{}", check.stdout);
+    assert_eq!(
+        (copied2, failed2),
+        (0, 0),
+        "the re-run copied or failed something"
+    );
+    assert_eq!(
+        check.exit, 0,
+        "verify found a difference:\n{}",
+        check.stdout
+    );
 
     let total = copied as f64;
     let requests = num(&counters, "requests") as f64;
     let throttled = num(&counters, "throttled");
     let mut kinds: BTreeMap<String, u64> = BTreeMap::new();
-    for mb in counters["mailboxes"].as_object().cloned().unwrap_or_default().values() {
+    for mb in counters["mailboxes"]
+        .as_object()
+        .cloned()
+        .unwrap_or_default()
+        .values()
+    {
         for (k, v) in mb["by_kind"].as_object().cloned().unwrap_or_default() {
             *kinds.entry(k).or_default() += v.as_u64().unwrap_or(0);
         }

@@ -202,7 +202,10 @@ impl Blobs {
     /// Brings the heavy properties back into `m.props` (before a PATCH may change them).
     pub fn unsettle_heavy(&self, m: &mut Message) -> Result<(), ApiError> {
         let props = self.heavy_props(m)?;
-        if m.heavy.as_ref().is_some_and(|b| !matches!(b, Blob::Digest { .. })) {
+        if m.heavy
+            .as_ref()
+            .is_some_and(|b| !matches!(b, Blob::Digest { .. }))
+        {
             m.heavy = None;
         }
         m.props.extend(props);

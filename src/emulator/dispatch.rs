@@ -426,7 +426,10 @@ async fn route(
 
 /// Items the store has touched for a mailbox so far.
 fn visits_of(emu: &Emu, key: &str) -> u64 {
-    lock(&emu.store).mailboxes.get(key).map_or(0, |m| m.visits())
+    lock(&emu.store)
+        .mailboxes
+        .get(key)
+        .map_or(0, |m| m.visits())
 }
 
 #[allow(clippy::too_many_arguments)]

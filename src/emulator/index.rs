@@ -105,9 +105,9 @@ impl Index {
     pub fn lookup(&self, key: &IndexKey) -> Vec<String> {
         let set = match key {
             IndexKey::MessageId(mid) => self.by_message_id.get(&mid.to_lowercase()),
-            IndexKey::Ext { id, value } => self
-                .by_ext
-                .get(&(norm_ext_id(id), value.to_lowercase())),
+            IndexKey::Ext { id, value } => {
+                self.by_ext.get(&(norm_ext_id(id), value.to_lowercase()))
+            }
         };
         set.map(|s| s.iter().cloned().collect()).unwrap_or_default()
     }

@@ -16,8 +16,8 @@ use axum::routing::{get, post};
 use serde::Serialize;
 use serde_json::Value;
 
-use super::faults::{FaultLogEntry, FaultRule};
 use super::blobs::Blobs;
+use super::faults::{FaultLogEntry, FaultRule};
 use super::store::{Mailbox, Message};
 use super::views::ext_view;
 use super::{Emu, lock};
@@ -379,15 +379,30 @@ impl Inspector {
         let mb = store.mailbox_mut(&key).map_err(|e| e.message)?;
         let folder_id = mb.folder(folder).map_err(|e| e.message)?.id.clone();
         let first = mb.len();
+        let now = super::store::now_string();
         for i in first..first + count {
-            let mut m = super::messages::new_message(mb, &folder_id);
-            m.props.insert("isDraft".into(), Value::Bool(false));
-            m.props
-                .insert("subject".into(), Value::String(format!("seed {i}")));
-            m.props.insert(
+            // Only what lookups and listings read: seeding must stay cheap at 50,000 items.
+            let mut props = serde_json::Map::new();
+            props.insert("subject".into(), Value::String(format!("seed {i}")));
+            props.insert("isDraft".into(), Value::Bool(false));
+            props.insert("isRead".into(), Value::Bool(true));
+            props.insert("receivedDateTime".into(), Value::String(now.clone()));
+            props.insert(
                 "internetMessageId".into(),
                 Value::String(format!("<seed-{i}@emulator.invalid>")),
             );
+            let mut m = Message {
+                id: super::store::new_id("AAMkAD"),
+                folder_id: folder_id.clone(),
+                seq: mb.take_seq(),
+                props,
+                ext: Vec::new(),
+                raw_mime: None,
+                attachments: Vec::new(),
+                heavy: None,
+                size: 0,
+                change: 1,
+            };
             if let Some(ext) = ext_id {
                 m.ext_set(ext, &format!("seed-{i}"));
             }

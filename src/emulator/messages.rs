@@ -7,11 +7,11 @@
 
 use serde_json::{Value, json};
 
+use super::blobs::Blob;
 use super::dispatch::{Call, Reply};
 use super::errors::ApiError;
 use super::folders::resolve_chain;
 use super::routes::Ctx;
-use super::blobs::Blob;
 use super::store::{
     Attachment, ExtProp, Mailbox, Message, ext_id_eq, format_time, new_id, now_string,
 };
@@ -243,7 +243,7 @@ fn apply_ext(m: &mut Message, ext: Vec<ExtProp>, creating: bool) -> Result<(), A
 }
 
 /// A new item with Exchange's defaults (a draft, read, created now).
-pub(crate) fn new_message(mb: &mut Mailbox, folder_id: &str) -> Message {
+fn new_message(mb: &mut Mailbox, folder_id: &str) -> Message {
     let id = new_id("AAMkAD");
     let now = now_string();
     let props = json!({

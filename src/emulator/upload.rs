@@ -11,11 +11,11 @@ use base64::Engine as _;
 use serde_json::{Map, Value, json};
 use tokio::time::Instant;
 
+use super::blobs::Blob;
 use super::dispatch::{Call, Reply};
 use super::errors::ApiError;
 use super::messages::attach;
 use super::routes::Ctx;
-use super::blobs::Blob;
 use super::store::{Attachment, UploadSession, new_id, now_string};
 use super::throttle::Permit;
 use super::views::{attachment_json, find};
@@ -141,7 +141,12 @@ pub(crate) fn delete_attachment(
     let mut store = lock(&ctx.emu.store);
     let mb = store.mailbox_mut(&ctx.mailbox)?;
     let m = find(mb, folder, id)?;
-    let Some(gone) = m.attachments.iter().find(|a| a.id == aid).map(|a| a.content.len()) else {
+    let Some(gone) = m
+        .attachments
+        .iter()
+        .find(|a| a.id == aid)
+        .map(|a| a.content.len())
+    else {
         return Err(ApiError::not_found(&format!("attachment {aid}")));
     };
     mb.update(id, |m| {
