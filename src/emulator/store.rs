@@ -351,7 +351,7 @@ impl Mailbox {
             .iter()
             .filter_map(|id| self.get(id))
             .collect();
-        out.sort_by(|a, b| super::index::order_key(b).cmp(&super::index::order_key(a)));
+        out.sort_by_key(|m| std::cmp::Reverse(super::index::order_key(m)));
         out
     }
 
