@@ -272,7 +272,9 @@ fn main() {
     support::write_private(&dir.path().join("secret"), "demo-secret\n");
     let mut csv = String::from("EmailAddress,UserName,Password,SourcePath\n");
     for mb in 0..n {
-        csv.push_str(&format!("user{mb}@contoso.example,user{mb},,trees/user{mb}\n"));
+        csv.push_str(&format!(
+            "user{mb}@contoso.example,user{mb},,trees/user{mb}\n"
+        ));
     }
     support::write_private(&dir.path().join("mailboxes.csv"), &csv);
     let plan = dir.path().join("plan.toml");
