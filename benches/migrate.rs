@@ -9,7 +9,9 @@
 //! real ones.
 //!
 //! Prints: messages/s against the ceiling the limits allow at that scale, peak RSS, CPU seconds
-//! per 1,000 messages, and the no-op re-run against the first run. Checks only correctness.
+//! per 1,000 messages, the no-op re-run against the first run, and the Graph requests per message
+//! by kind (create, importMime, attachment POST, upload session, chunk, lookup, PATCH, ...).
+//! Checks only correctness. `MAILFERRY_BENCH_ROUTE=json` takes the JSON route.
 //!
 //! Run: `cargo bench --bench migrate` (needs Dovecot and GNU time; `scripts/bench` installs
 //! both). `MAILFERRY_BENCH_SCALE` overrides the time scale (default 60); `MAILFERRY_BENCH_MESSAGES`
@@ -145,9 +147,10 @@ fn main() {
         &plan,
         &format!(
             "mailboxes = \"mailboxes.csv\"\n\n{}\n[destination.exo]\nkind = \"graph\"\ntenant = \"contoso.example\"\n\
-             client_id = \"mailferry-demo\"\nclient_secret_file = \"secret\"\ngraph_url = \"{url}\"\nlogin_url = \"{url}\"\n",
+             client_id = \"mailferry-demo\"\nclient_secret_file = \"secret\"\ngraph_url = \"{url}\"\nlogin_url = \"{url}\"\nroute = \"{route}\"\n",
             support::source_section(&src),
-            url = emu.url()
+            url = emu.url(),
+            route = std::env::var("MAILFERRY_BENCH_ROUTE").unwrap_or_else(|_| "import-mime".into())
         ),
     );
     let plan_arg = plan.to_string_lossy().into_owned();
@@ -233,6 +236,16 @@ fn main() {
         uploaded / 1e6,
         uploaded / loaded.bytes as f64
     );
+    println!();
+    println!("Requests of the first run by kind (emulator counters):");
+    println!();
+    println!("| kind | requests | per message |");
+    println!("|---|---|---|");
+    for (k, v) in mb["by_kind"].as_object().cloned().unwrap_or_default() {
+        let v = v.as_u64().unwrap_or(0);
+        println!("| {k} | {v} | {:.3} |", v as f64 / n);
+    }
+    println!();
     println!(
         "In service time (x{scale}): first run {:.1} min at {:.1} messages/s; the limits allow {:.1} messages/s",
         first.wall * scale / 60.0,

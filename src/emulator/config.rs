@@ -14,6 +14,7 @@ use serde::Deserialize;
 use sha1::Sha1;
 use sha2::{Digest, Sha256};
 
+use super::blobs::BodiesMode;
 use super::errors::EmulatorError;
 use super::faults::FaultRule;
 use crate::secret::Secret;
@@ -56,6 +57,8 @@ pub struct EmulatorConfig {
     pub time_scale: f64,
     /// How many requests the Inspector's request log keeps (oldest dropped first).
     pub request_log_limit: usize,
+    /// Where item bodies live; `None` is memory in-process and disk for `mailferry emulator`.
+    pub bodies: Option<BodiesMode>,
 }
 
 /// How importMime chooses `receivedDateTime`.
@@ -240,6 +243,7 @@ impl Default for EmulatorConfig {
             faults: Vec::new(),
             time_scale: 1.0,
             request_log_limit: 20_000,
+            bodies: None,
         }
     }
 }
@@ -325,6 +329,7 @@ impl EmulatorConfig {
             faults: raw.faults.unwrap_or_default(),
             time_scale: raw.time_scale.unwrap_or(d.time_scale),
             request_log_limit: raw.request_log_limit.unwrap_or(d.request_log_limit),
+            bodies: raw.bodies,
         };
         cfg.validate()?;
         Ok(cfg)
@@ -383,6 +388,7 @@ struct RawConfig {
     import_mime_received: Option<ImportMimeReceived>,
     time_scale: Option<f64>,
     request_log_limit: Option<usize>,
+    bodies: Option<BodiesMode>,
     apps: Option<Vec<RawApp>>,
     mailboxes: Option<Vec<MailboxConfig>>,
     limits: Option<Limits>,

@@ -13,6 +13,7 @@ use bytes::Bytes;
 use futures::future::BoxFuture;
 use serde_json::Value;
 
+use super::blobs::BodiesMode;
 use super::config::{MAIL_ADVANCED_READWRITE, MAIL_READWRITE};
 use super::conn::ConnInfo;
 use super::errors::{ApiError, retry_after_header};
@@ -159,7 +160,7 @@ pub(crate) async fn http_entry(
             );
             let rid = uuid::Uuid::new_v4().to_string();
             let reply = Reply::from_error(&e, &rid, call.client_request_id.as_deref());
-            record(&emu, &call, &reply, &rid, None);
+            record(&emu, &call, &reply, &rid, None, 0);
             return into_response(finish(reply, &rid, call.client_request_id.as_deref()));
         }
     }
@@ -225,10 +226,11 @@ pub(crate) fn handle(emu: Arc<Emu>, base: String, call: Call) -> BoxFuture<'stat
         let fault = lock(&emu.faults).pick(call.method.as_str(), &call.path, &rid);
         let mut kill = false;
         let mut mailbox = None;
+        let mut visited = 0;
         let result = match fault.as_ref().map(|f| f.kind) {
             Some(FaultKind::Reset) => {
                 let reply = finish(Reply::no_content(), &rid, crid.as_deref());
-                record(&emu, &call, &reply, &rid, None);
+                record(&emu, &call, &reply, &rid, None, 0);
                 return Outcome { reply, kill: true };
             }
             Some(FaultKind::ServiceUnavailable) => {
@@ -250,32 +252,51 @@ pub(crate) fn handle(emu: Arc<Emu>, base: String, call: Call) -> BoxFuture<'stat
             Some(FaultKind::Latency) => {
                 let ms = fault.as_ref().and_then(|f| f.latency_ms).unwrap_or(0);
                 tokio::time::sleep(emu.config.scaled(ms as f64 / 1000.0)).await;
-                route(&emu, &base, &call, &mut mailbox, &mut kill).await
+                route(&emu, &base, &call, &mut mailbox, &mut visited, &mut kill).await
             }
             Some(FaultKind::LostResponse) => {
                 kill = true;
-                route(&emu, &base, &call, &mut mailbox, &mut kill).await
+                route(&emu, &base, &call, &mut mailbox, &mut visited, &mut kill).await
             }
-            None => route(&emu, &base, &call, &mut mailbox, &mut kill).await,
+            None => route(&emu, &base, &call, &mut mailbox, &mut visited, &mut kill).await,
         };
         let reply = match result {
             Ok(r) => r,
             Err(e) => Reply::from_error(&e, &rid, crid.as_deref()),
         };
         let reply = finish(reply, &rid, crid.as_deref());
-        record(&emu, &call, &reply, &rid, mailbox);
+        record(&emu, &call, &reply, &rid, mailbox, visited);
         Outcome { reply, kill }
     })
 }
 
-fn record(emu: &Emu, call: &Call, reply: &Reply, rid: &str, mailbox: Option<String>) {
-    let body_json = if call.is_json() && !call.body.is_empty() {
+/// With bodies out of memory, the request log keeps JSON bodies only up to this size (it would
+/// otherwise hold every message again).
+const LOGGED_JSON_MAX: usize = 8 * 1024;
+
+fn record(
+    emu: &Emu,
+    call: &Call,
+    reply: &Reply,
+    rid: &str,
+    mailbox: Option<String>,
+    items_visited: u64,
+) {
+    let keep_all = emu.blobs.mode() == BodiesMode::Memory;
+    let body_json = if call.is_json()
+        && !call.body.is_empty()
+        && (keep_all || call.body.len() <= LOGGED_JSON_MAX)
+    {
         serde_json::from_slice(&call.body).ok()
     } else {
         None
     };
     let response_json = match &reply.body {
-        Body::Json(v) => Some(v.clone()),
+        Body::Json(v) if keep_all || reply.status >= 400 => Some(v.clone()),
+        Body::Json(v) => serde_json::to_vec(v)
+            .ok()
+            .filter(|b| b.len() <= LOGGED_JSON_MAX)
+            .map(|_| v.clone()),
         _ => None,
     };
     let rec = RequestRecord {
@@ -293,6 +314,8 @@ fn record(emu: &Emu, call: &Call, reply: &Reply, rid: &str, mailbox: Option<Stri
         response_json,
         mailbox,
         via_batch: call.via_batch,
+        kind: request_kind(call).to_owned(),
+        items_visited,
     };
     lock(&emu.activity).push(rec, emu.config.request_log_limit);
 }
@@ -306,6 +329,54 @@ fn redact_query(q: &str) -> String {
         })
         .collect::<Vec<_>>()
         .join("&")
+}
+
+/// The kind of a request, for the counters (what a client spends its request budget on).
+pub(crate) fn request_kind(call: &Call) -> &'static str {
+    let segs: Vec<String> = segments(&call.path)
+        .into_iter()
+        .map(|s| s.to_ascii_lowercase())
+        .collect();
+    let last = segs.last().map(String::as_str).unwrap_or("");
+    let has = |s: &str| segs.iter().any(|x| x == s);
+    let filtered = url::form_urlencoded::parse(call.query.as_bytes())
+        .any(|(k, _)| k.trim_start_matches('$').eq_ignore_ascii_case("filter"));
+    let m = &call.method;
+    if segs.first().map(String::as_str) == Some("upload") {
+        "chunk"
+    } else if last.ends_with("createuploadsession") {
+        "upload session"
+    } else if last == "importmime" {
+        "importMime"
+    } else if last == "$batch" {
+        "batch"
+    } else if last == "token" && has("oauth2") {
+        "token"
+    } else if last == "$value" {
+        "$value"
+    } else if has("attachments") {
+        if *m == Method::POST {
+            "attachment POST"
+        } else {
+            "attachments"
+        }
+    } else if last == "messages" {
+        match (m, filtered) {
+            (&Method::POST, _) => "create",
+            (_, true) => "lookup",
+            _ => "list",
+        }
+    } else if has("messages") {
+        match *m {
+            Method::PATCH => "PATCH",
+            Method::DELETE => "DELETE",
+            _ => "get",
+        }
+    } else if has("mailfolders") || has("childfolders") {
+        "folders"
+    } else {
+        "other"
+    }
 }
 
 fn segments(path: &str) -> Vec<String> {
@@ -324,6 +395,7 @@ async fn route(
     base: &str,
     call: &Call,
     mailbox: &mut Option<String>,
+    visited: &mut u64,
     kill: &mut bool,
 ) -> Result<Reply, ApiError> {
     let segs = segments(&call.path);
@@ -349,9 +421,18 @@ async fn route(
             ));
         }
     };
-    graph(emu, base, version, &segs[1..], call, mailbox, kill).await
+    graph(emu, base, version, &segs[1..], call, mailbox, visited, kill).await
 }
 
+/// Items the store has touched for a mailbox so far.
+fn visits_of(emu: &Emu, key: &str) -> u64 {
+    lock(&emu.store)
+        .mailboxes
+        .get(key)
+        .map_or(0, |m| m.visits())
+}
+
+#[allow(clippy::too_many_arguments)]
 async fn graph(
     emu: &Arc<Emu>,
     base: &str,
@@ -359,6 +440,7 @@ async fn graph(
     segs: &[String],
     call: &Call,
     mailbox: &mut Option<String>,
+    visited: &mut u64,
     kill: &mut bool,
 ) -> Result<Reply, ApiError> {
     let app = auth::authenticate(emu, call.authorization.as_deref())?;
@@ -432,7 +514,10 @@ async fn graph(
         query: Query::parse(&call.query)?,
         path: call.path.clone(),
     };
-    routes::execute(&ctx, route, call)
+    let before = visits_of(emu, &ctx.mailbox);
+    let out = routes::execute(&ctx, route, call);
+    *visited = visits_of(emu, &ctx.mailbox).saturating_sub(before);
+    out
 }
 
 #[cfg(test)]

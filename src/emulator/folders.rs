@@ -4,8 +4,6 @@
 //! the same name, ignoring case, is `ErrorFolderExists` with the configured status), rename,
 //! and DELETE (not for well-known folders).
 
-use std::collections::HashMap;
-
 use serde_json::{Value, json};
 
 use super::dispatch::{Call, Reply};
@@ -29,21 +27,8 @@ pub(crate) fn resolve_chain(mb: &Mailbox, chain: &[String]) -> Result<String, Ap
     parent.ok_or_else(|| ApiError::not_found("folder"))
 }
 
-/// (total, unread) item counts per folder id.
-fn counts(mb: &Mailbox) -> HashMap<&str, (u64, u64)> {
-    let mut m: HashMap<&str, (u64, u64)> = HashMap::new();
-    for msg in mb.messages.values() {
-        let e = m.entry(msg.folder_id.as_str()).or_default();
-        e.0 += 1;
-        if !msg.is_read() {
-            e.1 += 1;
-        }
-    }
-    m
-}
-
-fn folder_json(mb: &Mailbox, f: &Folder, counts: &HashMap<&str, (u64, u64)>) -> Value {
-    let (total, unread) = counts.get(f.id.as_str()).copied().unwrap_or((0, 0));
+fn folder_json(mb: &Mailbox, f: &Folder) -> Value {
+    let (total, unread) = mb.folder_counts(&f.id);
     json!({
         "id": f.id,
         "displayName": f.display_name,
@@ -74,13 +59,12 @@ pub(crate) fn list(ctx: &Ctx<'_>, parent: Option<&[String]>) -> Result<Reply, Ap
     };
     let q = &ctx.query;
     let top = q.page_size(ctx.emu.config.page_size, 1000)?;
-    let counts = counts(mb);
     let mut kids: Vec<&Folder> = mb
         .children(&parent_id)
         .filter(|f| q.include_hidden || !f.is_hidden)
         .collect();
     kids.sort_by_key(|f| f.display_name.to_lowercase());
-    let mut all: Vec<Value> = kids.iter().map(|f| folder_json(mb, f, &counts)).collect();
+    let mut all: Vec<Value> = kids.iter().map(|f| folder_json(mb, f)).collect();
     if let Some(filter) = &q.filter {
         all.retain(|v| filter.matches(v));
     }
@@ -95,7 +79,7 @@ pub(crate) fn get(ctx: &Ctx<'_>, chain: &[String]) -> Result<Reply, ApiError> {
         .ok_or_else(|| ApiError::not_found("mailbox"))?;
     let id = resolve_chain(mb, chain)?;
     let f = mb.folder(&id)?;
-    let mut v = folder_json(mb, f, &counts(mb));
+    let mut v = folder_json(mb, f);
     if let Value::Object(o) = &mut v {
         ctx.query.apply_select(o);
         o.insert(
@@ -170,7 +154,7 @@ pub(crate) fn create(
     };
     mb.folders.insert(id.clone(), f);
     let f = mb.folder(&id)?;
-    let mut v = folder_json(mb, f, &HashMap::new());
+    let mut v = folder_json(mb, f);
     let tail = match parent {
         None => "mailFolders/$entity".to_owned(),
         Some(_) => format!("mailFolders('{parent_id}')/childFolders/$entity"),
@@ -221,7 +205,7 @@ pub(crate) fn update(ctx: &Ctx<'_>, chain: &[String], call: &Call) -> Result<Rep
         }
     }
     let f = mb.folder(&id)?;
-    let mut v = folder_json(mb, f, &counts(mb));
+    let mut v = folder_json(mb, f);
     v["@odata.context"] = Value::String(ctx.context("mailFolders/$entity"));
     Ok(Reply::json(200, v))
 }
@@ -241,6 +225,6 @@ pub(crate) fn delete(ctx: &Ctx<'_>, chain: &[String]) -> Result<Reply, ApiError>
     for f in &doomed {
         mb.folders.remove(f);
     }
-    mb.messages.retain(|_, m| !doomed.contains(&m.folder_id));
+    mb.remove_items_in(&doomed);
     Ok(Reply::no_content())
 }

@@ -16,6 +16,7 @@ use axum::routing::{get, post};
 use serde::Serialize;
 use serde_json::Value;
 
+use super::blobs::Blobs;
 use super::faults::{FaultLogEntry, FaultRule};
 use super::store::{Mailbox, Message};
 use super::views::ext_view;
@@ -48,6 +49,11 @@ pub struct RequestRecord {
     pub mailbox: Option<String>,
     /// True for an item of a `$batch`.
     pub via_batch: bool,
+    /// What kind of request it was (see [`MailboxCounters::by_kind`]).
+    pub kind: String,
+    /// Items the store touched while answering it (with concurrent requests to the same
+    /// mailbox this may include some of theirs).
+    pub items_visited: u64,
 }
 
 /// Counters of one mailbox.
@@ -59,6 +65,13 @@ pub struct MailboxCounters {
     pub throttled: u64,
     /// Request-body bytes of successful POST/PUT/PATCH requests.
     pub bytes_uploaded: u64,
+    /// Requests by kind (`create`, `importMime`, `attachment POST`, `upload session`, `chunk`,
+    /// `lookup`, `list`, `PATCH`, ...; see docs/emulator.md).
+    pub by_kind: BTreeMap<String, u64>,
+    /// Items the store touched for this mailbox's requests (work, not time).
+    pub items_visited: u64,
+    /// The most items one request touched.
+    pub max_items_visited: u64,
 }
 
 /// Request counters.
@@ -91,6 +104,9 @@ impl Activity {
             if matches!(r.method.as_str(), "POST" | "PUT" | "PATCH") && r.status < 400 {
                 m.bytes_uploaded += r.body_len as u64;
             }
+            *m.by_kind.entry(r.kind.clone()).or_default() += 1;
+            m.items_visited += r.items_visited;
+            m.max_items_visited = m.max_items_visited.max(r.items_visited);
         }
         self.log.push_back(r);
         while self.log.len() > limit {
@@ -202,7 +218,7 @@ impl MailboxView {
     }
 }
 
-fn item_view(mb: &Mailbox, m: &Message) -> ItemView {
+fn item_view(blobs: &Blobs, mb: &Mailbox, m: &Message) -> ItemView {
     let s = |k: &str| m.str_prop(k).map(str::to_owned);
     ItemView {
         id: m.id.clone(),
@@ -240,7 +256,11 @@ fn item_view(mb: &Mailbox, m: &Message) -> ItemView {
                 )
             })
             .collect(),
-        raw_mime: m.raw_mime.clone(),
+        raw_mime: m
+            .raw_mime
+            .as_ref()
+            .and_then(|r| blobs.read(r).ok())
+            .map(|b| b.into_owned()),
         has_raw_mime: m.raw_mime.is_some(),
         attachments: m
             .attachments
@@ -248,17 +268,21 @@ fn item_view(mb: &Mailbox, m: &Message) -> ItemView {
             .map(|a| AttachmentView {
                 name: a.name.clone(),
                 content_type: a.content_type.clone(),
-                size: a.content.len(),
+                size: a.content.len() as usize,
                 is_inline: a.is_inline,
                 content_id: a.content_id.clone(),
             })
             .collect(),
-        size: m.size(),
-        properties: Value::Object(m.props.clone()),
+        size: m.size,
+        properties: {
+            let mut p = m.props.clone();
+            p.extend(blobs.heavy_props(m).unwrap_or_default());
+            Value::Object(p)
+        },
     }
 }
 
-fn mailbox_view(mb: &Mailbox) -> MailboxView {
+fn mailbox_view(blobs: &Blobs, mb: &Mailbox) -> MailboxView {
     let mut folders: Vec<FolderView> = mb
         .folders
         .values()
@@ -269,17 +293,19 @@ fn mailbox_view(mb: &Mailbox) -> MailboxView {
             path: mb.folder_path(&f.id),
             is_hidden: f.is_hidden,
             well_known: f.well_known.map(str::to_owned),
-            total_item_count: mb.messages.values().filter(|m| m.folder_id == f.id).count(),
+            total_item_count: mb.folder_counts(&f.id).0 as usize,
         })
         .collect();
     folders.sort_by(|a, b| a.path.cmp(&b.path));
-    let mut items: Vec<&Message> = mb.messages.values().collect();
-    items.sort_by_key(|m| m.seq);
     MailboxView {
         address: mb.address.clone(),
         id: mb.id.clone(),
         folders,
-        items: items.into_iter().map(|m| item_view(mb, m)).collect(),
+        items: mb
+            .all_by_seq()
+            .into_iter()
+            .map(|m| item_view(blobs, mb, m))
+            .collect(),
     }
 }
 
@@ -307,19 +333,83 @@ impl Inspector {
     pub fn mailbox(&self, address: &str) -> Option<MailboxView> {
         let store = lock(&self.emu.store);
         let key = store.key_of(address)?;
-        store.mailboxes.get(&key).map(mailbox_view)
+        store
+            .mailboxes
+            .get(&key)
+            .map(|mb| mailbox_view(&self.emu.blobs, mb))
     }
 
     /// One item.
     pub fn item(&self, address: &str, id: &str) -> Option<ItemView> {
         let store = lock(&self.emu.store);
         let mb = store.mailboxes.get(&store.key_of(address)?)?;
-        mb.messages.get(id).map(|m| item_view(mb, m))
+        mb.get(id).map(|m| item_view(&self.emu.blobs, mb, m))
     }
 
     /// The stored bytes of an importMime item.
     pub fn raw_mime(&self, address: &str, id: &str) -> Option<Vec<u8>> {
         self.item(address, id).and_then(|i| i.raw_mime)
+    }
+
+    /// Stores `count` small delivered items in `folder` (an id or well-known name) of a mailbox,
+    /// directly, without HTTP, throttling or the request log: for tests and rehearsals that need
+    /// a full store quickly. Item `i` (counting from the items already there) has the
+    /// `internetMessageId` `<seed-i@emulator.invalid>`, the subject `seed i` and, when `ext_id`
+    /// is given, that extended property with the value `seed-i`. Creates the mailbox if needed.
+    pub fn seed_items(
+        &self,
+        address: &str,
+        folder: &str,
+        count: usize,
+        ext_id: Option<&str>,
+    ) -> Result<(), String> {
+        let cfg = &self.emu.config;
+        let mut store = lock(&self.emu.store);
+        let key = match store.key_of(address) {
+            Some(k) => k,
+            None => {
+                let k = address.to_ascii_lowercase();
+                store.mailboxes.insert(
+                    k.clone(),
+                    Mailbox::new(address, cfg.limits.mailbox_quota_bytes),
+                );
+                k
+            }
+        };
+        let mb = store.mailbox_mut(&key).map_err(|e| e.message)?;
+        let folder_id = mb.folder(folder).map_err(|e| e.message)?.id.clone();
+        let first = mb.len();
+        let now = super::store::now_string();
+        for i in first..first + count {
+            // Only what lookups and listings read: seeding must stay cheap at 50,000 items.
+            let mut props = serde_json::Map::new();
+            props.insert("subject".into(), Value::String(format!("seed {i}")));
+            props.insert("isDraft".into(), Value::Bool(false));
+            props.insert("isRead".into(), Value::Bool(true));
+            props.insert("receivedDateTime".into(), Value::String(now.clone()));
+            props.insert(
+                "internetMessageId".into(),
+                Value::String(format!("<seed-{i}@emulator.invalid>")),
+            );
+            let mut m = Message {
+                id: super::store::new_id("AAMkAD"),
+                folder_id: folder_id.clone(),
+                seq: mb.take_seq(),
+                props,
+                ext: Vec::new(),
+                raw_mime: None,
+                attachments: Vec::new(),
+                heavy: None,
+                size: 0,
+                change: 1,
+            };
+            if let Some(ext) = ext_id {
+                m.ext_set(ext, &format!("seed-{i}"));
+            }
+            self.emu.blobs.settle(&mut m).map_err(|e| e.message)?;
+            mb.insert(m);
+        }
+        Ok(())
     }
 
     /// Request counters.

@@ -7,6 +7,7 @@
 
 use serde_json::{Value, json};
 
+use super::blobs::Blob;
 use super::dispatch::{Call, Reply};
 use super::errors::ApiError;
 use super::folders::resolve_chain;
@@ -265,13 +266,15 @@ fn new_message(mb: &mut Mailbox, folder_id: &str) -> Message {
         ext: Vec::new(),
         raw_mime: None,
         attachments: Vec::new(),
+        heavy: None,
+        size: 0,
         change: 1,
     }
 }
 
 /// Size and quota checks, then stores the item and answers 201 with it.
-fn store_and_reply(ctx: &Ctx<'_>, mb: &mut Mailbox, m: Message) -> Result<Reply, ApiError> {
-    let size = m.size();
+fn store_and_reply(ctx: &Ctx<'_>, mb: &mut Mailbox, mut m: Message) -> Result<Reply, ApiError> {
+    let size = m.compute_size();
     let max = ctx.emu.config.limits.max_message_bytes;
     if size > max {
         return Err(ApiError::new(
@@ -281,12 +284,13 @@ fn store_and_reply(ctx: &Ctx<'_>, mb: &mut Mailbox, m: Message) -> Result<Reply,
         ));
     }
     mb.check_quota(size)?;
-    let mut o = views::message_json(ctx, &m);
+    let mut o = views::message_json(ctx, &m)?;
     o.insert(
         "@odata.context".into(),
         json!(ctx.context("messages/$entity")),
     );
-    mb.messages.insert(m.id.clone(), m);
+    ctx.emu.blobs.settle(&mut m)?;
+    mb.insert(m);
     Ok(Reply::json(201, Value::Object(o)))
 }
 
@@ -383,7 +387,7 @@ pub(crate) fn import_mime(ctx: &Ctx<'_>, chain: &[String], call: &Call) -> Resul
     m.props.extend(props);
     m.props.insert("isDraft".into(), json!(false));
     m.props.insert("isRead".into(), json!(false));
-    m.raw_mime = Some(raw);
+    m.raw_mime = Some(Blob::Memory(raw));
     m.attachments = atts;
     store_and_reply(ctx, mb, m)
 }
@@ -399,6 +403,13 @@ pub(crate) fn patch(
     let mb = store.mailbox_mut(&ctx.mailbox)?;
     // Work on a copy so a rejected property leaves the item untouched.
     let mut m: Message = views::find(mb, folder, id)?.clone();
+    let touches_heavy = body
+        .keys()
+        .any(|k| super::blobs::HEAVY.contains(&k.as_str()));
+    if touches_heavy {
+        // A draft's body or headers may change: bring them back so the whole item is rebuilt.
+        ctx.emu.blobs.unsettle_heavy(&mut m)?;
+    }
     for (k, v) in &body {
         let k = k.as_str();
         if k.starts_with("@odata.") {
@@ -430,14 +441,17 @@ pub(crate) fn patch(
             )));
         }
     }
-    set_preview(&mut m);
+    if body.contains_key("body") {
+        set_preview(&mut m);
+    }
     m.touch();
-    let mut o = views::message_json(ctx, &m);
+    let mut o = views::message_json(ctx, &m)?;
     o.insert(
         "@odata.context".into(),
         json!(ctx.context("messages/$entity")),
     );
-    mb.messages.insert(m.id.clone(), m);
+    ctx.emu.blobs.settle(&mut m)?;
+    mb.insert(m);
     Ok(Reply::json(200, Value::Object(o)))
 }
 
@@ -450,11 +464,11 @@ pub(crate) fn delete(
     let mb = store.mailbox_mut(&ctx.mailbox)?;
     views::find(mb, folder, id)?;
     let recoverable = mb.well_known_id("recoverableitemsdeletions");
-    if let Some(mut m) = mb.messages.remove(id) {
+    if let Some(mut m) = mb.remove(id) {
         // Moving changes an item's id (no immutable ids here).
         m.id = new_id("AAMkAD");
         m.folder_id = recoverable;
-        mb.messages.insert(m.id.clone(), m);
+        mb.insert(m);
     }
     Ok(Reply::no_content())
 }
@@ -467,12 +481,11 @@ pub(crate) fn attach(
     a: Attachment,
 ) -> Result<(), ApiError> {
     let max = ctx.emu.config.limits.max_message_bytes;
-    let extra = a.content.len() as u64;
+    let extra = a.content.len();
     let m = mb
-        .messages
         .get(msg_id)
         .ok_or_else(|| ApiError::not_found(&format!("message {msg_id}")))?;
-    if m.size() + extra > max {
+    if m.size + extra > max {
         return Err(ApiError::new(
             413,
             "ErrorMessageSizeExceeded",
@@ -487,10 +500,15 @@ pub(crate) fn attach(
         ));
     }
     mb.check_quota(extra)?;
-    if let Some(m) = mb.messages.get_mut(msg_id) {
-        m.attachments.push(a);
-        m.touch();
+    let mut a = a;
+    if let Blob::Memory(c) = &mut a.content {
+        a.content = ctx.emu.blobs.put(std::mem::take(c))?;
     }
+    mb.update(msg_id, |m| {
+        m.attachments.push(a);
+        m.size += extra;
+        m.touch();
+    });
     Ok(())
 }
 

@@ -7,6 +7,7 @@ use chrono::{DateTime, Utc};
 use mail_parser::{Address, MessageParser, MimeHeaders};
 use serde_json::{Map, Value, json};
 
+use super::blobs::{Blob, Blobs, digest_only};
 use super::config::ImportMimeReceived;
 use super::errors::ApiError;
 use super::store::{Attachment, Message, format_time, new_id, now_string};
@@ -134,7 +135,7 @@ pub(crate) fn parse(
                 .content_type()
                 .map(|c| format!("{}/{}", c.ctype(), c.subtype().unwrap_or("octet-stream")))
                 .unwrap_or_else(|| "application/octet-stream".into()),
-            content: part.contents().to_vec(),
+            content: Blob::Memory(part.contents().to_vec()),
             is_inline: part.content_disposition().is_some_and(|d| d.is_inline()),
             content_id: part.content_id().map(str::to_owned),
             last_modified: now.clone(),
@@ -179,8 +180,13 @@ fn wrap_base64(data: &[u8]) -> String {
 }
 
 /// A MIME rendering of an item from its properties and attachments.
-pub(crate) fn generate(m: &Message) -> Vec<u8> {
-    let p = &m.props;
+pub(crate) fn generate(blobs: &Blobs, m: &Message) -> Result<Vec<u8>, ApiError> {
+    if let Some(Blob::Digest { len, sha256 }) = &m.heavy {
+        return Err(digest_only(*len, sha256));
+    }
+    let mut full = m.props.clone();
+    full.extend(blobs.heavy_props(m)?);
+    let p = &full;
     let mut h = String::new();
     for (name, key) in [
         ("From", "from"),
@@ -226,7 +232,7 @@ pub(crate) fn generate(m: &Message) -> Vec<u8> {
         wrap_base64(content.as_bytes())
     );
     if m.attachments.is_empty() {
-        return format!("{h}{body_part}").into_bytes();
+        return Ok(format!("{h}{body_part}").into_bytes());
     }
     let boundary = format!(
         "_emulator_{}",
@@ -256,11 +262,11 @@ pub(crate) fn generate(m: &Message) -> Vec<u8> {
         }
         out.push_str(&format!(
             "Content-Transfer-Encoding: base64\r\n\r\n{}",
-            wrap_base64(&a.content)
+            wrap_base64(&blobs.read(&a.content)?)
         ));
     }
     out.push_str(&format!("--{boundary}--\r\n"));
-    out.into_bytes()
+    Ok(out.into_bytes())
 }
 
 #[cfg(test)]
@@ -310,23 +316,26 @@ mod tests {
             ext: Vec::new(),
             raw_mime: None,
             attachments: atts,
+            heavy: None,
+            size: 0,
             change: 0,
         };
         m.attachments.push(Attachment {
             id: "a".into(),
             name: "r.pdf".into(),
             content_type: "application/pdf".into(),
-            content: vec![1, 2, 3],
+            content: Blob::Memory(vec![1, 2, 3]),
             is_inline: false,
             content_id: None,
             last_modified: now_string(),
         });
-        let out = generate(&m);
+        let blobs = Blobs::new(super::super::blobs::BodiesMode::Memory).unwrap();
+        let out = generate(&blobs, &m).unwrap();
         let (p2, atts2) = parse(&out, ImportMimeReceived::DateHeader).unwrap();
         assert_eq!(p2["subject"], "café");
         assert_eq!(p2["internetMessageId"], "<x1@example.org>");
         assert_eq!(p2["sentDateTime"], "2018-12-31T08:00:00Z");
         assert_eq!(atts2.len(), 1);
-        assert_eq!(atts2[0].content, vec![1, 2, 3]);
+        assert_eq!(atts2[0].content, Blob::Memory(vec![1, 2, 3]));
     }
 }

@@ -4,22 +4,26 @@
 //! It is a product feature (`mailferry emulator` for rehearsals, the embedded target of `demo`)
 //! and the Graph side of every test. It follows docs/graph-facts.md, including the ugly
 //! parts: MIME create makes drafts, throttling answers 429 with Retry-After, and a response can be
-//! lost after the item was stored. Everything lives in memory.
+//! lost after the item was stored. Everything lives in memory, except item bodies when the
+//! `bodies` setting sends them to a spill file or keeps only their digests (`blobs`).
 //!
 //! Layout: [`config`] (TOML settings), `conn` (connections that faults can kill), `dispatch`
 //! (one entry for HTTP and `$batch` items: faults, auth, throttling, routing), `auth` (token
 //! endpoint, bearer check), `routes` (URL grammar), `folders`, `messages`, `mime`, `views`,
 //! `upload` (attachments, upload sessions), `batch`, `throttle`, `faults`, `odata` (query
-//! options), `store` (data), [`Inspector`] (typed and HTTP inspection under `/_emulator`).
+//! options), `store` (data), `index` (incremental indexes and counters), `blobs` (bodies in
+//! memory, on disk or as digests), [`Inspector`] (typed and HTTP inspection under `/_emulator`).
 
 mod auth;
 mod batch;
+mod blobs;
 mod config;
 mod conn;
 mod dispatch;
 mod errors;
 mod faults;
 mod folders;
+mod index;
 mod inspect;
 mod messages;
 mod mime;
@@ -40,6 +44,7 @@ use axum::routing::any;
 use tokio::net::TcpListener;
 use tokio::sync::{oneshot, watch};
 
+pub use blobs::BodiesMode;
 pub use config::{
     AppConfig, ConcurrencyScope, EmulatorConfig, ImportMimeReceived, Latency, Limits,
     MAIL_ADVANCED_READWRITE, MAIL_READWRITE, MailboxConfig,
@@ -55,6 +60,8 @@ pub use inspect::{
 pub(crate) struct Emu {
     pub config: EmulatorConfig,
     pub store: Mutex<store::Store>,
+    /// Where item bodies live (`bodies` setting).
+    pub blobs: blobs::Blobs,
     pub auth: Mutex<auth::AuthState>,
     pub throttle: Mutex<throttle::Throttle>,
     pub faults: Mutex<faults::Faults>,
@@ -83,6 +90,7 @@ impl Emu {
             );
         }
         Ok(Emu {
+            blobs: blobs::Blobs::new(config.bodies.unwrap_or_default())?,
             faults: Mutex::new(faults::Faults::new(&config.faults)),
             config,
             store: Mutex::new(st),
@@ -211,10 +219,13 @@ pub async fn run_cli(
     if !listen.ip().is_loopback() && !allow_remote {
         return Err(EmulatorError::NotLoopback(listen));
     }
-    let cfg = match config.as_deref() {
+    let mut cfg = match config.as_deref() {
         Some(p) => EmulatorConfig::from_file(Path::new(p))?,
         None => EmulatorConfig::default(),
     };
+    // A rehearsal can hold far more mail than memory: bodies go to a spill file unless the
+    // config says otherwise (in-process emulators, for tests, keep them in memory).
+    cfg.bodies.get_or_insert(BodiesMode::Disk);
     let listener = TcpListener::bind(listen)
         .await
         .map_err(|source| EmulatorError::Io {

@@ -10,6 +10,7 @@
 use serde_json::Value;
 
 use super::errors::ApiError;
+use super::index::IndexKey;
 
 /// Parsed query options.
 #[derive(Debug, Default, Clone)]
@@ -365,6 +366,55 @@ fn literal_eq(a: &Value, b: &Value) -> bool {
 }
 
 impl Expr {
+    /// An equality every matching item must satisfy that an index can answer:
+    /// `internetMessageId eq '...'`, or `singleValueExtendedProperties/any(ep: ep/id eq '...'
+    /// and ep/value eq '...')`, alone or as one side of an `and`. The whole filter is still
+    /// evaluated on the candidates.
+    pub fn index_key(&self) -> Option<IndexKey> {
+        match self {
+            Expr::Cmp {
+                path,
+                negate: false,
+                lit: Value::String(s),
+            } if path.len() == 1 && path[0].eq_ignore_ascii_case("internetMessageId") => {
+                Some(IndexKey::MessageId(s.clone()))
+            }
+            Expr::And(a, b) => a.index_key().or_else(|| b.index_key()),
+            Expr::Any {
+                path,
+                var,
+                body: Some(body),
+            } if path.len() == 1
+                && path[0].eq_ignore_ascii_case("singleValueExtendedProperties") =>
+            {
+                let (mut id, mut value) = (None, None);
+                let mut stack = vec![body.as_ref()];
+                while let Some(e) = stack.pop() {
+                    match e {
+                        Expr::And(a, b) => stack.extend([a.as_ref(), b.as_ref()]),
+                        Expr::Cmp {
+                            path,
+                            negate: false,
+                            lit: Value::String(s),
+                        } if path.len() == 2 && &path[0] == var => {
+                            if path[1].eq_ignore_ascii_case("id") {
+                                id = Some(s.clone());
+                            } else if path[1].eq_ignore_ascii_case("value") {
+                                value = Some(s.clone());
+                            }
+                        }
+                        _ => {}
+                    }
+                }
+                Some(IndexKey::Ext {
+                    id: id?,
+                    value: value?,
+                })
+            }
+            _ => None,
+        }
+    }
+
     /// Evaluates against `root` (a folder or message in JSON form).
     pub fn matches(&self, root: &Value) -> bool {
         self.eval(root, &[])
@@ -436,6 +486,33 @@ mod tests {
             {"id": "String {0b0b0b0b-0000-0000-0000-000000000000} Name X", "value": "v2"}]});
         assert!(!f.matches(&other));
         assert!(!f.matches(&json!({})));
+    }
+
+    #[test]
+    fn index_keys_are_found_only_where_every_match_needs_them() {
+        let k = |s: &str| parse_filter(s).unwrap().index_key();
+        assert_eq!(
+            k("internetMessageId eq '<a@b>'"),
+            Some(IndexKey::MessageId("<a@b>".into()))
+        );
+        assert_eq!(
+            k("singleValueExtendedProperties/any(ep: ep/id eq 'String X' and ep/value eq 'v')"),
+            Some(IndexKey::Ext {
+                id: "String X".into(),
+                value: "v".into()
+            })
+        );
+        assert_eq!(
+            k("isRead eq true and internetMessageId eq 'm'"),
+            Some(IndexKey::MessageId("m".into()))
+        );
+        assert_eq!(k("internetMessageId eq 'm' or isRead eq true"), None);
+        assert_eq!(k("internetMessageId ne 'm'"), None);
+        assert_eq!(k("not (internetMessageId eq 'm')"), None);
+        assert_eq!(
+            k("singleValueExtendedProperties/any(ep: ep/id eq 'String X')"),
+            None
+        );
     }
 
     #[test]

@@ -1,14 +1,19 @@
 //! The in-memory mailbox store: mailboxes, folders (with Exchange's well-known folders), items
 //! with their Graph properties, extended properties, raw MIME and attachments, plus upload
 //! sessions. Pure data and lookups; HTTP handlers live in folders.rs, messages.rs and upload.rs.
+//! Items are reached only through [`Mailbox`]'s methods, which keep the indexes (index.rs) in
+//! step and count every item they touch (`visits`, shown per request under `/_emulator`).
 
+use std::cell::Cell;
 use std::collections::{BTreeMap, HashMap};
 
 use base64::Engine as _;
 use chrono::{DateTime, Utc};
 use serde_json::{Map, Value};
 
+use super::blobs::Blob;
 use super::errors::ApiError;
+use super::index::{FolderIndex, Index, IndexKey};
 
 /// Well-known folders: (name, display name, visible under msgfolderroot, hidden, parent well-known).
 /// Folders whose parent is `None` live outside the IPM subtree (not listed by `mailFolders`).
@@ -85,7 +90,7 @@ pub(crate) struct Attachment {
     pub id: String,
     pub name: String,
     pub content_type: String,
-    pub content: Vec<u8>,
+    pub content: Blob,
     pub is_inline: bool,
     pub content_id: Option<String>,
     pub last_modified: String,
@@ -101,24 +106,30 @@ pub(crate) struct Message {
     pub props: Map<String, Value>,
     pub ext: Vec<ExtProp>,
     /// The bytes given to importMime, kept byte for byte.
-    pub raw_mime: Option<Vec<u8>>,
+    pub raw_mime: Option<Blob>,
     pub attachments: Vec<Attachment>,
+    /// The large properties (`blobs::HEAVY`) once moved out of `props` (disk and digest modes).
+    pub heavy: Option<Blob>,
+    /// Size as counted against limits, computed when the item is settled (blobs.rs).
+    pub size: u64,
     pub change: u64,
 }
 
 impl Message {
-    pub fn size(&self) -> u64 {
+    /// The size from the item's current form (settled items use [`Message::size`]).
+    pub fn compute_size(&self) -> u64 {
         // Attachments of a MIME item are parts of its stored bytes: count them once.
         match &self.raw_mime {
-            Some(r) => r.len() as u64,
+            Some(r) => r.len(),
             None => {
                 serde_json::to_vec(&self.props)
                     .map(|v| v.len() as u64)
                     .unwrap_or(0)
+                    + self.heavy.as_ref().map_or(0, Blob::len)
                     + self
                         .attachments
                         .iter()
-                        .map(|a| a.content.len() as u64)
+                        .map(|a| a.content.len())
                         .sum::<u64>()
             }
         }
@@ -157,13 +168,7 @@ impl Message {
 /// Extended property ids compare without regard to case or repeated spaces
 /// (`Integer 0x0E07` == `integer 0x0e07`).
 pub(crate) fn ext_id_eq(a: &str, b: &str) -> bool {
-    let norm = |s: &str| {
-        s.split_whitespace()
-            .collect::<Vec<_>>()
-            .join(" ")
-            .to_ascii_lowercase()
-    };
-    norm(a) == norm(b)
+    super::index::norm_ext_id(a) == super::index::norm_ext_id(b)
 }
 
 #[derive(Debug)]
@@ -172,8 +177,11 @@ pub(crate) struct Mailbox {
     pub address: String,
     pub quota_bytes: u64,
     pub folders: BTreeMap<String, Folder>,
-    pub messages: HashMap<String, Message>,
+    messages: HashMap<String, Message>,
+    index: Index,
     pub next_seq: u64,
+    /// Items touched so far (a measure of work that does not depend on the clock).
+    visits: Cell<u64>,
 }
 
 impl Mailbox {
@@ -184,7 +192,9 @@ impl Mailbox {
             quota_bytes,
             folders: BTreeMap::new(),
             messages: HashMap::new(),
+            index: Index::default(),
             next_seq: 1,
+            visits: Cell::new(0),
         };
         let mut ids: HashMap<&str, String> = HashMap::new();
         for (name, display, hidden, parent) in WELL_KNOWN {
@@ -256,7 +266,117 @@ impl Mailbox {
     }
 
     pub fn used_bytes(&self) -> u64 {
-        self.messages.values().map(Message::size).sum()
+        self.index.used_bytes
+    }
+
+    /// Items touched by this mailbox's methods so far.
+    pub fn visits(&self) -> u64 {
+        self.visits.get()
+    }
+
+    fn visit(&self, n: u64) {
+        self.visits.set(self.visits.get() + n);
+    }
+
+    /// Number of items.
+    pub fn len(&self) -> usize {
+        self.messages.len()
+    }
+
+    /// One item by id.
+    pub fn get(&self, id: &str) -> Option<&Message> {
+        self.visit(1);
+        self.messages.get(id)
+    }
+
+    /// Stores an item (replacing one with the same id), keeping the indexes in step.
+    pub fn insert(&mut self, m: Message) {
+        self.visit(1);
+        if let Some(old) = self.messages.remove(&m.id) {
+            self.index.remove(&old);
+        }
+        self.index.add(&m);
+        self.messages.insert(m.id.clone(), m);
+    }
+
+    /// Removes an item.
+    pub fn remove(&mut self, id: &str) -> Option<Message> {
+        self.visit(1);
+        let m = self.messages.remove(id)?;
+        self.index.remove(&m);
+        Some(m)
+    }
+
+    /// Changes an item in place (through remove and insert, so the indexes follow).
+    pub fn update<T>(&mut self, id: &str, f: impl FnOnce(&mut Message) -> T) -> Option<T> {
+        let mut m = self.remove(id)?;
+        let out = f(&mut m);
+        self.insert(m);
+        Some(out)
+    }
+
+    /// (total, unread) items directly in a folder.
+    pub fn folder_counts(&self, folder_id: &str) -> (u64, u64) {
+        self.index
+            .folders
+            .get(folder_id)
+            .map_or((0, 0), |f| (f.total, f.unread))
+    }
+
+    /// Items newest first (of one folder, or the whole mailbox), after skipping `skip` entries
+    /// of the order index; each item yielded counts as a visit.
+    pub fn newest_first<'a>(
+        &'a self,
+        folder_id: Option<&str>,
+        skip: usize,
+    ) -> Box<dyn Iterator<Item = &'a Message> + 'a> {
+        let order = match folder_id {
+            Some(f) => match self.index.folders.get(f) {
+                Some(FolderIndex { order, .. }) => order,
+                None => return Box::new(std::iter::empty()),
+            },
+            None => &self.index.all,
+        };
+        Box::new(order.iter().rev().skip(skip).filter_map(move |(_, _, id)| {
+            self.visit(1);
+            self.messages.get(id)
+        }))
+    }
+
+    /// Items an index key names, newest first (each one a visit).
+    pub fn by_index(&self, key: &IndexKey) -> Vec<&Message> {
+        let mut out: Vec<&Message> = self
+            .index
+            .lookup(key)
+            .iter()
+            .filter_map(|id| self.get(id))
+            .collect();
+        out.sort_by_key(|m| std::cmp::Reverse(super::index::order_key(m)));
+        out
+    }
+
+    /// Every item, in creation order (inspection only).
+    pub fn all_by_seq(&self) -> Vec<&Message> {
+        self.visit(self.messages.len() as u64);
+        let mut v: Vec<&Message> = self.messages.values().collect();
+        v.sort_by_key(|m| m.seq);
+        v
+    }
+
+    /// Removes every item of these folders (folder delete), visiting only those items.
+    pub fn remove_items_in(&mut self, folder_ids: &[String]) {
+        for f in folder_ids {
+            let ids: Vec<String> = self
+                .index
+                .folders
+                .get(f)
+                .map(|fi| fi.order.iter().map(|(_, _, id)| id.clone()).collect())
+                .unwrap_or_default();
+            for id in ids {
+                self.remove(&id);
+            }
+            self.index.folders.remove(f);
+        }
     }
 
     pub fn take_seq(&mut self) -> u64 {
@@ -344,6 +464,74 @@ mod tests {
         let root = mb.well_known_id("msgfolderroot");
         assert!(mb.subtree(&root).len() >= 14);
         assert!(mb.check_quota(1001).is_err());
+    }
+
+    fn item(mb: &mut Mailbox, folder: &str, received: &str, read: bool, mid: &str) -> Message {
+        let mut props = Map::new();
+        props.insert("receivedDateTime".into(), Value::String(received.into()));
+        props.insert("isRead".into(), Value::Bool(read));
+        props.insert("internetMessageId".into(), Value::String(mid.into()));
+        let mut m = Message {
+            id: new_id("AAMkAD"),
+            folder_id: folder.to_owned(),
+            seq: mb.take_seq(),
+            props,
+            ext: vec![ExtProp {
+                id: "String {00000000-0000-0000-0000-000000000001} Name S".into(),
+                value: mid.to_uppercase(),
+            }],
+            raw_mime: None,
+            attachments: Vec::new(),
+            heavy: None,
+            size: 0,
+            change: 1,
+        };
+        m.size = m.compute_size();
+        m
+    }
+
+    #[test]
+    fn indexes_follow_inserts_updates_and_removals() {
+        let mut mb = Mailbox::new("a@b.example", 1 << 30);
+        let inbox = mb.well_known_id("inbox");
+        let a = item(&mut mb, &inbox, "2020-01-02T00:00:00Z", false, "<a@x>");
+        let b = item(&mut mb, &inbox, "2020-01-01T00:00:00Z", true, "<b@x>");
+        let (ida, idb) = (a.id.clone(), b.id.clone());
+        let total = a.size + b.size;
+        mb.insert(a);
+        mb.insert(b);
+        assert_eq!(mb.used_bytes(), total);
+        assert_eq!(mb.folder_counts(&inbox), (2, 1));
+        let order: Vec<&str> = mb
+            .newest_first(Some(&inbox), 0)
+            .map(|m| m.id.as_str())
+            .collect();
+        assert_eq!(order, [ida.as_str(), idb.as_str()], "newest first");
+        let by_mid = mb.by_index(&IndexKey::MessageId("<A@X>".into()));
+        assert_eq!(by_mid.len(), 1, "Message-IDs compare ignoring case");
+        let key = IndexKey::Ext {
+            id: "string {00000000-0000-0000-0000-000000000001}  name S".into(),
+            value: "<b@x>".into(),
+        };
+        assert_eq!(mb.by_index(&key)[0].id, idb);
+        // A change goes through remove and insert: the unread count and the index follow.
+        mb.update(&ida, |m| {
+            m.props.insert("isRead".into(), Value::Bool(true));
+            m.ext[0].value = "changed".into();
+        });
+        assert_eq!(mb.folder_counts(&inbox), (2, 0));
+        assert!(
+            mb.by_index(&IndexKey::Ext {
+                id: "String {00000000-0000-0000-0000-000000000001} Name S".into(),
+                value: "<A@X>".into()
+            })
+            .is_empty()
+        );
+        mb.remove_items_in(std::slice::from_ref(&inbox));
+        assert_eq!(mb.used_bytes(), 0);
+        assert_eq!(mb.folder_counts(&inbox), (0, 0));
+        assert_eq!(mb.len(), 0);
+        assert!(mb.visits() > 0);
     }
 
     #[test]

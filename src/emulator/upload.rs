@@ -11,6 +11,7 @@ use base64::Engine as _;
 use serde_json::{Map, Value, json};
 use tokio::time::Instant;
 
+use super::blobs::Blob;
 use super::dispatch::{Call, Reply};
 use super::errors::ApiError;
 use super::messages::attach;
@@ -54,7 +55,7 @@ pub(crate) fn parse_file_attachment(a: &Map<String, Value>) -> Result<Attachment
             .and_then(Value::as_str)
             .unwrap_or("application/octet-stream")
             .to_owned(),
-        content,
+        content: Blob::Memory(content),
         is_inline: a.get("isInline").and_then(Value::as_bool).unwrap_or(false),
         content_id: a
             .get("contentId")
@@ -85,8 +86,8 @@ pub(crate) fn list_attachments(
     let value: Vec<Value> = m
         .attachments
         .iter()
-        .map(|a| attachment_json(a, true))
-        .collect();
+        .map(|a| attachment_json(&ctx.emu.blobs, a, true))
+        .collect::<Result<_, _>>()?;
     Ok(Reply::json(
         200,
         json!({"@odata.context": attachments_context(ctx, id, false), "value": value}),
@@ -104,7 +105,7 @@ pub(crate) fn add_attachment(
     let mut store = lock(&ctx.emu.store);
     let mb = store.mailbox_mut(&ctx.mailbox)?;
     find(mb, folder, id)?;
-    let mut v = attachment_json(&a, true);
+    let mut v = attachment_json(&ctx.emu.blobs, &a, true)?;
     attach(ctx, mb, id, a)?;
     v["@odata.context"] = json!(attachments_context(ctx, id, true));
     Ok(Reply::json(201, v))
@@ -126,7 +127,7 @@ pub(crate) fn get_attachment(
         .iter()
         .find(|a| a.id == aid)
         .ok_or_else(|| ApiError::not_found(&format!("attachment {aid}")))?;
-    let mut v = attachment_json(a, true);
+    let mut v = attachment_json(&ctx.emu.blobs, a, true)?;
     v["@odata.context"] = json!(attachments_context(ctx, id, true));
     Ok(Reply::json(200, v))
 }
@@ -139,17 +140,20 @@ pub(crate) fn delete_attachment(
 ) -> Result<Reply, ApiError> {
     let mut store = lock(&ctx.emu.store);
     let mb = store.mailbox_mut(&ctx.mailbox)?;
-    find(mb, folder, id)?;
-    let m = mb
-        .messages
-        .get_mut(id)
-        .ok_or_else(|| ApiError::not_found(id))?;
-    let before = m.attachments.len();
-    m.attachments.retain(|a| a.id != aid);
-    if m.attachments.len() == before {
+    let m = find(mb, folder, id)?;
+    let Some(gone) = m
+        .attachments
+        .iter()
+        .find(|a| a.id == aid)
+        .map(|a| a.content.len())
+    else {
         return Err(ApiError::not_found(&format!("attachment {aid}")));
-    }
-    m.touch();
+    };
+    mb.update(id, |m| {
+        m.attachments.retain(|a| a.id != aid);
+        m.size = m.size.saturating_sub(gone);
+        m.touch();
+    });
     Ok(Reply::no_content())
 }
 
@@ -188,7 +192,7 @@ pub(crate) fn create_session(
     let mut store = lock(&ctx.emu.store);
     let mb = store.mailbox_mut(&ctx.mailbox)?;
     let m = find(mb, folder, id)?;
-    if m.size() + size > cfg.limits.max_message_bytes {
+    if m.size + size > cfg.limits.max_message_bytes {
         return Err(ApiError::new(
             413,
             "ErrorMessageSizeExceeded",
@@ -354,7 +358,7 @@ pub(crate) async fn put_chunk(
         id: new_id("AAMkADAtt"),
         name: s.name,
         content_type: s.content_type,
-        content: s.data,
+        content: Blob::Memory(s.data),
         is_inline: s.is_inline,
         content_id: s.content_id,
         last_modified: now_string(),

@@ -7,9 +7,11 @@
 
 use serde_json::{Map, Value, json};
 
+use super::blobs::{Blobs, HEAVY};
 use super::dispatch::{Body, Reply};
 use super::errors::ApiError;
 use super::folders::resolve_chain;
+use super::index::IndexKey;
 use super::routes::Ctx;
 use super::store::{Attachment, Mailbox, Message, ext_id_eq};
 use super::{lock, mime};
@@ -60,7 +62,11 @@ pub(crate) fn ext_view(m: &Message) -> Vec<Value> {
     out
 }
 
-pub(crate) fn attachment_json(a: &Attachment, with_content: bool) -> Value {
+pub(crate) fn attachment_json(
+    blobs: &Blobs,
+    a: &Attachment,
+    with_content: bool,
+) -> Result<Value, ApiError> {
     use base64::Engine as _;
     let mut v = json!({
         "@odata.type": "#microsoft.graph.fileAttachment",
@@ -74,10 +80,10 @@ pub(crate) fn attachment_json(a: &Attachment, with_content: bool) -> Value {
         "contentLocation": null,
     });
     if with_content {
-        v["contentBytes"] =
-            Value::String(base64::engine::general_purpose::STANDARD.encode(&a.content));
+        let bytes = blobs.read(&a.content)?;
+        v["contentBytes"] = Value::String(base64::engine::general_purpose::STANDARD.encode(bytes));
     }
-    v
+    Ok(v)
 }
 
 /// The full JSON form used by filters (every property and every extended property).
@@ -93,7 +99,7 @@ fn filter_view(m: &Message) -> Value {
 }
 
 /// The JSON form a client sees, after `$select` and `$expand`.
-pub(crate) fn message_json(ctx: &Ctx<'_>, m: &Message) -> Map<String, Value> {
+pub(crate) fn message_json(ctx: &Ctx<'_>, m: &Message) -> Result<Map<String, Value>, ApiError> {
     let q = &ctx.query;
     let mut o = Map::new();
     o.insert(
@@ -103,6 +109,14 @@ pub(crate) fn message_json(ctx: &Ctx<'_>, m: &Message) -> Map<String, Value> {
     o.insert("id".into(), Value::String(m.id.clone()));
     for (k, v) in &m.props {
         o.insert(k.clone(), v.clone());
+    }
+    // Spilled bodies are read back only when the answer shows them.
+    let wants_heavy = q.select.as_ref().is_none_or(|s| {
+        s.iter()
+            .any(|x| HEAVY.iter().any(|h| h.eq_ignore_ascii_case(x)))
+    });
+    if m.heavy.is_some() && wants_heavy {
+        o.extend(ctx.emu.blobs.heavy_props(m)?);
     }
     o.insert(
         "changeKey".into(),
@@ -132,11 +146,11 @@ pub(crate) fn message_json(ctx: &Ctx<'_>, m: &Message) -> Map<String, Value> {
         let atts = m
             .attachments
             .iter()
-            .map(|a| attachment_json(a, true))
-            .collect();
+            .map(|a| attachment_json(&ctx.emu.blobs, a, true))
+            .collect::<Result<Vec<_>, _>>()?;
         o.insert("attachments".into(), Value::Array(atts));
     }
-    o
+    Ok(o)
 }
 
 /// `@odata.context` tail for messages, with the `$select` list when present.
@@ -160,7 +174,6 @@ pub(crate) fn find<'a>(
     id: &str,
 ) -> Result<&'a Message, ApiError> {
     let m = mb
-        .messages
         .get(id)
         .ok_or_else(|| ApiError::not_found(&format!("message {id}")))?;
     if let Some(chain) = folder
@@ -179,28 +192,52 @@ pub(crate) fn list_messages(ctx: &Ctx<'_>, folder: Option<&[String]>) -> Result<
         .ok_or_else(|| ApiError::not_found("mailbox"))?;
     let folder_id = folder.map(|c| resolve_chain(mb, c)).transpose()?;
     let top = ctx.query.page_size(ctx.emu.config.page_size, 1000)?;
-    let mut items: Vec<&Message> = mb
-        .messages
-        .values()
-        .filter(|m| folder_id.as_ref().is_none_or(|f| &m.folder_id == f))
-        .collect();
-    if let Some(f) = &ctx.query.filter {
-        items.retain(|m| f.matches(&filter_view(m)));
-    }
-    // Newest first, as Graph lists messages by default.
-    items.sort_by(|a, b| {
-        let ka = (a.str_prop("receivedDateTime").unwrap_or(""), a.seq);
-        let kb = (b.str_prop("receivedDateTime").unwrap_or(""), b.seq);
-        kb.cmp(&ka)
-    });
-    let values: Vec<Value> = items
+    let skip = ctx.query.skip;
+    let in_folder = |m: &Message| folder_id.as_ref().is_none_or(|f| &m.folder_id == f);
+    // Computed properties are not in the index (they are derived when read).
+    let key = ctx
+        .query
+        .filter
+        .as_ref()
+        .and_then(|f| f.index_key())
+        .filter(|k| match k {
+            IndexKey::Ext { id, .. } => ![FLAGS, DELIVERY_TIME, SUBMIT_TIME]
+                .iter()
+                .any(|c| ext_id_eq(c, id)),
+            IndexKey::MessageId(_) => true,
+        });
+    // Newest first, as Graph lists messages by default; one item past the page tells whether
+    // another page follows.
+    let items: Vec<&Message> = match (&ctx.query.filter, key) {
+        (Some(f), Some(k)) => mb
+            .by_index(&k)
+            .into_iter()
+            .filter(|m| in_folder(m) && f.matches(&filter_view(m)))
+            .skip(skip)
+            .take(top + 1)
+            .collect(),
+        (Some(f), None) => mb
+            .newest_first(folder_id.as_deref(), 0)
+            .filter(|m| f.matches(&filter_view(m)))
+            .skip(skip)
+            .take(top + 1)
+            .collect(),
+        (None, _) => mb
+            .newest_first(folder_id.as_deref(), skip)
+            .take(top + 1)
+            .collect(),
+    };
+    let more = items.len() > top;
+    let values = items
         .iter()
-        .map(|m| Value::Object(message_json(ctx, m)))
-        .collect();
-    Ok(Reply::json(
-        200,
-        page(ctx, messages_context(ctx, false), values, top),
-    ))
+        .take(top)
+        .map(|m| message_json(ctx, m).map(Value::Object))
+        .collect::<Result<Vec<_>, _>>()?;
+    let mut out = json!({"@odata.context": messages_context(ctx, false), "value": values});
+    if more {
+        out["@odata.nextLink"] = Value::String(ctx.query.next_link(&ctx.url(), top));
+    }
+    Ok(Reply::json(200, out))
 }
 
 pub(crate) fn get_message(
@@ -214,7 +251,7 @@ pub(crate) fn get_message(
         .get(&ctx.mailbox)
         .ok_or_else(|| ApiError::not_found("mailbox"))?;
     let m = find(mb, folder, id)?;
-    let mut o = message_json(ctx, m);
+    let mut o = message_json(ctx, m)?;
     o.insert(
         "@odata.context".into(),
         Value::String(messages_context(ctx, true)),
@@ -234,8 +271,8 @@ pub(crate) fn message_value(
         .ok_or_else(|| ApiError::not_found("mailbox"))?;
     let m = find(mb, folder, id)?;
     let data = match &m.raw_mime {
-        Some(raw) => raw.clone(),
-        None => mime::generate(m),
+        Some(raw) => ctx.emu.blobs.read(raw)?.into_owned(),
+        None => mime::generate(&ctx.emu.blobs, m)?,
     };
     Ok(Reply {
         status: 200,

@@ -6,6 +6,7 @@ mod batch_upload;
 mod folders;
 mod messages;
 mod openapi_walk;
+mod scale;
 mod serve;
 mod throttling;
 
