@@ -44,7 +44,10 @@ fn parse(frame: &(Vec<u8>, Vec<Vec<u8>>)) -> Result<Response, WireError> {
 /// `~}`, not a literal8 announcement and not a crash.
 #[test]
 fn tilde_brace_lines_are_one_frame_each_and_atoms() {
-    let (f, end) = frames(b"* LIST () \"/\" ~}\r\n* FLAGS (~} ~archive $a[b)\r\n", 8192);
+    let (f, end) = frames(
+        b"* LIST () \"/\" ~}\r\n* FLAGS (~} ~archive $a[b)\r\n",
+        8192,
+    );
     assert_eq!(f.len(), 2);
     assert!(matches!(end, Some(FrameError::Closed)));
     let Response::Data { args, .. } = parse(&f[0]).expect("LIST parses") else {
