@@ -533,3 +533,7 @@ fn percent_decode(v: &str) -> String {
 
 #[cfg(test)]
 mod tests;
+
+#[cfg(test)]
+#[path = "skeleton_props.rs"]
+mod props;
