@@ -11,8 +11,11 @@ use crate::source::imap::wire::{Response, WireError};
 
 const T: Duration = Duration::from_secs(60);
 
+/// A frame's line bytes and its side literals' bytes.
+type Owned = (Vec<u8>, Vec<Vec<u8>>);
+
 /// Every frame `data` holds, read with a buffer of `capacity` bytes, until the first error.
-fn frames(data: &[u8], capacity: usize) -> (Vec<(Vec<u8>, Vec<Vec<u8>>)>, Option<FrameError>) {
+fn frames(data: &[u8], capacity: usize) -> (Vec<Owned>, Option<FrameError>) {
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_time()
         .build()
@@ -35,7 +38,7 @@ fn frames(data: &[u8], capacity: usize) -> (Vec<(Vec<u8>, Vec<Vec<u8>>)>, Option
     })
 }
 
-fn parse(frame: &(Vec<u8>, Vec<Vec<u8>>)) -> Result<Response, WireError> {
+fn parse(frame: &Owned) -> Result<Response, WireError> {
     let mut side: Vec<Body> = frame.1.iter().cloned().map(Body::Memory).collect();
     wire::parse_response_with(&frame.0, &mut side)
 }
