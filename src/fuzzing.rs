@@ -8,9 +8,9 @@
 use std::time::Duration;
 
 use crate::body::Body;
+use crate::imap::conn::reader;
+use crate::imap::wire;
 use crate::sink::graph::{decode, skeleton};
-use crate::source::imap::conn::reader;
-use crate::source::imap::wire;
 use crate::source::maildir::filename::MaildirName;
 
 /// IMAP responses: frames `data` as a server's byte stream (lines and literals, large ones to
@@ -97,5 +97,4 @@ pub fn maildir_name(data: &[u8]) {
 }
 
 #[cfg(test)]
-#[path = "fuzzing_tests.rs"]
 mod tests;

@@ -718,9 +718,7 @@ mod tests {
 }
 
 #[cfg(test)]
-#[path = "wire_props.rs"]
 pub(crate) mod props;
 
 #[cfg(test)]
-#[path = "wire_known_answers.rs"]
 mod known_answers;

@@ -140,5 +140,4 @@ async fn read_literal<R: AsyncBufRead + Unpin>(
 }
 
 #[cfg(test)]
-#[path = "reader_tests.rs"]
 mod tests;

@@ -535,5 +535,4 @@ fn percent_decode(v: &str) -> String {
 mod tests;
 
 #[cfg(test)]
-#[path = "skeleton_props.rs"]
 mod props;

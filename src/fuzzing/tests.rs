@@ -5,7 +5,7 @@
 use proptest::prelude::*;
 
 use super::*;
-use crate::source::imap::wire::props::imapish;
+use crate::imap::wire::props::imapish;
 
 /// Concatenated fragments chosen from `words`, mixed with arbitrary bytes.
 fn shaped(words: &'static [&'static str], max: usize) -> impl Strategy<Value = Vec<u8>> {

@@ -6,8 +6,8 @@ use proptest::prelude::*;
 use tokio::io::BufReader;
 
 use super::*;
-use crate::source::imap::wire::props::{Bytes, imapish};
-use crate::source::imap::wire::{Response, WireError};
+use crate::imap::wire::props::{Bytes, imapish};
+use crate::imap::wire::{Response, WireError};
 
 const T: Duration = Duration::from_secs(60);
 
