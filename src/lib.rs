@@ -31,6 +31,8 @@ pub mod demo;
 pub mod doctor;
 pub mod emulator;
 pub mod engine;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod header;
 pub mod imap;
 pub mod ledger;

@@ -110,6 +110,25 @@ mod tests {
         assert!(decode("&A-").is_err());
     }
 
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(512))]
+
+        /// Any Unicode name (controls, `&`, astral characters, unpaired runs of non-ASCII)
+        /// encodes to printable ASCII that decodes back to exactly the name.
+        #[test]
+        fn round_trip_any_unicode_string(s in proptest::prelude::any::<String>()) {
+            let e = encode(&s);
+            proptest::prop_assert!(e.bytes().all(|b| (0x20..0x7f).contains(&b)), "{:?}", e);
+            proptest::prop_assert_eq!(decode(&e), Ok(s));
+        }
+
+        /// Names mixing the characters that change the encoder's state.
+        #[test]
+        fn round_trip_mixed_names(s in "([&\\-/ a-zA-Z]|[\u{80}-\u{7ff}]|[\u{e000}-\u{ffff}]|[\u{10000}-\u{10ffff}]){0,40}") {
+            proptest::prop_assert_eq!(decode(&encode(&s)), Ok(s));
+        }
+    }
+
     #[test]
     fn round_trip_any_string() {
         for s in [

@@ -18,6 +18,7 @@ use super::transport::{self, Stream};
 use super::wire::{self, Command, Part, RespText, Response, Status};
 
 mod framing;
+pub(crate) mod reader;
 
 /// Literals at least this big are written straight to the socket instead of being copied.
 const DIRECT_WRITE: usize = 64 << 10;

@@ -6,7 +6,8 @@
 //! - [`wire`]: framing of server responses (lines and literals) and a generic tokenizer, and the
 //!   command encoder. Free of I/O.
 //! - [`conn`]: one connection: tagged commands, a timeout on every network wait, literals spooled
-//!   when large (`conn/framing`). [`auth`]: LOGIN, AUTHENTICATE PLAIN with authzid, XOAUTH2.
+//!   when large (`conn/reader` reads a response from any buffered reader, `conn/framing` runs it
+//!   on the socket). [`auth`]: LOGIN, AUTHENTICATE PLAIN with authzid, XOAUTH2.
 //! - [`ops`] and [`fetch`]: LIST, NAMESPACE, EXAMINE/SELECT, STATUS, UID FETCH and the
 //!   interpretation of their answers; IMAP date-times and UID sets.
 //! - [`error`]: [`ImapError`] with the endpoint and command it concerns; [`settings`]: endpoints,

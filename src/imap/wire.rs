@@ -145,17 +145,70 @@ pub(crate) enum Response {
     },
 }
 
+/// Why a response could not be tokenised: what was wrong and where.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{kind} at byte {at} near {near:?}")]
+pub(crate) struct WireError {
+    pub(crate) kind: WireErrorKind,
+    /// Byte offset in the framed response.
+    pub(crate) at: usize,
+    /// Up to 40 bytes either side, lossily decoded, for the operator.
+    pub(crate) near: String,
+}
+
+/// The ways a framed response can be malformed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub(crate) enum WireErrorKind {
+    #[error("empty response")]
+    Empty,
+    #[error("tagged response without status")]
+    TaggedWithoutStatus,
+    #[error("unterminated response code")]
+    UnterminatedCode,
+    #[error("unterminated list")]
+    UnterminatedList,
+    #[error("lists nested more than {MAX_NESTING} deep")]
+    TooDeep,
+    #[error("unterminated quoted string")]
+    UnterminatedQuoted,
+    #[error("bad literal announcement")]
+    BadLiteral,
+    #[error("bad side literal")]
+    BadSideLiteral,
+    #[error("literal without CRLF")]
+    LiteralWithoutCrlf,
+    #[error("literal shorter than announced")]
+    ShortLiteral,
+    #[error("unexpected character")]
+    Unexpected,
+}
+
+/// Deepest list nesting accepted. The tokenizer recurses per level, so an unbounded depth would
+/// let `((((...` overflow the stack; real responses (BODYSTRUCTURE of nested multiparts)
+/// stay far below this.
+pub(crate) const MAX_NESTING: usize = 100;
+
+/// FETCH attributes whose `[section]` may contain spaces and parentheses
+/// (`BODY[HEADER.FIELDS (MESSAGE-ID)]`); after any other atom `[` is an ordinary atom character
+/// (`$a[b` is a legal keyword).
+const SECTION_ATOMS: [&str; 5] = ["BODY", "BODY.PEEK", "BINARY", "BINARY.PEEK", "BINARY.SIZE"];
+
 /// Parses one response as framed by [`literal_announced`] (line, literals inline, final CRLF).
 #[cfg(test)]
-pub(crate) fn parse_response(buf: &[u8]) -> Result<Response, String> {
+pub(crate) fn parse_response(buf: &[u8]) -> Result<Response, WireError> {
     parse_response_with(buf, &mut Vec::new())
 }
 
 /// Like [`parse_response`], where large literals were read aside: `{@k}` + CRLF in `buf` stands
 /// for `side[k]`, which is moved (not copied) into the value. Saves one copy of every body, and
 /// lets the largest ones stay on disk.
-pub(crate) fn parse_response_with(buf: &[u8], side: &mut [Body]) -> Result<Response, String> {
-    let mut c = Cursor { buf, pos: 0, side };
+pub(crate) fn parse_response_with(buf: &[u8], side: &mut [Body]) -> Result<Response, WireError> {
+    let mut c = Cursor {
+        buf,
+        pos: 0,
+        side,
+        depth: 0,
+    };
     if c.peek() == Some(b'+') {
         c.pos += 1;
         c.skip_spaces();
@@ -163,13 +216,13 @@ pub(crate) fn parse_response_with(buf: &[u8], side: &mut [Body]) -> Result<Respo
     }
     let tag = c.word();
     if tag.is_empty() {
-        return Err(c.error("empty response"));
+        return Err(c.error(WireErrorKind::Empty));
     }
     c.skip_spaces();
     if tag != "*" {
         let word = c.word();
         let status =
-            Status::parse(&word).ok_or_else(|| c.error("tagged response without status"))?;
+            Status::parse(&word).ok_or_else(|| c.error(WireErrorKind::TaggedWithoutStatus))?;
         let text = c.resp_text()?;
         return Ok(Response::Tagged { tag, status, text });
     }
@@ -205,32 +258,46 @@ pub(crate) fn literal_announced(line: &[u8]) -> Option<usize> {
     let line = line.strip_suffix(b"\r").unwrap_or(line);
     let inner = line.strip_suffix(b"}")?;
     let open = inner.iter().rposition(|&b| b == b'{')?;
-    let digits = &inner[open + 1..];
+    let digits = inner.get(open + 1..)?;
     let digits = digits.strip_suffix(b"+").unwrap_or(digits);
+    literal_length(digits)
+}
+
+/// `number` of a literal announcement: ASCII digits only (`str::parse` would also take a sign).
+fn literal_length(digits: &[u8]) -> Option<usize> {
     if digits.is_empty() || !digits.iter().all(u8::is_ascii_digit) {
         return None;
     }
     std::str::from_utf8(digits).ok()?.parse().ok()
 }
 
+/// Position in one framed response. Every index is checked (`get`, `checked_add`): the bytes
+/// come from the server, and no byte sequence may panic.
 struct Cursor<'a, 's> {
     buf: &'a [u8],
     pos: usize,
     side: &'s mut [Body],
+    /// Lists currently open.
+    depth: usize,
 }
 
 impl Cursor<'_, '_> {
     fn peek(&self) -> Option<u8> {
         self.buf.get(self.pos).copied()
     }
-    fn error(&self, what: &str) -> String {
-        let start = self.pos.saturating_sub(40);
-        let end = (self.pos + 40).min(self.buf.len());
-        format!(
-            "{what} at byte {} near {:?}",
-            self.pos,
-            String::from_utf8_lossy(&self.buf[start..end])
-        )
+    fn peek_at(&self, ahead: usize) -> Option<u8> {
+        self.buf.get(self.pos.checked_add(ahead)?).copied()
+    }
+    fn error(&self, kind: WireErrorKind) -> WireError {
+        let at = self.pos.min(self.buf.len());
+        let start = at.saturating_sub(40);
+        let end = at.saturating_add(40).min(self.buf.len());
+        WireError {
+            kind,
+            at,
+            near: String::from_utf8_lossy(self.buf.get(start..end).unwrap_or_default())
+                .into_owned(),
+        }
     }
     fn skip_spaces(&mut self) {
         while self.peek() == Some(b' ') {
@@ -239,6 +306,10 @@ impl Cursor<'_, '_> {
     }
     fn at_line_end(&self) -> bool {
         matches!(self.peek(), None | Some(b'\r') | Some(b'\n'))
+    }
+    /// The bytes from `start` to the cursor.
+    fn since(&self, start: usize) -> &[u8] {
+        self.buf.get(start..self.pos).unwrap_or_default()
     }
     /// A run of non-space, non-CRLF bytes.
     fn word(&mut self) -> String {
@@ -249,16 +320,16 @@ impl Cursor<'_, '_> {
             }
             self.pos += 1;
         }
-        String::from_utf8_lossy(&self.buf[start..self.pos]).into_owned()
+        String::from_utf8_lossy(self.since(start)).into_owned()
     }
     fn rest_of_line(&mut self) -> String {
         let start = self.pos;
         while !self.at_line_end() {
             self.pos += 1;
         }
-        String::from_utf8_lossy(&self.buf[start..self.pos]).into_owned()
+        String::from_utf8_lossy(self.since(start)).into_owned()
     }
-    fn resp_text(&mut self) -> Result<RespText, String> {
+    fn resp_text(&mut self) -> Result<RespText, WireError> {
         self.skip_spaces();
         let mut code = None;
         if self.peek() == Some(b'[') {
@@ -272,7 +343,7 @@ impl Cursor<'_, '_> {
                         break;
                     }
                     None | Some(b'\r') | Some(b'\n') => {
-                        return Err(self.error("unterminated response code"));
+                        return Err(self.error(WireErrorKind::UnterminatedCode));
                     }
                     _ => tokens.push(self.value(true)?),
                 }
@@ -289,122 +360,141 @@ impl Cursor<'_, '_> {
         })
     }
     /// One value. In a response code an atom also ends at `]`.
-    fn value(&mut self, in_code: bool) -> Result<Value, String> {
+    fn value(&mut self, in_code: bool) -> Result<Value, WireError> {
         match self.peek() {
-            Some(b'(') => {
+            Some(b'(') => self.list(in_code),
+            Some(b'"') => self.quoted(),
+            // literal8 (RFC 3516): `~` only announces one when `{` follows; `~archive` is an atom.
+            Some(b'~') if self.peek_at(1) == Some(b'{') => {
                 self.pos += 1;
-                let mut items = Vec::new();
-                loop {
-                    self.skip_spaces();
-                    match self.peek() {
-                        Some(b')') => {
-                            self.pos += 1;
-                            return Ok(Value::List(items));
-                        }
-                        None => return Err(self.error("unterminated list")),
-                        Some(b'\r') | Some(b'\n') => return Err(self.error("unterminated list")),
-                        _ => items.push(self.value(in_code)?),
+                self.literal()
+            }
+            Some(b'{') => self.literal(),
+            _ => self.atom(in_code),
+        }
+    }
+    fn list(&mut self, in_code: bool) -> Result<Value, WireError> {
+        if self.depth >= MAX_NESTING {
+            return Err(self.error(WireErrorKind::TooDeep));
+        }
+        self.depth += 1;
+        self.pos += 1;
+        let mut items = Vec::new();
+        loop {
+            self.skip_spaces();
+            match self.peek() {
+                Some(b')') => {
+                    self.pos += 1;
+                    self.depth -= 1;
+                    return Ok(Value::List(items));
+                }
+                None | Some(b'\r') | Some(b'\n') => {
+                    return Err(self.error(WireErrorKind::UnterminatedList));
+                }
+                _ => items.push(self.value(in_code)?),
+            }
+        }
+    }
+    fn quoted(&mut self) -> Result<Value, WireError> {
+        self.pos += 1;
+        let mut out = Vec::new();
+        loop {
+            match self.peek() {
+                Some(b'"') => {
+                    self.pos += 1;
+                    return Ok(Value::Str(out));
+                }
+                Some(b'\\') => {
+                    self.pos += 1;
+                    if let Some(b) = self.peek() {
+                        out.push(b);
+                        self.pos += 1;
                     }
                 }
-            }
-            Some(b'"') => {
-                self.pos += 1;
-                let mut out = Vec::new();
-                loop {
-                    match self.peek() {
-                        Some(b'"') => {
-                            self.pos += 1;
-                            return Ok(Value::Str(out));
-                        }
-                        Some(b'\\') => {
-                            self.pos += 1;
-                            if let Some(b) = self.peek() {
-                                out.push(b);
-                                self.pos += 1;
-                            }
-                        }
-                        Some(b'\r') | Some(b'\n') | None => {
-                            return Err(self.error("unterminated quoted string"));
-                        }
-                        Some(b) => {
-                            out.push(b);
-                            self.pos += 1;
-                        }
-                    }
+                Some(b'\r') | Some(b'\n') | None => {
+                    return Err(self.error(WireErrorKind::UnterminatedQuoted));
                 }
-            }
-            Some(b'{') | Some(b'~') => {
-                if self.peek() == Some(b'~') {
+                Some(b) => {
+                    out.push(b);
                     self.pos += 1;
                 }
-                let close = self.buf[self.pos..]
-                    .iter()
-                    .position(|&b| b == b'}')
-                    .ok_or_else(|| self.error("bad literal"))?;
-                let spec = &self.buf[self.pos + 1..self.pos + close];
-                if let Some(index) = spec.strip_prefix(b"@") {
-                    let k: usize = std::str::from_utf8(index)
-                        .ok()
-                        .and_then(|s| s.parse().ok())
-                        .filter(|&k| k < self.side.len())
-                        .ok_or_else(|| self.error("bad side literal"))?;
-                    self.pos += close + 1;
-                    if self.buf.get(self.pos..self.pos + 2) != Some(b"\r\n") {
-                        return Err(self.error("side literal without CRLF"));
-                    }
-                    self.pos += 2;
-                    return Ok(
-                        match std::mem::replace(&mut self.side[k], Body::Memory(Vec::new())) {
-                            Body::Memory(v) => Value::Str(v),
-                            Body::Spooled(s) => Value::Spooled(s),
-                        },
-                    );
-                }
-                let spec = spec.strip_suffix(b"+").unwrap_or(spec);
-                let len: usize = std::str::from_utf8(spec)
-                    .ok()
-                    .and_then(|s| s.parse().ok())
-                    .ok_or_else(|| self.error("bad literal length"))?;
-                self.pos += close + 1;
-                if self.peek() == Some(b'\r') {
-                    self.pos += 1;
-                }
-                if self.peek() != Some(b'\n') {
-                    return Err(self.error("literal without CRLF"));
-                }
-                self.pos += 1;
-                let end = self.pos + len;
-                if end > self.buf.len() {
-                    return Err(self.error("literal shorter than announced"));
-                }
-                let data = self.buf[self.pos..end].to_vec();
-                self.pos = end;
-                Ok(Value::Str(data))
             }
-            _ => {
-                let start = self.pos;
-                let mut depth = 0usize;
-                while let Some(b) = self.peek() {
-                    match b {
-                        b'[' => depth += 1,
-                        b']' if depth > 0 => depth -= 1,
-                        b']' if in_code => break,
-                        b'\r' | b'\n' => break,
-                        b' ' | b'(' | b')' if depth == 0 => break,
-                        _ => {}
-                    }
-                    self.pos += 1;
-                }
-                if self.pos == start {
-                    return Err(self.error("unexpected character"));
-                }
-                let atom = String::from_utf8_lossy(&self.buf[start..self.pos]).into_owned();
-                if atom.eq_ignore_ascii_case("NIL") {
-                    Ok(Value::Nil)
-                } else {
-                    Ok(Value::Atom(atom))
-                }
+        }
+    }
+    /// `{N}` / `{N+}` then CRLF and N bytes, or `{@k}` then CRLF for a side literal. The cursor
+    /// is on `{`.
+    fn literal(&mut self) -> Result<Value, WireError> {
+        let rest = self.buf.get(self.pos + 1..).unwrap_or_default();
+        let close = rest
+            .iter()
+            .position(|&b| b == b'}')
+            .ok_or_else(|| self.error(WireErrorKind::BadLiteral))?;
+        let spec = &rest[..close];
+        if let Some(index) = spec.strip_prefix(b"@") {
+            let k = literal_length(index)
+                .filter(|&k| k < self.side.len())
+                .ok_or_else(|| self.error(WireErrorKind::BadSideLiteral))?;
+            self.pos += close + 2;
+            if self.buf.get(self.pos..self.pos + 2) != Some(b"\r\n") {
+                return Err(self.error(WireErrorKind::LiteralWithoutCrlf));
             }
+            self.pos += 2;
+            return Ok(
+                match std::mem::replace(&mut self.side[k], Body::Memory(Vec::new())) {
+                    Body::Memory(v) => Value::Str(v),
+                    Body::Spooled(s) => Value::Spooled(s),
+                },
+            );
+        }
+        let digits = spec.strip_suffix(b"+").unwrap_or(spec);
+        let len = literal_length(digits).ok_or_else(|| self.error(WireErrorKind::BadLiteral))?;
+        self.pos += close + 2;
+        if self.peek() == Some(b'\r') {
+            self.pos += 1;
+        }
+        if self.peek() != Some(b'\n') {
+            return Err(self.error(WireErrorKind::LiteralWithoutCrlf));
+        }
+        self.pos += 1;
+        let data = self
+            .pos
+            .checked_add(len)
+            .and_then(|end| self.buf.get(self.pos..end))
+            .ok_or_else(|| self.error(WireErrorKind::ShortLiteral))?;
+        self.pos += len;
+        Ok(Value::Str(data.to_vec()))
+    }
+    /// An atom, number or `NIL`: up to a space, parenthesis or line end (and `]` in a response
+    /// code), except inside the `[section]` of a [`SECTION_ATOMS`] attribute.
+    fn atom(&mut self, in_code: bool) -> Result<Value, WireError> {
+        let start = self.pos;
+        let mut in_section = false;
+        while let Some(b) = self.peek() {
+            match b {
+                b'\r' | b'\n' => break,
+                b'[' if !in_section
+                    && SECTION_ATOMS
+                        .iter()
+                        .any(|a| a.as_bytes().eq_ignore_ascii_case(self.since(start))) =>
+                {
+                    in_section = true;
+                }
+                b']' if in_section => in_section = false,
+                _ if in_section => {}
+                b']' if in_code => break,
+                b' ' | b'(' | b')' => break,
+                _ => {}
+            }
+            self.pos += 1;
+        }
+        if self.pos == start {
+            return Err(self.error(WireErrorKind::Unexpected));
+        }
+        let atom = String::from_utf8_lossy(self.since(start)).into_owned();
+        if atom.eq_ignore_ascii_case("NIL") {
+            Ok(Value::Nil)
+        } else {
+            Ok(Value::Atom(atom))
         }
     }
 }
@@ -626,3 +716,9 @@ mod tests {
         );
     }
 }
+
+#[cfg(test)]
+pub(crate) mod props;
+
+#[cfg(test)]
+mod known_answers;

@@ -155,3 +155,61 @@ proptest! {
         prop_assert_eq!(&first, &mapper.map(&shuffled));
     }
 }
+
+/// Any names at all (arbitrary Unicode, controls, delimiters, empty-looking), each source folder
+/// listed once.
+fn any_folders() -> impl Strategy<Value = Vec<SourceFolder>> {
+    let seg = prop_oneof![
+        3 => any::<String>().prop_filter("non-empty", |s| !s.is_empty()),
+        1 => segment(),
+    ];
+    let folder = (
+        prop::collection::vec(seg, 1..4),
+        prop::sample::select(vec!['/', '.']),
+    )
+        .prop_map(|(segs, delim)| SourceFolder {
+            raw_name: segs.join(&delim.to_string()),
+            path: FolderPath::new(segs).expect("segments are non-empty"),
+            delimiter: Some(delim),
+            special_use: None,
+            selectable: true,
+        });
+    prop::collection::vec(folder, 0..20).prop_map(|v| {
+        let mut seen = BTreeSet::new();
+        v.into_iter()
+            .filter(|f| seen.insert(f.path.segments().to_vec()))
+            .collect()
+    })
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 256, ..ProptestConfig::default() })]
+
+    /// Collision-free: two different source folders never land in the same created folder
+    /// (compared case-insensitively for Graph, exactly for IMAP), and the mapping is a function
+    /// of its input (the same names give the same answer every time).
+    #[test]
+    fn different_folders_never_share_a_created_target(
+        folders in any_folders(),
+        imap in any::<bool>(),
+    ) {
+        let kind = if imap { TargetKind::Imap { delimiter: '/' } } else { TargetKind::Graph };
+        let mapper = FolderMapper::new(&FolderRules::default(), kind);
+        let maps = mapper.map(&folders);
+        prop_assert_eq!(&maps, &mapper.map(&folders));
+        prop_assert_eq!(maps.len(), folders.len());
+        let mut seen: BTreeSet<(String, Vec<String>)> = BTreeSet::new();
+        for m in &maps {
+            if let Some(Target::Path { under, path, .. }) = &m.target {
+                let key = (
+                    under.map_or("", |w| w.graph_name()).to_owned(),
+                    path.segments()
+                        .iter()
+                        .map(|s| if imap { s.clone() } else { s.to_lowercase() })
+                        .collect::<Vec<_>>(),
+                );
+                prop_assert!(seen.insert(key.clone()), "{:?} maps onto an earlier folder's target {:?}", m.source.raw_name, key);
+            }
+        }
+    }
+}

@@ -17,7 +17,7 @@
 
 mod auth;
 mod deadline;
-mod decode;
+pub(crate) mod decode;
 mod error;
 mod flags;
 mod folders;
@@ -29,7 +29,7 @@ mod mime_to_json;
 mod resolve;
 pub mod retry;
 mod settings;
-mod skeleton;
+pub(crate) mod skeleton;
 mod upload;
 mod urls;
 mod write;

@@ -9,7 +9,7 @@ use crate::model::Flags;
 
 /// The parts of a Maildir file name.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub(super) struct MaildirName<'a> {
+pub(crate) struct MaildirName<'a> {
     /// Everything before the first `:`.
     pub base: &'a str,
     /// The letters after `:2,` (empty when there is no `:2,` info, as for files in `new/`).

@@ -27,7 +27,7 @@
 
 mod accounting;
 mod error;
-mod filename;
+pub(crate) mod filename;
 pub mod layout;
 mod message;
 mod scan;

@@ -533,3 +533,6 @@ fn percent_decode(v: &str) -> String {
 
 #[cfg(test)]
 mod tests;
+
+#[cfg(test)]
+mod props;

@@ -1,0 +1,4 @@
+//! Fuzz target: see `mailferry::fuzzing::mime` for what it feeds and asserts.
+#![no_main]
+
+libfuzzer_sys::fuzz_target!(|data: &[u8]| mailferry::fuzzing::mime(data));
