@@ -22,9 +22,17 @@ pub fn watch_signals(
     notify: impl FnOnce(&str) + Send + 'static,
     abort: impl FnOnce(&str) + Send + 'static,
 ) {
+    // Both streams are registered here, before this returns, and kept for the whole watch: a
+    // stream created after the first signal would miss a second one sent right behind it, and
+    // one registered inside the spawned task could miss a signal sent before the task first ran
+    // (the default action would then kill the process without the drain).
+    let streams = (
+        signal(SignalKind::interrupt()),
+        signal(SignalKind::terminate()),
+    );
     tokio::spawn(async move {
-        let Ok(mut term) = signal(SignalKind::terminate()) else {
-            // Without a SIGTERM handler, keep at least Ctrl-C.
+        let (Ok(mut int), Ok(mut term)) = streams else {
+            // Without signal handlers, keep at least Ctrl-C.
             if tokio::signal::ctrl_c().await.is_ok() {
                 notify("SIGINT");
                 cancel.cancel();
@@ -32,14 +40,14 @@ pub fn watch_signals(
             return;
         };
         let first = tokio::select! {
-            r = tokio::signal::ctrl_c() => r.ok().map(|()| "SIGINT"),
+            r = int.recv() => r.map(|()| "SIGINT"),
             r = term.recv() => r.map(|()| "SIGTERM"),
         };
         let Some(first) = first else { return };
         notify(first);
         cancel.cancel();
         let second = tokio::select! {
-            r = tokio::signal::ctrl_c() => r.ok().map(|()| "SIGINT"),
+            r = int.recv() => r.map(|()| "SIGINT"),
             r = term.recv() => r.map(|()| "SIGTERM"),
         };
         if let Some(second) = second {
