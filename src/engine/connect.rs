@@ -16,7 +16,7 @@ use crate::sink::graph::{self as graph, GraphApp};
 use crate::sink::imap::ImapSink;
 use crate::source::imap::{ImapAuth, ImapEndpoint, ImapSource, Security};
 use crate::source::maildir::MaildirSource;
-use crate::translate::{FolderMapper, TargetKind};
+use crate::translate::{FolderMapper, KeywordMap, TargetKind};
 
 /// Builds sources and sinks for a plan's mailboxes.
 pub struct Connector<'p> {
@@ -104,7 +104,10 @@ impl<'p> Connector<'p> {
                     .check_access()
                     .await
                     .map_err(|e| StepError::caused_by(e.class(), e))?;
-                Ok(AnySink::Graph(GraphMailboxSink::new(mailbox, g)))
+                Ok(AnySink::Graph(
+                    GraphMailboxSink::new(mailbox, g)
+                        .with_keywords(KeywordMap::new(self.plan.keywords.clone())),
+                ))
             }
             Destination::Imap(d) => {
                 let auth = match &d.oauth_app {
@@ -347,6 +350,7 @@ pub fn graph_settings(g: &plan::GraphDestination, max_message_bytes: u64) -> gra
         max_request_bytes: g.max_request_bytes,
         max_message_bytes,
         governor,
+        received_date: g.received_date,
         timeout: Duration::from_secs(300),
     }
 }

@@ -166,6 +166,11 @@ pub trait MailSink: Send + Sync + 'static {
         item_id: &str,
         flags: &Flags,
     ) -> impl Future<Output = Result<(), StepError>> + Send;
+    /// The keywords of `flags` this destination does not take (Graph: junk marks, `$MDNSent`,
+    /// plan rules), for the report's count.
+    fn dropped_keywords(&self, _flags: &Flags) -> Vec<String> {
+        Vec::new()
+    }
     /// Everything in a folder, for verify.
     fn list_items(
         &self,
