@@ -108,6 +108,16 @@ impl MailSource for AnySource {
                 .map_err(|e| StepError::new(FailureClass::Transient, e.to_string())),
         }
     }
+    async fn subscriptions(
+        &mut self,
+    ) -> Result<Option<std::collections::HashSet<String>>, StepError> {
+        match self {
+            AnySource::Imap(s) => s.subscribed().await.map(Some).map_err(imap_err),
+            AnySource::Maildir(s) => s
+                .subscriptions()
+                .map_err(|e| StepError::new(FailureClass::Transient, e.to_string())),
+        }
+    }
     async fn close(self) {
         if let AnySource::Imap(s) = self {
             s.logout().await;
@@ -376,6 +386,20 @@ impl MailSink for AnySink {
             AnySink::Imap(s) => s
                 .sink
                 .set_flags(folder_id, item_id, flags, None)
+                .await
+                .map_err(imap_sink_err),
+        }
+    }
+    fn keeps_subscriptions(&self) -> bool {
+        matches!(self, AnySink::Imap(_))
+    }
+    async fn set_subscribed(&self, folder_id: &str, subscribed: bool) -> Result<(), StepError> {
+        match self {
+            // Exchange has no folder subscriptions: every folder shows.
+            AnySink::Graph(_) => Ok(()),
+            AnySink::Imap(s) => s
+                .sink
+                .set_subscribed(folder_id, subscribed)
                 .await
                 .map_err(imap_sink_err),
         }

@@ -19,6 +19,7 @@
 pub(crate) mod auth;
 pub(crate) mod conn;
 mod error;
+mod lsub;
 pub(crate) mod fetch;
 pub(crate) mod names;
 pub(crate) mod ops;
