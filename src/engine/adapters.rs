@@ -131,6 +131,7 @@ pub struct GraphMailboxSink {
     mailbox: GraphMailbox,
     parallelism: usize,
     keywords: KeywordMap,
+    received_date: plan::ReceivedDate,
 }
 
 impl GraphMailboxSink {
@@ -141,7 +142,12 @@ impl GraphMailboxSink {
             mailbox,
             parallelism: dest.concurrency_per_mailbox.max(1) as usize,
             keywords: KeywordMap::default(),
+            received_date: dest.received_date,
         }
+    }
+    /// What importMime copies carry for the received time (verify's date rule follows it).
+    pub fn received_date(&self) -> plan::ReceivedDate {
+        self.received_date
     }
     /// Keywords become categories under these rules (the built-in ones without).
     pub fn with_keywords(mut self, keywords: KeywordMap) -> GraphMailboxSink {

@@ -19,6 +19,7 @@ pub mod ports;
 mod repair;
 pub mod survey;
 pub mod verify;
+mod verify_dates;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};

@@ -26,6 +26,7 @@ mod http;
 mod jwt;
 mod lookup;
 mod mime_to_json;
+mod received;
 mod resolve;
 pub mod retry;
 mod settings;

@@ -46,7 +46,10 @@ async fn destination_subscriptions_equal_the_sources_both_ways() {
         rig.source.raw("sue", cmd);
     }
     let want = lsub(&rig.source, "sue");
-    assert!(want.contains("INBOX") && !want.contains("Hidden"), "{want:?}");
+    assert!(
+        want.contains("INBOX") && !want.contains("Hidden"),
+        "{want:?}"
+    );
 
     let run = rig.migrate().await;
     assert!(!run.has_failures(), "{:#?}", run.mailboxes);
@@ -57,7 +60,10 @@ async fn destination_subscriptions_equal_the_sources_both_ways() {
     rig.source.raw("sue", "SUBSCRIBE Hidden");
     rig.source.raw("sue", "UNSUBSCRIBE INBOX");
     let want = lsub(&rig.source, "sue");
-    assert!(!want.contains("Work") && !want.contains("INBOX"), "{want:?}");
+    assert!(
+        !want.contains("Work") && !want.contains("INBOX"),
+        "{want:?}"
+    );
     let run = rig.migrate().await;
     assert!(!run.has_failures(), "{:#?}", run.mailboxes);
     assert_eq!(lsub(&rig.target, "sue"), want);

@@ -23,7 +23,8 @@ async fn each_row_reads_only_its_user_root_subtree() {
     rig.source.load("adm", &["users", "ann"], &msg(1));
     rig.source.load("adm", &["users", "ann", "Work"], &msg(2));
     rig.source.load("adm", &["users", "annabel"], &msg(3));
-    rig.source.load("adm", &["users", "annabel", "Work"], &msg(4));
+    rig.source
+        .load("adm", &["users", "annabel", "Work"], &msg(4));
     rig.source.load("adm", &["users", "bob"], &msg(5));
     rig.rows(
         "EmailAddress,UserName,Password,UserRoot,Destination\n\
