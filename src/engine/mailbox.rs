@@ -102,13 +102,15 @@ async fn folders_pass<S: MailSource, K: MailSink>(
             }
         }
     }
-    if !ctx.opts.dry_run && !cancelled(&ctx.cancel) && ctx.sink.keeps_subscriptions() {
-        if let Err(e) = sync_subscriptions(ctx, src, &mappings).await {
-            sum.failed += 1;
-            *sum.failures
-                .entry(format!("subscriptions: {}", e.message))
-                .or_default() += 1;
-        }
+    if !ctx.opts.dry_run
+        && !cancelled(&ctx.cancel)
+        && ctx.sink.keeps_subscriptions()
+        && let Err(e) = sync_subscriptions(ctx, src, &mappings).await
+    {
+        sum.failed += 1;
+        *sum.failures
+            .entry(format!("subscriptions: {}", e.message))
+            .or_default() += 1;
     }
     Ok(())
 }
