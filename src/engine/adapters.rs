@@ -131,7 +131,7 @@ pub struct GraphMailboxSink {
     mailbox: GraphMailbox,
     parallelism: usize,
     keywords: KeywordMap,
-    received_date: plan::ReceivedDate,
+    received_date: crate::sink::graph::ReceivedDate,
 }
 
 impl GraphMailboxSink {
@@ -146,7 +146,7 @@ impl GraphMailboxSink {
         }
     }
     /// What importMime copies carry for the received time (verify's date rule follows it).
-    pub fn received_date(&self) -> plan::ReceivedDate {
+    pub fn received_date(&self) -> crate::sink::graph::ReceivedDate {
         self.received_date
     }
     /// Keywords become categories under these rules (the built-in ones without).

@@ -17,7 +17,7 @@
 use chrono::{DateTime, FixedOffset};
 
 use super::adapters::AnySink;
-use crate::plan::ReceivedDate;
+use crate::sink::graph::ReceivedDate;
 
 /// Seconds a Graph copy's received time may differ from INTERNALDATE.
 pub const GRAPH_TOLERANCE_SECS: i64 = 60;

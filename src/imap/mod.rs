@@ -19,8 +19,8 @@
 pub(crate) mod auth;
 pub(crate) mod conn;
 mod error;
-mod lsub;
 pub(crate) mod fetch;
+mod lsub;
 pub(crate) mod names;
 pub(crate) mod ops;
 pub(crate) mod reconnect;
