@@ -267,7 +267,7 @@ async fn run_mailbox(
         let _ = ledger.set_mailbox_state(id, run, &summary.status, err);
     }
     events.send(Event::MailboxFinished {
-        summary: summary.clone(),
+        summary: Box::new(summary.clone()),
     });
     summary
 }

@@ -45,12 +45,10 @@ pub enum Event {
         reason: String,
     },
     /// The destination asked us to slow down.
-    Throttled {
-        mailbox: String,
-        detail: String,
-    },
+    Throttled { mailbox: String, detail: String },
     MailboxFinished {
-        summary: MailboxSummary,
+        /// Boxed: a summary is far larger than the other events.
+        summary: Box<MailboxSummary>,
     },
 }
 
