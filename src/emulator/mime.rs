@@ -78,8 +78,11 @@ pub(crate) fn parse(
         })?;
     let now = now_string();
     let date = msg.date().and_then(to_utc);
+    // The topmost `Received:` header (mail-parser's `received()` answers the last one).
     let top_received = msg
-        .received()
+        .header_values(mail_parser::HeaderName::Received)
+        .next()
+        .and_then(|v| v.as_received())
         .and_then(|r| r.date())
         .as_ref()
         .and_then(to_utc);
@@ -274,6 +277,13 @@ mod tests {
     use super::*;
 
     const RAW: &[u8] = b"Received: from a by b; Tue, 1 Jan 2019 10:00:00 +0000\r\nFrom: Ann <ann@example.org>\r\nTo: bob@example.org\r\nSubject: =?utf-8?q?caf=C3=A9?=\r\nDate: Mon, 31 Dec 2018 09:00:00 +0100\r\nMessage-ID: <x1@example.org>\r\nX-Custom: yes\r\n\r\nHello there.\r\n";
+
+    #[test]
+    fn the_topmost_received_header_decides() {
+        let raw = b"Received: by b; Wed, 2 Jan 2019 10:00:00 +0000\r\nReceived: by a; Tue, 1 Jan 2019 10:00:00 +0000\r\nSubject: x\r\n\r\nHi.\r\n";
+        let (p, _) = parse(raw, ImportMimeReceived::ReceivedHeader).unwrap();
+        assert_eq!(p["receivedDateTime"], "2019-01-02T10:00:00Z");
+    }
 
     #[test]
     fn parses_headers_dates_and_addresses() {

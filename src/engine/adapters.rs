@@ -11,7 +11,7 @@ use crate::sink::graph::GraphMailbox;
 use crate::sink::imap::{AppendItem, ImapSink};
 use crate::source::imap::{ImapError, ImapSource};
 use crate::source::maildir::MaildirSource;
-use crate::translate::{Target, WellKnownFolder};
+use crate::translate::{KeywordMap, Target, WellKnownFolder};
 
 use super::ports::{FolderListing, MailSink, MailSource, StepError};
 
@@ -108,6 +108,16 @@ impl MailSource for AnySource {
                 .map_err(|e| StepError::new(FailureClass::Transient, e.to_string())),
         }
     }
+    async fn subscriptions(
+        &mut self,
+    ) -> Result<Option<std::collections::HashSet<String>>, StepError> {
+        match self {
+            AnySource::Imap(s) => s.subscribed().await.map(Some).map_err(imap_err),
+            AnySource::Maildir(s) => s
+                .subscriptions()
+                .map_err(|e| StepError::new(FailureClass::Transient, e.to_string())),
+        }
+    }
     async fn close(self) {
         if let AnySource::Imap(s) = self {
             s.logout().await;
@@ -115,10 +125,13 @@ impl MailSource for AnySource {
     }
 }
 
-/// Graph as a sink for one mailbox.
+/// Graph as a sink for one mailbox. Keywords reach it as the categories the plan's keyword
+/// mapping makes of them (`translate::keywords`).
 pub struct GraphMailboxSink {
     mailbox: GraphMailbox,
     parallelism: usize,
+    keywords: KeywordMap,
+    received_date: crate::sink::graph::ReceivedDate,
 }
 
 impl GraphMailboxSink {
@@ -128,7 +141,18 @@ impl GraphMailboxSink {
         GraphMailboxSink {
             mailbox,
             parallelism: dest.concurrency_per_mailbox.max(1) as usize,
+            keywords: KeywordMap::default(),
+            received_date: dest.received_date,
         }
+    }
+    /// What importMime copies carry for the received time (verify's date rule follows it).
+    pub fn received_date(&self) -> crate::sink::graph::ReceivedDate {
+        self.received_date
+    }
+    /// Keywords become categories under these rules (the built-in ones without).
+    pub fn with_keywords(mut self, keywords: KeywordMap) -> GraphMailboxSink {
+        self.keywords = keywords;
+        self
     }
     pub fn mailbox(&self) -> &GraphMailbox {
         &self.mailbox
@@ -270,7 +294,14 @@ impl MailSink for AnySink {
     ) -> Vec<Result<String, StepError>> {
         match self {
             AnySink::Graph(g) => {
-                let writes = messages.iter().map(|m| g.mailbox.write(folder_id, m));
+                let flags: Vec<Flags> =
+                    messages.iter().map(|m| g.keywords.apply(m.flags)).collect();
+                let mapped: Vec<OutgoingMessage<'_>> = messages
+                    .iter()
+                    .zip(&flags)
+                    .map(|(m, f)| OutgoingMessage { flags: f, ..*m })
+                    .collect();
+                let writes = mapped.iter().map(|m| g.mailbox.write(folder_id, m));
                 futures::future::join_all(writes)
                     .await
                     .into_iter()
@@ -306,7 +337,7 @@ impl MailSink for AnySink {
         match self {
             AnySink::Graph(g) => g
                 .mailbox
-                .resolve(folder_id, identity, message_id, flags)
+                .resolve(folder_id, identity, message_id, &g.keywords.apply(flags))
                 .await
                 .map_err(graph_err),
             AnySink::Imap(s) => s
@@ -353,12 +384,37 @@ impl MailSink for AnySink {
         flags: &Flags,
     ) -> Result<(), StepError> {
         match self {
-            AnySink::Graph(g) => g.mailbox.set_flags(item_id, flags).await.map_err(graph_err),
+            AnySink::Graph(g) => g
+                .mailbox
+                .set_flags(item_id, &g.keywords.apply(flags))
+                .await
+                .map_err(graph_err),
             AnySink::Imap(s) => s
                 .sink
                 .set_flags(folder_id, item_id, flags, None)
                 .await
                 .map_err(imap_sink_err),
+        }
+    }
+    fn keeps_subscriptions(&self) -> bool {
+        matches!(self, AnySink::Imap(_))
+    }
+    async fn set_subscribed(&self, folder_id: &str, subscribed: bool) -> Result<(), StepError> {
+        match self {
+            // Exchange has no folder subscriptions: every folder shows.
+            AnySink::Graph(_) => Ok(()),
+            AnySink::Imap(s) => s
+                .sink
+                .set_subscribed(folder_id, subscribed)
+                .await
+                .map_err(imap_sink_err),
+        }
+    }
+    fn dropped_keywords(&self, flags: &Flags) -> Vec<String> {
+        match self {
+            AnySink::Graph(g) => g.keywords.map(flags).dropped,
+            // An IMAP destination takes every keyword as it is.
+            AnySink::Imap(_) => Vec::new(),
         }
     }
     async fn list_items(&self, folder_id: &str) -> Result<Vec<DestItem>, StepError> {

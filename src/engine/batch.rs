@@ -82,6 +82,7 @@ async fn run<K: MailSink>(
             {
                 b.ledger.set_flags(old.id, &meta.flags)?;
                 sum.flags_updated += 1;
+                sum.count_dropped(b.sink.dropped_keywords(&meta.flags));
             }
             continue;
         }
@@ -137,6 +138,7 @@ async fn run<K: MailSink>(
         };
         match result {
             Ok(item) => {
+                sum.count_dropped(b.sink.dropped_keywords(&meta.flags));
                 done.push((row.id, item, meta.flags.clone()));
                 copied += 1;
                 bytes += body.len();

@@ -14,9 +14,9 @@ use crate::engine::ports::FailureClass;
 use crate::plan::{self, Destination, Mailbox, MailboxSource, Plan, SourceKind, SourceLogin};
 use crate::sink::graph::{self as graph, GraphApp};
 use crate::sink::imap::ImapSink;
-use crate::source::imap::{ImapAuth, ImapEndpoint, ImapSource, Security};
+use crate::source::imap::{ImapAuth, ImapEndpoint, ImapSource, Security, UserRoot};
 use crate::source::maildir::MaildirSource;
-use crate::translate::{FolderMapper, TargetKind};
+use crate::translate::{FolderMapper, KeywordMap, TargetKind};
 
 /// Builds sources and sinks for a plan's mailboxes.
 pub struct Connector<'p> {
@@ -68,7 +68,7 @@ impl<'p> Connector<'p> {
             MailboxSource::Maildir { path } => MaildirSource::open(path)
                 .map(AnySource::Maildir)
                 .map_err(|e| StepError::caused_by(FailureClass::Mailbox, e)),
-            MailboxSource::Imap { login, .. } => {
+            MailboxSource::Imap { login, user_root } => {
                 if self.plan.source.kind != SourceKind::Imap {
                     return Err(StepError::new(
                         FailureClass::Fatal,
@@ -80,10 +80,13 @@ impl<'p> Connector<'p> {
                 })?;
                 let endpoint = imap_endpoint(ep, self.plan.source.timeout_secs);
                 let auth = imap_auth(login, self.plan.source.auth);
-                ImapSource::connect(endpoint, auth)
+                let mut src = ImapSource::connect(endpoint, auth)
                     .await
-                    .map(|s| AnySource::Imap(Box::new(s)))
-                    .map_err(|e| StepError::caused_by(FailureClass::Mailbox, e))
+                    .map_err(|e| StepError::caused_by(FailureClass::Mailbox, e))?;
+                if let Some(root) = user_root.as_deref().and_then(UserRoot::parse) {
+                    src.set_user_root(root);
+                }
+                Ok(AnySource::Imap(Box::new(src)))
             }
         }
     }
@@ -104,7 +107,10 @@ impl<'p> Connector<'p> {
                     .check_access()
                     .await
                     .map_err(|e| StepError::caused_by(e.class(), e))?;
-                Ok(AnySink::Graph(GraphMailboxSink::new(mailbox, g)))
+                Ok(AnySink::Graph(
+                    GraphMailboxSink::new(mailbox, g)
+                        .with_keywords(KeywordMap::new(self.plan.keywords.clone())),
+                ))
             }
             Destination::Imap(d) => {
                 let auth = match &d.oauth_app {
@@ -347,6 +353,7 @@ pub fn graph_settings(g: &plan::GraphDestination, max_message_bytes: u64) -> gra
         max_request_bytes: g.max_request_bytes,
         max_message_bytes,
         governor,
+        received_date: g.received_date,
         timeout: Duration::from_secs(300),
     }
 }

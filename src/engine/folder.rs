@@ -517,6 +517,7 @@ async fn sync_flags<K: MailSink>(
             Ok(()) => {
                 if ctx.ledger.set_flags(row.id, &meta.flags).is_ok() {
                     sum.flags_updated += 1;
+                    sum.count_dropped(ctx.sink.dropped_keywords(&meta.flags));
                 }
             }
             Err(e) => {

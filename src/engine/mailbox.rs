@@ -9,7 +9,7 @@ use super::ports::{MailSink, MailSource, StepError};
 use super::{MailboxCtx, cancelled};
 use crate::engine::ports::FailureClass;
 use crate::report::MailboxSummary;
-use crate::translate::{FolderMapper, Target};
+use crate::translate::{FolderMapper, FolderMapping, Target};
 
 /// A short, stable label for where a folder goes (`inbox`, `Archive/2019`), for the ledger and
 /// reports.
@@ -68,7 +68,7 @@ async fn folders_pass<S: MailSource, K: MailSink>(
     mappings: Vec<crate::translate::FolderMapping>,
     sum: &mut MailboxSummary,
 ) -> Result<(), StepError> {
-    for mapping in mappings {
+    for mapping in &mappings {
         if cancelled(&ctx.cancel) {
             break;
         }
@@ -101,6 +101,36 @@ async fn folders_pass<S: MailSource, K: MailSink>(
                     .or_default() += 1;
             }
         }
+    }
+    if !ctx.opts.dry_run
+        && !cancelled(&ctx.cancel)
+        && ctx.sink.keeps_subscriptions()
+        && let Err(e) = sync_subscriptions(ctx, src, &mappings).await
+    {
+        sum.failed += 1;
+        *sum.failures
+            .entry(format!("subscriptions: {}", e.message))
+            .or_default() += 1;
+    }
+    Ok(())
+}
+
+/// Makes each copied folder's subscription at the destination what it is at the source
+/// (folders are created subscribed; INBOX is handled like any other).
+async fn sync_subscriptions<S: MailSource, K: MailSink>(
+    ctx: &MailboxCtx<K>,
+    src: &mut S,
+    mappings: &[FolderMapping],
+) -> Result<(), StepError> {
+    let Some(subscribed) = src.subscriptions().await? else {
+        return Ok(());
+    };
+    for m in mappings.iter().filter(|m| m.source.selectable) {
+        let Some(target) = &m.target else { continue };
+        let dest = ctx.sink.ensure_folder(target).await?;
+        ctx.sink
+            .set_subscribed(&dest, subscribed.contains(&m.source.raw_name))
+            .await?;
     }
     Ok(())
 }

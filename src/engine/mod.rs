@@ -19,6 +19,7 @@ pub mod ports;
 mod repair;
 pub mod survey;
 pub mod verify;
+mod verify_dates;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -266,7 +267,7 @@ async fn run_mailbox(
         let _ = ledger.set_mailbox_state(id, run, &summary.status, err);
     }
     events.send(Event::MailboxFinished {
-        summary: summary.clone(),
+        summary: Box::new(summary.clone()),
     });
     summary
 }

@@ -111,6 +111,11 @@ pub trait MailSource: Send {
         &mut self,
         mappings: &[crate::translate::FolderMapping],
     ) -> impl Future<Output = Result<crate::source::accounting::SourceAccounting, StepError>>;
+    /// Raw names of the folders the user subscribed to; `None` when the source keeps no
+    /// subscriptions.
+    fn subscriptions(
+        &mut self,
+    ) -> impl Future<Output = Result<Option<std::collections::HashSet<String>>, StepError>>;
     /// Ends the session politely.
     fn close(self) -> impl Future<Output = ()>;
 }
@@ -166,6 +171,21 @@ pub trait MailSink: Send + Sync + 'static {
         item_id: &str,
         flags: &Flags,
     ) -> impl Future<Output = Result<(), StepError>> + Send;
+    /// Whether folders here have a subscription state worth making equal to the source's.
+    fn keeps_subscriptions(&self) -> bool {
+        false
+    }
+    /// Subscribes (or unsubscribes) a destination folder.
+    fn set_subscribed(
+        &self,
+        folder_id: &str,
+        subscribed: bool,
+    ) -> impl Future<Output = Result<(), StepError>> + Send;
+    /// The keywords of `flags` this destination does not take (Graph: junk marks, `$MDNSent`,
+    /// plan rules), for the report's count.
+    fn dropped_keywords(&self, _flags: &Flags) -> Vec<String> {
+        Vec::new()
+    }
     /// Everything in a folder, for verify.
     fn list_items(
         &self,

@@ -157,16 +157,15 @@ async fn verify_mailbox(
             let status = src.select(&mapping.source).await?;
             let metas: Vec<MessageMeta> = src.fetch_meta(&mapping.source, None).await?;
             let items: Vec<DestItem> = sink.list_items(&dest).await?;
-            // Graph's importMime lets the tenant choose the received time (docs/graph-facts.md, unknown 1;
-            // `doctor` shows what a tenant does), so only IMAP destinations promise INTERNALDATE.
-            let compare_dates = matches!(sink, super::adapters::AnySink::Imap(_));
+            // What the destination promises about received times (verify_dates).
+            let dates = super::verify_dates::DateRule::for_sink(&sink);
             let ctx = FolderCtx {
                 ledger,
                 mailbox_id,
                 folder: &mapping.source,
                 label,
                 deep,
-                compare_dates,
+                dates,
                 uid_validity: status.uid_validity,
             };
             compare_folder(&ctx, &metas, &items, &mut v)?;
@@ -273,7 +272,7 @@ struct FolderCtx<'a> {
     folder: &'a SourceFolder,
     label: String,
     deep: bool,
-    compare_dates: bool,
+    dates: super::verify_dates::DateRule,
     /// The source's UIDVALIDITY now: the ledger's rows under it are the ones that count (the
     /// folder row records one only after a complete pass, so a windowed pass leaves none).
     uid_validity: crate::model::UidValidity,
@@ -371,6 +370,7 @@ fn compare_folder(
         }
     }
     let mut claimed: HashSet<&str> = HashSet::new();
+    let mut dates_off = 0u64;
     for m in metas {
         let row = rows.get(&m.uid);
         if row.is_some_and(|r| r.state == MessageState::Skipped) {
@@ -451,8 +451,13 @@ fn compare_folder(
                     ),
                 ));
             }
-            if let Some(r) = item.received.filter(|_| ctx.compare_dates)
-                && (r.timestamp() - m.internal_date.timestamp()).abs() > 1
+            if let Some(r) = item.received
+                && ctx.dates.differs(m.internal_date, r)
+                && let super::verify_dates::DateRule::NotPromised(_) = ctx.dates
+            {
+                dates_off += 1;
+            } else if let Some(r) = item.received
+                && ctx.dates.differs(m.internal_date, r)
             {
                 v.changed.push(disc(
                     m,
@@ -465,6 +470,10 @@ fn compare_folder(
                 ));
             }
         }
+    }
+    if dates_off > 0 {
+        v.reasons
+            .push(ctx.dates.note(&ctx.folder.raw_name, dates_off));
     }
     if ctx.deep {
         // Items at the destination that carry a stamp of this folder but were not claimed: a

@@ -21,6 +21,7 @@ pub(crate) mod auth;
 pub(crate) mod conn;
 mod error;
 pub(crate) mod fetch;
+mod lsub;
 pub(crate) mod names;
 pub(crate) mod ops;
 pub(crate) mod reconnect;

@@ -32,6 +32,9 @@ pub struct Plan {
     pub destinations: Vec<Destination>,
     pub folders: FolderRules,
     pub limits: Limits,
+    /// `[keywords]`: IMAP keyword -> `Some(category)` or `None` (not copied), in plan order,
+    /// on top of the built-in mapping (`translate::keywords`). Graph destinations only.
+    pub keywords: Vec<(String, Option<String>)>,
     /// The good CSV rows, in file order.
     pub mailboxes: Vec<Mailbox>,
     /// Bad CSV rows: reported, while the other rows still run.
@@ -220,6 +223,8 @@ pub struct GraphDestination {
     /// Longest Retry-After waited for (seconds): a mailbox asked to wait longer stops with that
     /// reason instead of coming back early (default one hour).
     pub max_throttle_wait_secs: u64,
+    /// `received_date`: what importMime copies carry for Exchange's received time.
+    pub received_date: ReceivedDate,
 }
 
 impl GraphDestination {
@@ -246,7 +251,7 @@ pub enum GraphCredential {
 
 // The cloud (docs/graph-facts.md, section 1), write route and assertion algorithm are the Graph sink's own
 // types: defined once, resolved by the plan, taken by the sink as they are (not re-exported).
-use crate::sink::graph::{AssertionAlg, Cloud, Route};
+use crate::sink::graph::{AssertionAlg, Cloud, ReceivedDate, Route};
 
 /// Another IMAP server.
 #[derive(Clone, Debug)]

@@ -18,6 +18,17 @@ pub(super) struct RawPlan {
     pub folders: RawFolders,
     #[serde(default)]
     pub limits: RawLimits,
+    /// `[keywords]`: IMAP keyword -> Outlook category name, or `false` to drop, `true` to keep.
+    #[serde(default)]
+    pub keywords: Ordered<RawKeyword>,
+}
+
+/// One `[keywords]` entry.
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+pub(super) enum RawKeyword {
+    Category(String),
+    Keep(bool),
 }
 
 #[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq, Default)]
@@ -118,6 +129,14 @@ pub(super) struct RawGraph {
     pub concurrency_per_mailbox: Option<u32>,
     pub concurrency_per_app: Option<u32>,
     pub max_throttle_wait_secs: Option<u64>,
+    pub received_date: Option<RawReceivedDate>,
+}
+
+#[derive(Debug, Clone, Copy, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub(super) enum RawReceivedDate {
+    AsIs,
+    PrependReceived,
 }
 
 #[derive(Debug, Deserialize)]

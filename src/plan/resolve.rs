@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 
 use super::raw::{
     RawAlg, RawAuth, RawCloud, RawFolders, RawGraph, RawImapDestination, RawLimits, RawPlan,
-    RawRoute, RawSecurity, RawSource, RawSourceKind,
+    RawReceivedDate, RawRoute, RawSecurity, RawSource, RawSourceKind,
 };
 use super::{
     AssertionAlg, AuthMethod, Cloud, Destination, Endpoint, FolderRules, GraphCredential,
@@ -67,6 +67,7 @@ pub(super) fn load(path: &Path, env: EnvLookup<'_>) -> Result<Plan, PlanError> {
     }
     let folders = resolve_folders(&ctx, raw.folders)?;
     let limits = resolve_limits(&ctx, raw.limits)?;
+    let keywords = resolve_keywords(&ctx, raw.keywords)?;
     if raw.mailboxes.trim().is_empty() {
         return Err(ctx.err("mailboxes", "must name the mailboxes CSV file"));
     }
@@ -78,10 +79,35 @@ pub(super) fn load(path: &Path, env: EnvLookup<'_>) -> Result<Plan, PlanError> {
         destinations,
         folders,
         limits,
+        keywords,
         mailboxes: parsed.mailboxes,
         row_errors: parsed.row_errors,
         warnings: parsed.warnings,
     })
+}
+
+/// `[keywords]`: a category name, `true` (keep the keyword's own name) or `false` (drop it).
+fn resolve_keywords(
+    ctx: &Ctx<'_>,
+    raw: super::raw::Ordered<super::raw::RawKeyword>,
+) -> Result<Vec<(String, Option<String>)>, PlanError> {
+    use super::raw::RawKeyword;
+    let mut out = Vec::new();
+    for (k, v) in raw.0 {
+        let target = match v {
+            RawKeyword::Category(c) if c.trim().is_empty() => {
+                return Err(ctx.err(
+                    &format!("keywords.{k}"),
+                    "an empty category name: use false to drop the keyword",
+                ));
+            }
+            RawKeyword::Category(c) => Some(c),
+            RawKeyword::Keep(true) => Some(k.clone()),
+            RawKeyword::Keep(false) => None,
+        };
+        out.push((k, target));
+    }
+    Ok(out)
 }
 
 /// Parses TOML and turns a serde error into one that names the line and column.
@@ -475,6 +501,10 @@ fn resolve_graph(ctx: &Ctx, name: String, g: RawGraph) -> Result<GraphDestinatio
         concurrency_per_mailbox,
         concurrency_per_app,
         max_throttle_wait_secs,
+        received_date: match g.received_date {
+            None | Some(RawReceivedDate::AsIs) => super::ReceivedDate::AsIs,
+            Some(RawReceivedDate::PrependReceived) => super::ReceivedDate::PrependReceived,
+        },
     })
 }
 

@@ -43,6 +43,7 @@ fn dests() -> Vec<Destination> {
             concurrency_per_mailbox: 4,
             concurrency_per_app: 16,
             max_throttle_wait_secs: 3600,
+            received_date: ReceivedDate::AsIs,
         }),
         Destination::Imap(ImapDestination {
             name: "newhost".into(),

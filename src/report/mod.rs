@@ -45,12 +45,10 @@ pub enum Event {
         reason: String,
     },
     /// The destination asked us to slow down.
-    Throttled {
-        mailbox: String,
-        detail: String,
-    },
+    Throttled { mailbox: String, detail: String },
     MailboxFinished {
-        summary: MailboxSummary,
+        /// Boxed: a summary is far larger than the other events.
+        summary: Box<MailboxSummary>,
     },
 }
 
@@ -94,6 +92,9 @@ pub struct MailboxSummary {
     /// Writes left ambiguous by a crash or lost response, found at the destination.
     pub resolved: u64,
     pub flags_updated: u64,
+    /// Keywords not copied (not made Outlook categories), by keyword: messages written or
+    /// updated that carried it.
+    pub keywords_dropped: BTreeMap<String, u64>,
     /// Orphaned second copies (a killed run's write committed late) found and removed.
     pub orphans_removed: u64,
     /// Skipped messages by reason.
@@ -143,6 +144,12 @@ impl MailboxSummary {
             .as_ref()
             .is_some_and(|a| !a.unaccounted.is_empty())
     }
+    /// Counts the keywords a sink did not take for one message written or updated.
+    pub fn count_dropped(&mut self, keywords: Vec<String>) {
+        for k in keywords {
+            *self.keywords_dropped.entry(k).or_default() += 1;
+        }
+    }
     pub fn skipped_total(&self) -> u64 {
         self.skipped.values().sum()
     }
@@ -164,6 +171,9 @@ impl MailboxSummary {
         self.repaired += o.repaired;
         for (k, v) in &o.skipped {
             *self.skipped.entry(k.clone()).or_default() += v;
+        }
+        for (k, v) in &o.keywords_dropped {
+            *self.keywords_dropped.entry(k.clone()).or_default() += v;
         }
         for (k, v) in &o.failures {
             *self.failures.entry(k.clone()).or_default() += v;

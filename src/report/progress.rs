@@ -157,7 +157,7 @@ pub async fn show(mode: Mode, mut rx: UnboundedReceiver<Event>) -> Vec<MailboxSu
                         summary.failed
                     );
                 }
-                finished.push(summary);
+                finished.push(*summary);
             }
         }
         if let Mode::Plain { interval } = mode

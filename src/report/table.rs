@@ -98,6 +98,18 @@ pub fn run_summary(run: &RunSummary) -> String {
         for w in &m.warnings {
             out.push_str(&format!("{}: warning: {w}\n", m.mailbox));
         }
+        if !m.keywords_dropped.is_empty() {
+            let list: Vec<String> = m
+                .keywords_dropped
+                .iter()
+                .map(|(k, n)| format!("{k} on {n}"))
+                .collect();
+            out.push_str(&format!(
+                "{}: keywords not made categories: {} (see the operator guide, Keywords)\n",
+                m.mailbox,
+                list.join(", ")
+            ));
+        }
         if m.source_gone > 0 {
             out.push_str(&format!(
                 "{}: {} messages are no longer at the source (kept at the destination)\n",

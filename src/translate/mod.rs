@@ -19,8 +19,10 @@
 //!    (Calendar, Contacts, Outbox, ...) count as siblings, so mail never lands in them.
 //!
 //! Every change is returned as a [`FolderChange`] with a human reason, for `survey` and logs.
-//! Flag mapping lives with the sinks (`sink::graph`), not here.
+//! [`keywords`] maps IMAP keywords to Outlook categories (pure as well); how flags become Graph
+//! properties lives with the sink (`sink::graph`).
 
+pub mod keywords;
 mod mapper;
 pub mod names;
 mod wellknown;
@@ -29,6 +31,7 @@ use std::fmt;
 
 use crate::model::{FolderPath, SourceFolder, SpecialUse};
 
+pub use keywords::{KeywordAction, KeywordMap};
 pub use mapper::FolderMapper;
 
 /// Default hierarchy depth limit for Exchange Online (docs/graph-facts.md, section 2).

@@ -8,6 +8,7 @@ mod cyrus;
 mod demo;
 mod doctor;
 mod emulator;
+mod fidelity;
 mod graph_sink;
 mod hostile;
 mod imap_sink;

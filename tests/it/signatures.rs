@@ -11,19 +11,19 @@ use crate::support::corpus::{corpora_dir, date_for, imap_ready};
 use crate::support::dovecot::{Dovecot, Layout, MASTER_PASSWORD};
 
 /// (file, public key) of the DKIM-signed messages that verify at the source.
-const DKIM: [(&str, &str); 3] = [
+pub(crate) const DKIM: [(&str, &str); 3] = [
     ("dkim/gmail.msg", "dkim/gmail.pub"),
     ("dkim/related.msg", "dkim/gmail.pub"),
     ("dkim/multipart-no-end-boundary.msg", "dkim/gmail.pub"),
 ];
 const SMIME: &str = "smime/thunderbird-signed.txt";
 
-fn mimekit(rel: &str) -> PathBuf {
+pub(crate) fn mimekit(rel: &str) -> PathBuf {
     corpora_dir().join("mimekit-testdata").join(rel)
 }
 
 /// dkimpy's verdict on `message` with the PEM key; panics with an install hint when missing.
-fn dkim_verifies(message: &[u8], key: &Path, dir: &Path) -> bool {
+pub(crate) fn dkim_verifies(message: &[u8], key: &Path, dir: &Path) -> bool {
     let file = dir.join(format!("m{}.eml", message.len()));
     std::fs::write(&file, message).unwrap();
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/dkim-verify");

@@ -40,6 +40,13 @@ const VERB_REPLY: &str = "102";
 const VERB_FORWARD: &str = "104";
 const ICON_REPLIED: &str = "261";
 const ICON_FORWARDED: &str = "262";
+/// No verb executed: what an item that was never replied to or forwarded holds. Graph has no
+/// way to delete a single-value extended property, so a removed `\Answered` / `$Forwarded` is
+/// written as this value.
+const VERB_NONE: &str = "0";
+/// PR_ICON_INDEX's "no particular icon" (0xFFFFFFFF as a signed Integer): Outlook then draws the
+/// icon from the read state, as for mail never replied to.
+const ICON_NONE: &str = "-1";
 
 /// The extended properties for answered/forwarded. `\Answered` wins when both are set (Outlook
 /// shows one icon).
@@ -57,6 +64,19 @@ pub(crate) fn verb_properties(flags: &Flags) -> Vec<Value> {
     ]
 }
 
+/// The verb properties for an update: set as [`verb_properties`] does, or cleared when the
+/// message is neither answered nor forwarded (so a flag removed at the source goes away).
+pub(crate) fn verb_update(flags: &Flags) -> Vec<Value> {
+    let set = verb_properties(flags);
+    if !set.is_empty() {
+        return set;
+    }
+    vec![
+        json!({"id": LAST_VERB, "value": VERB_NONE}),
+        json!({"id": ICON_INDEX, "value": ICON_NONE}),
+    ]
+}
+
 /// `flag` for a message.
 pub(crate) fn flag_value(flags: &Flags) -> Value {
     json!({"flagStatus": if flags.flagged { "flagged" } else { "notFlagged" }})
@@ -67,9 +87,19 @@ pub(crate) fn categories(flags: &Flags) -> Vec<String> {
     flags.keywords.iter().cloned().collect()
 }
 
-/// The PATCH body that brings an item's flags in line with `flags`, plus the stamp if given.
+/// The PATCH body for a freshly written item: its flags, plus the stamp if given. A new item
+/// has no verb to clear, so only a set verb is sent.
 pub(crate) fn patch_body(flags: &Flags, stamp: Option<&str>) -> Value {
-    let mut props = verb_properties(flags);
+    body_with(flags, stamp, verb_properties(flags))
+}
+
+/// The PATCH body that brings an existing item's flags in line with `flags`: every state is
+/// written, set or cleared (isRead, flag, categories, the answered/forwarded verb).
+pub(crate) fn update_body(flags: &Flags) -> Value {
+    body_with(flags, None, verb_update(flags))
+}
+
+fn body_with(flags: &Flags, stamp: Option<&str>, mut props: Vec<Value>) -> Value {
     if let Some(s) = stamp {
         props.push(json!({"id": STAMP_PROPERTY, "value": s}));
     }
@@ -145,6 +175,25 @@ mod tests {
         assert_eq!(b["isRead"], false);
         assert_eq!(b["flag"]["flagStatus"], "notFlagged");
         assert!(b.get("singleValueExtendedProperties").is_none());
+    }
+
+    #[test]
+    fn an_update_clears_a_removed_verb() {
+        let b = update_body(&Flags::default());
+        let props = b["singleValueExtendedProperties"].as_array().unwrap();
+        assert!(props.contains(&json!({"id": LAST_VERB, "value": "0"})));
+        assert!(props.contains(&json!({"id": ICON_INDEX, "value": "-1"})));
+        assert_eq!(b["isRead"], false);
+        assert_eq!(b["categories"], json!([]));
+        let cleared = json!({"singleValueExtendedProperties": props});
+        assert_eq!(flags_from_item(&cleared), Flags::default());
+        let replied = update_body(&Flags::from_atoms(["\\Answered"]));
+        assert!(
+            replied["singleValueExtendedProperties"]
+                .as_array()
+                .unwrap()
+                .contains(&json!({"id": LAST_VERB, "value": "102"}))
+        );
     }
 
     #[test]

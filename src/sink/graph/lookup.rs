@@ -11,7 +11,7 @@ use serde_json::Value;
 use super::GraphMailbox;
 use super::error::GraphError;
 use super::flags::{
-    INCOMPLETE_PROPERTY, LAST_VERB, STAMP_PROPERTY, extended, flags_from_item, patch_body,
+    INCOMPLETE_PROPERTY, LAST_VERB, STAMP_PROPERTY, extended, flags_from_item, update_body,
 };
 use super::http::Call;
 use super::urls::{odata_str, query, seg};
@@ -206,7 +206,7 @@ pub(crate) async fn set_flags(
     item_id: &str,
     flags: &Flags,
 ) -> Result<(), GraphError> {
-    patch_message(mb, item_id, &patch_body(flags, None), "set flags").await
+    patch_message(mb, item_id, &update_body(flags), "set flags").await
 }
 
 pub(crate) async fn patch_message(

@@ -26,6 +26,7 @@ mod http;
 mod jwt;
 mod lookup;
 mod mime_to_json;
+mod received;
 mod resolve;
 pub mod retry;
 mod settings;
@@ -42,7 +43,9 @@ pub use deadline::DeadlineStore;
 pub use error::{GraphError, HttpFailure};
 pub use flags::{STAMP_GUID, STAMP_PROPERTY};
 pub use governor::GovernorSnapshot;
-pub use settings::{AssertionAlg, Cloud, GovernorSettings, GraphCredential, GraphSettings, Route};
+pub use settings::{
+    AssertionAlg, Cloud, GovernorSettings, GraphCredential, GraphSettings, ReceivedDate, Route,
+};
 
 use crate::engine::ports::{DestItem, OutgoingMessage};
 use crate::model::{Flags, SourceIdentity};

@@ -5,7 +5,7 @@
 //! SHA-256 of each candidate's MIME with the source's. A match found unstamped is stamped (and its
 //! flags set) now, which completes the interrupted write instead of repeating it.
 
-use crate::model::{ContentHash, Flags, SourceIdentity};
+use crate::model::{Flags, SourceIdentity};
 
 use super::flags::patch_body;
 use super::lookup::{by_message_id_raw, find_by_stamp, list_raw, mime_of, patch_message};
@@ -30,7 +30,7 @@ pub(crate) async fn resolve(
     for c in candidates.iter().filter(|c| c.stamp.is_none()) {
         let Some(id) = c.id() else { continue };
         let mime = mime_of(mb, id).await?;
-        if ContentHash::of(&mime) == identity.sha256 {
+        if super::received::is_copy_of(&mime, &identity.sha256) {
             let patch = patch_body(flags, Some(&identity.to_stamp()));
             patch_message(mb, id, &patch, "stamp a resolved item").await?;
             tracing::info!(mailbox = %mb.user, item = %id, "unstamped item of an interrupted write found by content and stamped");
@@ -55,7 +55,7 @@ pub(crate) async fn copies(
     };
     for c in candidates.iter().filter(|c| c.stamp.is_none()) {
         let Some(id) = c.id() else { continue };
-        if ContentHash::of(&mime_of(mb, id).await?) == identity.sha256 {
+        if super::received::is_copy_of(&mime_of(mb, id).await?, &identity.sha256) {
             out.push(id.to_owned());
         }
     }

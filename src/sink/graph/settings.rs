@@ -59,6 +59,21 @@ pub enum Route {
     Json,
 }
 
+/// What an importMime copy carries for Exchange to take its received time from. Exchange sets
+/// `receivedDateTime` of an imported message from its topmost `Received:` header (the
+/// emulator's model of the rule; a message without one gets the import time). The JSON route
+/// sets the received time directly and is not affected.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ReceivedDate {
+    /// The source bytes unchanged: Exchange decides (top `Received:` header, else import time).
+    #[default]
+    AsIs,
+    /// One `Received:` line carrying the INTERNALDATE is put in front of the message (about 90
+    /// bytes), so Exchange's received time is the source's. Signatures (DKIM, S/MIME) do not
+    /// cover a header added on top.
+    PrependReceived,
+}
+
 /// How a certificate client assertion is signed (docs/graph-facts.md, section 1 and unknown 7).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum AssertionAlg {
@@ -175,6 +190,8 @@ pub struct GraphSettings {
     /// Largest message accepted (Exchange's ceiling is 150 MiB).
     pub max_message_bytes: u64,
     pub governor: GovernorSettings,
+    /// What importMime copies carry for the received time.
+    pub received_date: ReceivedDate,
     /// Timeout of one HTTP request (connect + send + response).
     pub timeout: Duration,
 }
@@ -199,6 +216,7 @@ impl GraphSettings {
             max_request_bytes: 4 * 1024 * 1024,
             max_message_bytes: 150 * 1024 * 1024,
             governor: GovernorSettings::default(),
+            received_date: ReceivedDate::AsIs,
             timeout: Duration::from_secs(120),
         }
     }

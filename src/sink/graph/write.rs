@@ -24,12 +24,11 @@ use super::error::GraphError;
 use super::flags::{INCOMPLETE_PROPERTY, patch_body};
 use super::http::{Call, Resp, Target};
 use super::lookup::{by_message_id_raw, by_stamp_raw, delete_message, mime_of, patch_message};
-use super::settings::Route;
+use super::settings::{ReceivedDate, Route};
 use super::urls::seg;
 use super::{GraphMailbox, decode, mime_to_json, skeleton, upload};
 use crate::body::Body;
 use crate::engine::ports::OutgoingMessage;
-use crate::model::ContentHash;
 
 /// Codes that mean "this tenant or endpoint does not do importMime".
 const NOT_SUPPORTED_CODES: &[&str] = &[
@@ -160,7 +159,12 @@ async fn import_mime(
         mailbox: mb.user.clone(),
         reason: format!("reading the spooled message: {e}"),
     })?;
-    let body = Bytes::from(STANDARD.encode(&raw));
+    let body = match mb.app.settings().received_date {
+        ReceivedDate::AsIs => Bytes::from(STANDARD.encode(&raw)),
+        ReceivedDate::PrependReceived => {
+            Bytes::from(STANDARD.encode(super::received::prepend(&raw, msg.internal_date)))
+        }
+    };
     drop(raw);
     let call = Call {
         op: "importMime",
@@ -264,7 +268,7 @@ async fn resolve_lost_import(
     {
         let Some(id) = l.id() else { continue };
         let mime = mime_of(mb, id).await?;
-        if ContentHash::of(&mime) == msg.identity.sha256 {
+        if super::received::is_copy_of(&mime, &msg.identity.sha256) {
             if found.is_some() {
                 // Two identical unstamped copies: not ours to pick.
                 return Ok(None);

@@ -25,6 +25,7 @@ mod append;
 mod lookup;
 mod pool;
 mod remove;
+mod subscribe;
 
 use std::collections::HashMap;
 use std::sync::Mutex;

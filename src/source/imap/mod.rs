@@ -3,6 +3,7 @@
 //! dropped session.
 
 mod source;
+pub mod user_root;
 
 pub use crate::imap::{Capabilities, ErrorContext, ImapAuth, ImapEndpoint, ImapError, Security};
 pub use source::ImapSource;
@@ -11,3 +12,4 @@ pub use source::ImapSource;
 // nothing names them (the layering check in scripts/check-layers forbids their use from sink/).
 #[allow(unused_imports)]
 pub(crate) use crate::imap::{conn, fetch, ops, wire};
+pub use user_root::UserRoot;

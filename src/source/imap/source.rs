@@ -51,6 +51,8 @@ pub struct ImapSource {
     fresh: Option<(String, FolderStatus)>,
     /// UIDs per metadata FETCH ([`META_PAGE_UIDS`] unless a test makes pages small).
     meta_page: u32,
+    /// The row's `UserRoot`: only that subtree is listed (shared-namespace servers).
+    user_root: Option<super::UserRoot>,
 }
 
 impl ImapSource {
@@ -66,7 +68,20 @@ impl ImapSource {
             validity: HashMap::new(),
             fresh: None,
             meta_page: META_PAGE_UIDS,
+            user_root: None,
         })
+    }
+
+    /// Reads only the folders under `root` from now on, the root being the INBOX (see
+    /// [`super::user_root`]).
+    pub fn set_user_root(&mut self, root: super::UserRoot) {
+        self.user_root = Some(root);
+    }
+
+    /// Raw names of the subscribed folders (`LSUB "" "*"`), outside the user root left out.
+    pub async fn subscribed(&mut self) -> Result<std::collections::HashSet<String>, ImapError> {
+        self.fresh = None;
+        with_conn!(self, None, |c| c.lsub("*"))
     }
 
     /// Lists metadata in pages of `uids` UIDs instead of 20,000 (tests use this to exercise
@@ -122,7 +137,10 @@ impl ImapSource {
                 selectable: !attr("\\Noselect") && !attr("\\NonExistent"),
             });
         }
-        Ok(out)
+        Ok(match &self.user_root {
+            Some(root) => root.scope(out),
+            None => out,
+        })
     }
 
     /// The personal namespace's prefix and delimiter, when the server offers NAMESPACE.

@@ -31,6 +31,7 @@ pub(crate) mod filename;
 pub mod layout;
 mod message;
 mod scan;
+mod subscriptions;
 mod uidlist;
 
 #[cfg(test)]
