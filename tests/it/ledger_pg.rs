@@ -84,10 +84,11 @@ async fn schema_migrates_from_empty_concurrently_and_idempotently() {
     let pg = Postgres::start();
     let clock = Clock::Database;
     // Three workers starting at once on an empty database: one migrates, the others wait.
+    let u = url(&pg, "");
     let (a, b, c) = tokio::join!(
-        PgLedger::connect(&url(&pg, ""), clock.clone()),
-        PgLedger::connect(&url(&pg, ""), clock.clone()),
-        PgLedger::connect(&url(&pg, ""), clock.clone()),
+        PgLedger::connect(&u, clock.clone()),
+        PgLedger::connect(&u, clock.clone()),
+        PgLedger::connect(&u, clock.clone()),
     );
     let a = a.expect("first");
     b.expect("second");
