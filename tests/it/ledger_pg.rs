@@ -14,7 +14,7 @@ use mailferry::ledger::postgres::{
 use mailferry::ledger::{MessageState, NewMessage};
 use mailferry::model::{ContentHash, Flags, Uid, UidValidity};
 
-use crate::support::postgres::{PASSWORD, Postgres};
+use crate::support::postgres::{DATABASE, PASSWORD, Postgres, ROLE};
 
 const LEASE_MS: i64 = 30_000;
 
@@ -125,6 +125,21 @@ async fn schema_migrates_from_empty_concurrently_and_idempotently() {
         ),
         "1"
     );
+    // The same database over the Unix socket (libpq's `?host=/dir` form).
+    let socket = PgUrl::parse(
+        &format!(
+            "postgres:///{DATABASE}?host={}&port={}&user={ROLE}",
+            pg.dir().join("sock").display(),
+            pg.port()
+        ),
+        UrlOrigin::CommandLine,
+        None,
+    )
+    .unwrap();
+    let local = PgLedger::connect(&socket, clock.clone())
+        .await
+        .expect("socket");
+    assert_eq!(local.schema_versions().await.unwrap(), want);
     // A database written by a newer build is refused, naming the versions.
     pg.psql("UPDATE schema_version SET version = 99 WHERE track = 'ledger'");
     let err = PgLedger::connect(&url(&pg, ""), clock)

@@ -130,12 +130,18 @@ impl PgUrl {
             }
             Some(p) => Some(Secret::new(decode(p)?)),
         };
+        // libpq spells a socket directory as a percent-encoded host (`%2Frun%2Fpostgresql`) or
+        // as `?host=/run/postgresql`.
         let mut host = match url.host_str() {
-            Some(h) if !h.is_empty() => Some(PgHost::Tcp(decode(h)?)),
+            Some(h) if !h.is_empty() => match decode(h)? {
+                dir if dir.starts_with('/') => Some(PgHost::Socket(dir.into())),
+                name => Some(PgHost::Tcp(name)),
+            },
             _ => None,
         };
         let mut sslmode = None;
         let mut sslrootcert = None;
+        let mut port = url.port();
         let mut user = decode(url.username())?;
         let mut dbname = decode(url.path().trim_start_matches('/'))?;
         for (key, value) in url.query_pairs() {
@@ -166,6 +172,13 @@ impl PgUrl {
                     host = Some(PgHost::Socket(PathBuf::from(&*value)))
                 }
                 "host" => host = Some(PgHost::Tcp(value.into_owned())),
+                "port" => {
+                    port = Some(
+                        value
+                            .parse::<u16>()
+                            .map_err(|_| err(format!("port {value:?} is not a port number")))?,
+                    )
+                }
                 "user" => user = value.into_owned(),
                 "dbname" => dbname = value.into_owned(),
                 "password" => {
@@ -176,7 +189,7 @@ impl PgUrl {
                 other => {
                     return Err(err(format!(
                         "unsupported parameter {other:?} (known: sslmode, sslrootcert, host, \
-                         user, dbname)"
+                         port, user, dbname)"
                     )));
                 }
             }
@@ -204,7 +217,7 @@ impl PgUrl {
         }
         Ok(PgUrl {
             host,
-            port: url.port().unwrap_or(DEFAULT_PORT),
+            port: port.unwrap_or(DEFAULT_PORT),
             user,
             dbname,
             password: url_password.or(pgpassword),
@@ -237,11 +250,11 @@ impl fmt::Display for PgUrl {
             ),
             PgHost::Socket(dir) => write!(
                 f,
-                "postgres://{}{pw}@/{}?host={}&port={}",
-                self.user,
+                "postgres:///{}?host={}&port={}&user={}",
                 self.dbname,
                 dir.display(),
-                self.port
+                self.port,
+                self.user,
             ),
         }
     }
@@ -351,14 +364,28 @@ mod tests {
     #[test]
     fn unix_socket_and_root_cert_parameters() {
         let u = PgUrl::parse(
-            "postgres://mf@/x?host=/run/postgresql&sslrootcert=/etc/ca.pem",
+            "postgres:///x?host=/run/postgresql&user=mf&sslrootcert=/etc/ca.pem",
             UrlOrigin::CommandLine,
             None,
         )
         .unwrap();
         assert_eq!(u.host, PgHost::Socket("/run/postgresql".into()));
+        assert_eq!(u.user, "mf");
         assert_eq!(u.sslmode, SslMode::Disable);
         assert_eq!(u.sslrootcert, Some(PathBuf::from("/etc/ca.pem")));
+        let again = PgUrl::parse(&u.to_string(), UrlOrigin::CommandLine, None).unwrap();
+        let without_root = PgUrl {
+            sslrootcert: None,
+            ..u.clone()
+        };
+        assert_eq!(again, without_root, "printed form parses back: {u}");
+        let u = PgUrl::parse(
+            "postgres://mf@%2Frun%2Fpostgresql/x",
+            UrlOrigin::CommandLine,
+            None,
+        )
+        .unwrap();
+        assert_eq!(u.host, PgHost::Socket("/run/postgresql".into()));
         let u = PgUrl::parse(
             "postgres://mf@db/x?sslmode=verify-full&sslrootcert=ca.pem",
             UrlOrigin::CommandLine,
