@@ -10,6 +10,7 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
+use rustls_pki_types::pem::PemObject;
 use sha2::Digest;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio_postgres::tls::{ChannelBinding, MakeTlsConnect, TlsConnect, TlsStream};
@@ -50,7 +51,7 @@ pub(crate) fn client_config(
                 let pem = std::fs::read(path)
                     .map_err(|e| format!("cannot read sslrootcert {}: {e}", path.display()))?;
                 let mut added = 0;
-                for cert in rustls_pemfile::certs(&mut pem.as_slice()) {
+                for cert in CertificateDer::pem_slice_iter(&pem) {
                     let cert = cert.map_err(|e| format!("sslrootcert {}: {e}", path.display()))?;
                     roots
                         .add(cert)
