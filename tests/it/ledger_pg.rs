@@ -286,6 +286,12 @@ async fn a_write_fenced_by_the_old_generation_is_rejected_and_changes_nothing() 
         .await
         .unwrap_err();
     assert_eq!(lost(e), LostWhy::Expired);
+    // Nobody took it over, so a renew re-establishes the lease and writes go through again.
+    a.renew(&la, LEASE_MS)
+        .await
+        .expect("renew after expiry without takeover");
+    assert_eq!(a.folder(&la, "INBOX").await.unwrap(), folder);
+    clock.advance(Duration::from_millis(LEASE_MS as u64));
 
     // Another worker takes the mailbox over.
     let lb = b.claim(LEASE_MS, None).await.unwrap().unwrap();
