@@ -104,7 +104,7 @@ async fn schema_migrates_from_empty_concurrently_and_idempotently() {
         ),
     ];
     assert_eq!(a.schema_versions().await.unwrap(), want);
-    assert_eq!(mailferry::ledger::postgres::LEDGER_VERSION, 2);
+    assert_eq!(mailferry::ledger::postgres::LEDGER_VERSION, 3);
     // Again on a migrated database: nothing changes.
     let again = PgLedger::connect(&url(&pg, ""), clock.clone())
         .await
@@ -115,7 +115,7 @@ async fn schema_migrates_from_empty_concurrently_and_idempotently() {
             "SELECT string_agg(table_name, ',' ORDER BY table_name) FROM information_schema.tables
              WHERE table_schema = 'public'"
         ),
-        "fleet_plan,folders,leases,mailboxes,messages,runs,schema_version,workers"
+        "fleet_plan,folders,leases,mailboxes,messages,runs,schema_version,throttle,workers"
     );
     // The migration 1 -> 2 column exists.
     assert_eq!(

@@ -73,6 +73,14 @@ const LEDGER: &[&str] = &[
     // 1 -> 2: rows whose write was interrupted stay marked until the destination has been
     // checked for an orphaned second copy.
     "ALTER TABLE messages ADD COLUMN recheck INTEGER NOT NULL DEFAULT 0;",
+    // 2 -> 3: when a destination asked a mailbox to hold off (Graph's Retry-After), the instant
+    // it may be asked again, so a restarted process does not come back early.
+    "CREATE TABLE throttle (
+        destination TEXT NOT NULL,
+        mailbox TEXT NOT NULL,
+        until_ms BIGINT NOT NULL,
+        PRIMARY KEY (destination, mailbox)
+    );",
 ];
 
 /// Fleet mode's own tables. Times here are `timestamptz` from the database's clock, the one
