@@ -11,6 +11,7 @@
 //! opened by operators with `sqlite3`.
 
 mod messages;
+pub mod postgres;
 mod queries;
 mod schema;
 mod throttle;

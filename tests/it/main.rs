@@ -13,6 +13,7 @@ mod graph_sink;
 mod hostile;
 mod imap_sink;
 mod imap_source;
+mod ledger_pg;
 mod maildir_source;
 mod migrate;
 mod migrate_imap;

@@ -484,7 +484,7 @@ fn chown(path: &Path, uid: u32) {
 }
 
 /// A throwaway CA and a leaf for localhost / 127.0.0.1 signed by it (ECDSA P-256: fast to make).
-fn make_certs(dir: &Path) {
+pub fn make_certs(dir: &Path) {
     let run = |args: &[&str]| {
         let out = Command::new("openssl")
             .args(args)

@@ -5,4 +5,5 @@ pub mod cyrus;
 pub mod dovecot;
 pub mod hostile;
 pub mod openapi;
+pub mod postgres;
 pub mod readback;
