@@ -11,10 +11,10 @@ use std::collections::{HashMap, HashSet};
 
 use super::MailboxCtx;
 use super::ports::{MailSink, StepError};
+use crate::engine::ports::{DestItem, FailureClass};
 use crate::ledger::{MessageRow, MessageState};
 use crate::model::{SourceFolder, Uid};
 use crate::report::MailboxSummary;
-use crate::sink::{DestItem, FailureClass};
 
 /// Re-checks the folder's `done` rows (of the current UIDVALIDITY) against the destination
 /// folder `dest`; rows whose item is gone become `pending` in the ledger and in `rows`.

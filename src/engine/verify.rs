@@ -181,7 +181,7 @@ async fn verify_mailbox(
             match &mut src {
                 super::adapters::AnySource::Maildir(m) => {
                     let counts = m.independent_counts().map_err(|e| {
-                        StepError::new(crate::sink::FailureClass::Transient, e.to_string())
+                        StepError::new(crate::engine::ports::FailureClass::Transient, e.to_string())
                     })?;
                     let on_disk = independent::maildir_counts(&counts);
                     v.reasons
@@ -194,7 +194,7 @@ async fn verify_mailbox(
                             .status_messages(folder)
                             .await
                             .map_err(|e| {
-                                StepError::new(crate::sink::FailureClass::Transient, e.to_string())
+                                StepError::new(crate::engine::ports::FailureClass::Transient, e.to_string())
                             })?
                             .unwrap_or(*listed);
                         if n != *listed {

@@ -7,7 +7,3 @@
 
 pub mod graph;
 pub mod imap;
-
-// The port types live with the ports; re-exported while branches written against the old path
-// are merged.
-pub use crate::engine::ports::{DestItem, FailureClass, OutgoingMessage};

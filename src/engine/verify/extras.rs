@@ -10,8 +10,8 @@
 use std::collections::HashSet;
 
 use super::{Discrepancy, MailboxVerify};
+use crate::engine::ports::DestItem;
 use crate::model::MessageMeta;
-use crate::sink::DestItem;
 
 /// The source messages' Message-IDs and sizes, to recognise unstamped copies.
 pub(super) struct SourceKeys<'a> {

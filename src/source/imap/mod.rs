@@ -7,9 +7,4 @@ pub mod user_root;
 
 pub use crate::imap::{Capabilities, ErrorContext, ImapAuth, ImapEndpoint, ImapError, Security};
 pub use source::ImapSource;
-
-// Transitional aliases while branches written against the old layout are merged; removed once
-// nothing names them (the layering check in scripts/check-layers forbids their use from sink/).
-#[allow(unused_imports)]
-pub(crate) use crate::imap::{conn, fetch, ops, wire};
 pub use user_root::UserRoot;
