@@ -35,8 +35,6 @@ mod subscriptions;
 mod uidlist;
 
 #[cfg(test)]
-mod fixture_tests;
-#[cfg(test)]
 mod tests;
 
 use std::collections::{BTreeMap, HashMap};

@@ -1,6 +1,8 @@
 //! Unit tests on Maildir trees built in a temp dir: both layouts, flags and keywords, sizes,
 //! new/ and cur/, uidlists, renames that must keep UIDs, and the UIDVALIDITY rules.
 
+mod fixtures;
+
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};

@@ -3,7 +3,7 @@
 
 use std::path::PathBuf;
 
-use super::*;
+use super::super::*;
 use crate::model::SpecialUse;
 
 fn demo(user: &str) -> MaildirSource {
