@@ -104,13 +104,33 @@ pub async fn migrate(
     events: Events,
     cancel: Cancel,
 ) -> Result<MigrateOutcome, AppError> {
-    let ledger = RunLedger::open(&workspace.state).map_err(ledger_error)?;
+    let ledger = open_run_ledger(&workspace.state).await?;
     let summary = engine::migrate(plan, &ledger, opts, events, cancel)
         .await
         .map_err(AppError::Engine)?;
     let stem = format!("mailferry-run-{}", summary.run_id);
     let reports = report::files::write_run_reports(&workspace.report_dir, &stem, &summary);
     Ok(MigrateOutcome { summary, reports })
+}
+
+/// How long a run waits for a lock that someone holds only for a moment.
+const LOCK_PATIENCE: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// Takes the run lock and opens the ledger. A lock found held is tried again for up to
+/// [`LOCK_PATIENCE`] before the run gives up with exit 3: `status` probes the lock for an
+/// instant to tell a crashed run from a live one, and a child process forked elsewhere in this
+/// process holds a copy of the lock's descriptor until its `exec` closes it. A real second run
+/// holds the lock for its whole duration and is still refused.
+async fn open_run_ledger(state: &Path) -> Result<RunLedger, AppError> {
+    let deadline = tokio::time::Instant::now() + LOCK_PATIENCE;
+    loop {
+        match RunLedger::open(state) {
+            Err(LedgerError::Locked { .. }) if tokio::time::Instant::now() < deadline => {
+                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+            }
+            other => return other.map_err(ledger_error),
+        }
+    }
 }
 
 /// What the ledger knows, for `status`.
