@@ -142,6 +142,13 @@ async fn a_second_run_is_refused_by_the_lock_with_exit_code_3() {
         .spawn()
         .unwrap();
     wait_for_items(&rig, "lou", 1).await;
+    // Frozen, the first run holds the lock for as long as the second one waits for it (a run
+    // lock found held is tried again for a moment before exit 3).
+    let stopped = std::process::Command::new("kill")
+        .args(["-STOP", &first.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(stopped.success());
     let (code, _, err) = run(&["migrate", "--plan", &plan]);
     first.kill().unwrap();
     first.wait().unwrap();
