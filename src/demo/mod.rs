@@ -11,6 +11,21 @@
 
 mod workdir;
 
+/// `println!` through [`crate::report::stdout`], so `mailferry demo | head` ends quietly on a
+/// closed pipe instead of panicking.
+macro_rules! say {
+    ($($t:tt)*) => {
+        crate::report::stdout::line(&format!($($t)*))
+    };
+}
+
+/// `print!` through [`crate::report::stdout`].
+macro_rules! say_raw {
+    ($($t:tt)*) => {
+        crate::report::stdout::write(&format!($($t)*))
+    };
+}
+
 use std::path::{Path, PathBuf};
 
 use crate::app::{self, Workspace};
@@ -176,11 +191,11 @@ async fn run_inner(opts: &DemoOptions) -> Result<Outcome, DemoError> {
         reason: e.to_string(),
     })?;
 
-    println!(
+    say!(
         "mailferry demo: sample mailboxes from Maildir into Exchange Online, played by the built-in Graph emulator"
     );
-    println!("  samples:   {} ({files} files)", fixtures.display());
-    println!(
+    say!("  samples:   {} ({files} files)", fixtures.display());
+    say!(
         "  work dir:  {} ({})",
         work.path.display(),
         if work.keep {
@@ -189,7 +204,7 @@ async fn run_inner(opts: &DemoOptions) -> Result<Outcome, DemoError> {
             "removed at the end; --keep DIR keeps plan, ledger and reports"
         }
     );
-    println!(
+    say!(
         "  emulator:  {} tenant {}, app {}; Microsoft's limits ({} requests/{} min and {} MiB/{} min per mailbox, {} concurrent), service latency {}-{} ms, time x{}",
         emu.base_url(),
         config.tenant,
@@ -207,7 +222,7 @@ async fn run_inner(opts: &DemoOptions) -> Result<Outcome, DemoError> {
         config.latency.fixed_ms + config.latency.jitter_ms,
         config.time_scale,
     );
-    println!(
+    say!(
         "  mailboxes: {}",
         plan.mailboxes
             .iter()
@@ -216,7 +231,7 @@ async fn run_inner(opts: &DemoOptions) -> Result<Outcome, DemoError> {
             .join(", ")
     );
     for w in &plan.warnings {
-        println!("  warning:   {w}");
+        say!("  warning:   {w}");
     }
 
     let workspace = Workspace::resolve(&plan, None, None);
@@ -229,10 +244,10 @@ async fn run_inner(opts: &DemoOptions) -> Result<Outcome, DemoError> {
     );
     match app::survey(&plan, &[], 4).await {
         Ok(survey) => {
-            print!("{}", report::text::survey(&survey));
+            say_raw!("{}", report::text::survey(&survey));
             outcome.surveyed = survey.messages;
         }
-        Err(e) => println!("mailferry: {e}"),
+        Err(e) => say!("mailferry: {e}"),
     }
 
     step(2, "migrate", "copy everything (newest first per folder)");
@@ -260,14 +275,14 @@ async fn run_inner(opts: &DemoOptions) -> Result<Outcome, DemoError> {
     );
     match app::verify(&plan, &workspace, &[], true, 4, None).await {
         Ok(v) => {
-            print!("{}", report::text::verify(&v.report));
+            say_raw!("{}", report::text::verify(&v.report));
             outcome.perfect = v.report.perfect;
         }
-        Err(e) => println!("mailferry: {e}"),
+        Err(e) => say!("mailferry: {e}"),
     }
 
     let c = emu.inspect().counters();
-    println!(
+    say!(
         "\nemulator: {} Graph requests, {} answered 429 (throttled), {} uploaded",
         c.requests,
         c.throttled,
@@ -275,19 +290,21 @@ async fn run_inner(opts: &DemoOptions) -> Result<Outcome, DemoError> {
     );
     let problems = outcome.problems();
     if problems.is_empty() {
-        println!(
+        say!(
             "demo OK: the first run copied {} messages ({} skipped as the summary says), the second copied 0 ({} already present), verify PERFECT",
-            outcome.first_copied, outcome.first_skipped, outcome.second_present
+            outcome.first_copied,
+            outcome.first_skipped,
+            outcome.second_present
         );
         if work.keep {
-            println!(
+            say!(
                 "kept in {}: plan.toml, plan.ledger.sqlite (sqlite3 can open it), mailferry-run-*.json/.csv",
                 work.path.display()
             );
         }
     } else {
         for p in &problems {
-            println!("demo FAILED: {p}");
+            say!("demo FAILED: {p}");
         }
     }
     Ok(outcome)
@@ -302,21 +319,21 @@ async fn migrate(plan: &Plan, workspace: &Workspace) -> Option<RunSummary> {
     let _ = shower.await;
     match result {
         Ok(o) => {
-            print!("{}", report::table::run_summary(&o.summary));
+            say_raw!("{}", report::table::run_summary(&o.summary));
             if let Err(e) = &o.reports {
-                println!("mailferry: {e}");
+                say!("mailferry: {e}");
             }
             Some(o.summary)
         }
         Err(e) => {
-            println!("mailferry: {e}");
+            say!("mailferry: {e}");
             None
         }
     }
 }
 
 fn step(n: u32, command: &str, what: &str) {
-    println!("\n== {n}/4 mailferry {command}: {what}\n");
+    say!("\n== {n}/4 mailferry {command}: {what}\n");
 }
 
 /// Progress as a real run shows it (bars on a terminal), with plain lines every two seconds

@@ -151,6 +151,12 @@ async fn a_closed_stdout_ends_quietly() {
     let (code, _, err) = run_bin(vec!["migrate".into(), "--plan".into(), plan.into()]).await;
     assert_eq!(code, 0, "{err}");
     assert_eq!(items(&rig), MESSAGES);
+    // `mailferry demo | head`: the demo prints through the same writer.
+    let mut child = spawn(&["demo"], Stdio::piped());
+    drop(child.stdout.take());
+    let (code, _, err) = finish(child).await;
+    assert_eq!(code, 141, "demo: {err}");
+    assert!(!err.contains("panicked"), "demo: {err}");
 }
 
 /// Point 14: a missing `--report-dir` is created (0700, parents too) and holds the reports; one
