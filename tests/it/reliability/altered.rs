@@ -71,7 +71,10 @@ async fn bytes_changed_by_the_destination_are_reported_as_altered() {
     let mb = &report.mailboxes[0];
     assert_eq!(mb.altered.len(), 1, "{mb:#?}");
     assert_eq!(mb.altered[0].kind, "altered");
-    assert_eq!(mb.altered[0].message_id.as_deref(), Some("<nul@example.org>"));
+    assert_eq!(
+        mb.altered[0].message_id.as_deref(),
+        Some("<nul@example.org>")
+    );
     assert!(mb.missing.is_empty() && mb.doubled.is_empty() && mb.changed.is_empty());
     drop(ledger);
 
@@ -90,6 +93,9 @@ async fn bytes_changed_by_the_destination_are_reported_as_altered() {
     .unwrap();
     let (code, out, err) = run_bin(&["verify", "--plan", plan_arg, "--deep"]);
     assert_eq!(code, 0, "{out}{err}");
-    assert!(out.contains("warning: 1 altered by the destination"), "{out}");
+    assert!(
+        out.contains("warning: 1 altered by the destination"),
+        "{out}"
+    );
     assert!(out.contains("PERFECT"), "{out}");
 }

@@ -40,7 +40,13 @@ fn fault_rules() -> Vec<FaultRule> {
             0.04,
             None,
         ),
-        with(None, "/users/", FaultKind::ServiceUnavailable, 0.02, Some(0.2)),
+        with(
+            None,
+            "/users/",
+            FaultKind::ServiceUnavailable,
+            0.02,
+            Some(0.2),
+        ),
         with(None, "/users/", FaultKind::ServiceUnavailable, 0.01, None),
         with(None, "/users/", FaultKind::GatewayTimeout, 0.02, None),
         with(None, "/users/", FaultKind::Reset, 0.02, None),
@@ -124,7 +130,10 @@ async fn fault_soak_sigkills_and_emulator_faults_together() {
             i += 1;
         }
         child.wait().unwrap();
-        assert!(runs < KILLS * 6, "{runs} runs for {kills} kills: no progress");
+        assert!(
+            runs < KILLS * 6,
+            "{runs} runs for {kills} kills: no progress"
+        );
     }
 
     // The final clean run: no injected faults (the request budget stays).
