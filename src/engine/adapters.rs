@@ -215,6 +215,27 @@ pub enum AnySink {
     Imap(Box<ImapDestSink>),
 }
 
+impl AnySink {
+    /// The SHA-256 of the bytes an IMAP destination holds for each item (`verify --deep`);
+    /// `None` for Graph, whose items carry the source's hash in their stamp.
+    pub async fn content_hashes(
+        &self,
+        folder_id: &str,
+        item_ids: &[String],
+    ) -> Result<Option<std::collections::HashMap<String, crate::model::ContentHash>>, StepError>
+    {
+        match self {
+            AnySink::Graph(_) => Ok(None),
+            AnySink::Imap(s) => s
+                .sink
+                .content_hashes(folder_id, item_ids)
+                .await
+                .map(Some)
+                .map_err(imap_sink_err),
+        }
+    }
+}
+
 impl MailSink for AnySink {
     fn parallelism(&self) -> usize {
         match self {

@@ -1,11 +1,13 @@
 //! `mailferry verify`: did everything arrive, once? Per folder it compares the source, the
 //! ledger and the destination. With `deep`, every source message is matched to exactly one
 //! destination item by identity (the Graph stamp, or the IMAP UID the APPEND returned, checked by
-//! size) and flags and dates are compared; items found twice are listed as doubled.
+//! size) and flags and dates are compared; items found twice are listed as doubled. On an IMAP
+//! destination the bytes are read back and hashed ([`altered`]).
 //!
 //! Without the ledger's identities (a mailbox migrated by another tool), it compares what it can
 //! (counts and Message-IDs) and says so in the verdict.
 
+mod altered;
 mod extras;
 mod independent;
 
@@ -31,7 +33,7 @@ pub struct Discrepancy {
     pub folder: String,
     pub uid: Option<u32>,
     pub message_id: Option<String>,
-    /// `missing`, `not-yet-copied`, `doubled`, `changed`, `unexpected`.
+    /// `missing`, `not-yet-copied`, `doubled`, `extra`, `changed`, `altered`, `unexpected`.
     pub kind: String,
     pub detail: String,
 }
@@ -62,6 +64,9 @@ pub struct MailboxVerify {
     pub missing: Vec<Discrepancy>,
     pub doubled: Vec<Discrepancy>,
     pub changed: Vec<Discrepancy>,
+    /// Items whose bytes at the destination differ from the source's (`verify --deep`, IMAP
+    /// destinations): "altered by the destination".
+    pub altered: Vec<Discrepancy>,
     /// Where every item of the source went (`null` when the source could not be read).
     pub accounting: Option<crate::source::accounting::SourceAccounting>,
 }
@@ -89,7 +94,7 @@ pub async fn verify(
         None => Connector::new(plan),
     };
     let mut out: Vec<MailboxVerify> = futures::stream::iter(mailboxes)
-        .map(|mb| verify_mailbox(&connector, ledger, mb, deep))
+        .map(|mb| verify_mailbox(&connector, ledger, mb, deep, plan.verify.accept_altered))
         .buffer_unordered(concurrency.max(1))
         .collect()
         .await;
@@ -106,6 +111,7 @@ async fn verify_mailbox(
     ledger: Option<&Ledger>,
     mb: &Mailbox,
     deep: bool,
+    accept_altered: bool,
 ) -> MailboxVerify {
     let mut v = MailboxVerify {
         mailbox: mb.key.clone(),
@@ -117,6 +123,7 @@ async fn verify_mailbox(
         missing: Vec::new(),
         doubled: Vec::new(),
         changed: Vec::new(),
+        altered: Vec::new(),
         accounting: None,
     };
     let _permit = connector.host_permit(mb).await;
@@ -168,7 +175,9 @@ async fn verify_mailbox(
                 dates,
                 uid_validity: status.uid_validity,
             };
-            compare_folder(&ctx, &metas, &items, &mut v)?;
+            let mut expected = Vec::new();
+            compare_folder(&ctx, &metas, &items, &mut v, &mut expected)?;
+            altered::check(&sink, &dest, &mapping.source.raw_name, &expected, &mut v).await?;
             listed.push((mapping.source.clone(), metas.len() as u64));
             seen.push(independent::Seen {
                 raw_name: mapping.source.raw_name.clone(),
@@ -250,7 +259,9 @@ async fn verify_mailbox(
             ));
         }
     }
-    if !(v.missing.is_empty() && v.doubled.is_empty() && v.changed.is_empty())
+    let altered = altered::conclude(&mut v, accept_altered);
+    if altered
+        || !(v.missing.is_empty() && v.doubled.is_empty() && v.changed.is_empty())
         || v.reasons.iter().any(|r| {
             r.starts_with("folder ")
                 || r.starts_with("independent count")
@@ -283,6 +294,7 @@ fn compare_folder(
     metas: &[MessageMeta],
     items: &[DestItem],
     v: &mut MailboxVerify,
+    expected: &mut Vec<altered::Expected>,
 ) -> Result<(), StepError> {
     let lerr = |e: crate::ledger::LedgerError| {
         StepError::new(crate::engine::ports::FailureClass::Fatal, e.to_string())
@@ -422,6 +434,11 @@ fn compare_folder(
         };
         claimed.insert(item.id.as_str());
         if ctx.deep {
+            // IMAP items carry no stamp: their bytes are read back and hashed after the listing
+            // (`altered::check`, which leaves Graph items to their stamps).
+            if let (None, Some(h)) = (&item.stamp, row.sha256) {
+                expected.push(altered::Expected::new(&item.id, h, m));
+            }
             if let (Some(s), Some(h)) = (&item.stamp, row.sha256)
                 && s.sha256 != h
             {

@@ -35,6 +35,7 @@ pub struct Plan {
     /// `[keywords]`: IMAP keyword -> `Some(category)` or `None` (not copied), in plan order,
     /// on top of the built-in mapping (`translate::keywords`). Graph destinations only.
     pub keywords: Vec<(String, Option<String>)>,
+    pub verify: VerifySettings,
     /// The good CSV rows, in file order.
     pub mailboxes: Vec<Mailbox>,
     /// Bad CSV rows: reported, while the other rows still run.
@@ -283,6 +284,14 @@ pub struct FolderRules {
     /// Deepest folder path to create; deeper paths are flattened. `None`: the target's limit
     /// (300 for Graph). At least 2: a well-known folder counts as a level.
     pub max_depth: Option<usize>,
+}
+
+/// `[verify]`.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct VerifySettings {
+    /// `[verify] accept_altered`: an IMAP destination that stores other bytes than the source's
+    /// (Dovecot turns NUL bytes into 0x80 on APPEND) is a warning, not a difference (exit 0).
+    pub accept_altered: bool,
 }
 
 /// `[limits]`.

@@ -18,6 +18,8 @@ pub(super) struct RawPlan {
     pub folders: RawFolders,
     #[serde(default)]
     pub limits: RawLimits,
+    #[serde(default)]
+    pub verify: RawVerify,
     /// `[keywords]`: IMAP keyword -> Outlook category name, or `false` to drop, `true` to keep.
     #[serde(default)]
     pub keywords: Ordered<RawKeyword>,
@@ -29,6 +31,14 @@ pub(super) struct RawPlan {
 pub(super) enum RawKeyword {
     Category(String),
     Keep(bool),
+}
+
+/// `[verify]`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawVerify {
+    #[serde(default)]
+    pub accept_altered: bool,
 }
 
 #[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq, Default)]

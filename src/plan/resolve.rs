@@ -80,6 +80,9 @@ pub(super) fn load(path: &Path, env: EnvLookup<'_>) -> Result<Plan, PlanError> {
         folders,
         limits,
         keywords,
+        verify: super::VerifySettings {
+            accept_altered: raw.verify.accept_altered,
+        },
         mailboxes: parsed.mailboxes,
         row_errors: parsed.row_errors,
         warnings: parsed.warnings,

@@ -261,6 +261,7 @@ pub fn verify(r: &VerifyReport) -> String {
             .iter()
             .chain(&m.doubled)
             .chain(&m.changed)
+            .chain(&m.altered)
             .collect();
         if all.len() > VERIFY_CAP {
             out.push_str(&format!(
@@ -310,7 +311,13 @@ pub fn verify_csv(r: &VerifyReport) -> String {
             "",
             &m.reasons.join("; "),
         ]);
-        for d in m.missing.iter().chain(&m.doubled).chain(&m.changed) {
+        for d in m
+            .missing
+            .iter()
+            .chain(&m.doubled)
+            .chain(&m.changed)
+            .chain(&m.altered)
+        {
             let uid = d.uid.map(|u| u.to_string()).unwrap_or_default();
             let _ = w.write_record([
                 m.mailbox.as_str(),

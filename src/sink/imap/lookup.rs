@@ -1,5 +1,6 @@
 //! Reading the destination back: [`ImapSink::find`] (resolving an ambiguous write without
-//! guessing), [`ImapSink::list_items`] (verify, resume), [`ImapSink::set_flags`] (flag sync).
+//! guessing), [`ImapSink::list_items`] (verify, resume), [`ImapSink::set_flags`] (flag sync),
+//! [`ImapSink::content_hashes`] (verify --deep: what the destination holds, byte for byte).
 
 use super::ImapSink;
 use super::append::select;
@@ -172,6 +173,60 @@ impl ImapSink {
         }
         Ok(())
     }
+}
+
+/// UIDs per `UID FETCH BODY.PEEK[]` of [`ImapSink::content_hashes`]: bodies under the spool
+/// threshold are held in memory until their batch is hashed, so a batch stays small.
+const HASH_BATCH: usize = 16;
+
+impl ImapSink {
+    /// The SHA-256 of each given item's bytes as the destination holds them (`UID FETCH
+    /// BODY.PEEK[]` in small batches; a large body is spooled and hashed as it is read, and each
+    /// batch's bodies are dropped once hashed). Items are `UIDVALIDITY:UID` ids; ones the folder no
+    /// longer holds, or of another UIDVALIDITY, are absent from the answer.
+    pub async fn content_hashes(
+        &self,
+        folder: &str,
+        item_ids: &[String],
+    ) -> Result<std::collections::HashMap<String, ContentHash>, ImapError> {
+        with_lease!(self, |c| hashes_on(c, folder, item_ids))
+    }
+}
+
+async fn hashes_on(
+    conn: &mut Conn,
+    folder: &str,
+    item_ids: &[String],
+) -> Result<std::collections::HashMap<String, ContentHash>, ImapError> {
+    let info = select(conn, folder).await?;
+    let mut out = std::collections::HashMap::new();
+    let Some(validity) = info.uid_validity else {
+        return Ok(out);
+    };
+    let uids: Vec<u32> = item_ids
+        .iter()
+        .filter_map(|id| {
+            let (v, u) = id.split_once(':')?;
+            (v.parse::<u32>().ok()? == validity).then(|| u.parse::<u32>().ok())?
+        })
+        .collect();
+    for batch in uids.chunks(HASH_BATCH) {
+        let outcome = conn
+            .uid_fetch(
+                &uid_set(batch),
+                "UID BODY.PEEK[]",
+                None,
+                "UID FETCH BODY.PEEK[] (verify)",
+            )
+            .await
+            .map_err(|e| e.in_folder(folder))?;
+        for (uid, item) in outcome.items {
+            if let Some(body) = item.body.flatten() {
+                out.insert(format!("{validity}:{uid}"), body.sha256());
+            }
+        }
+    }
+    Ok(out)
 }
 
 /// LIST of one folder's items on a connection (see [`ImapSink::list_items`]).

@@ -5,8 +5,10 @@
 //!   routes;
 //! - [`emulator_faults`]: responses lost after commit, 429 storms, 503 (with and without
 //!   Retry-After), 504, tokens expiring mid-run;
+//! - [`fault_soak`]: (ignored, the soak) 20+ SIGKILLs and every emulator fault together;
 //! - [`source_faults`]: Dovecot killed and restarted mid-fetch, a source connection that hangs;
 //! - [`disk_full`]: the ledger's filesystem filling up mid-run;
+//! - [`altered`]: bytes an IMAP destination changed (NUL to 0x80), found by `verify --deep`;
 //! - [`bad_input`]: every corpus message, mail-parser's test messages and generated pathological
 //!   ones through survey, migrate (both sinks) and verify;
 //! - [`security`]: secrets never in logs, errors, reports or the ledger; TLS, file modes, loopback.
@@ -16,9 +18,11 @@
 //! collects into `docs/reliability.md`. `RELIABILITY_SEED` and `RELIABILITY_ROUNDS` make a run
 //! reproducible and longer (the soak).
 
+mod altered;
 mod bad_input;
 mod disk_full;
 mod emulator_faults;
+mod fault_soak;
 mod security;
 mod sigkill;
 mod source_faults;
