@@ -77,6 +77,9 @@ pub(crate) async fn folder_pass<S: MailSource, K: MailSink>(
         sum.folders_unchanged = 1;
         sum.listed = status.exists as u64;
         sum.already_present = status.exists as u64;
+        ledger
+            .set_folder_source_total(frow.id, status.exists as u64, None)
+            .map_err(lerr)?;
         return Ok(FolderResult {
             summary: sum,
             abort: None,
@@ -85,6 +88,13 @@ pub(crate) async fn folder_pass<S: MailSource, K: MailSink>(
 
     let metas = src.fetch_meta(folder, None).await?;
     sum.listed = metas.len() as u64;
+    ledger
+        .set_folder_source_total(
+            frow.id,
+            metas.len() as u64,
+            Some(metas.iter().map(|m| m.size).sum()),
+        )
+        .map_err(lerr)?;
     let rematch = frow.uid_validity.is_some_and(|v| v != status.uid_validity);
 
     let mut rows = ledger

@@ -6,6 +6,7 @@
 
 pub mod files;
 pub mod progress;
+pub mod reason;
 pub mod stdout;
 pub mod table;
 pub mod text;
