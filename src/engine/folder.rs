@@ -80,6 +80,13 @@ pub(crate) async fn folder_pass<S: MailSource, K: MailSink>(
         ledger
             .set_folder_source_total(frow.id, status.exists as u64, None)
             .map_err(lerr)?;
+        // Listed (nothing to copy): progress counts it towards a complete total.
+        ctx.events.send(Event::FolderPlanned {
+            mailbox: ctx.mailbox_key.clone(),
+            folder: folder.raw_name.clone(),
+            messages: 0,
+            bytes: 0,
+        });
         return Ok(FolderResult {
             summary: sum,
             abort: None,

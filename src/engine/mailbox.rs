@@ -65,6 +65,10 @@ async fn run<S: MailSource, K: MailSink>(
     ctx.ledger
         .set_source_folders(ctx.mailbox_id, copied as u64)
         .map_err(|e| StepError::caused_by(FailureClass::Fatal, e))?;
+    ctx.events.send(crate::report::Event::FoldersListed {
+        mailbox: ctx.mailbox_key.clone(),
+        folders: copied as u64,
+    });
     let result = folders_pass(ctx, src, mappings, sum).await;
     sum.accounting = Some(Box::new(acc));
     result
