@@ -173,6 +173,7 @@ async fn run<K: MailSink>(
                 b.events.send(Event::ItemProblem {
                     mailbox: b.mailbox.clone(),
                     folder: b.folder.raw_name.clone(),
+                    folder_name: b.folder.path.to_string(),
                     uid: meta.uid.get(),
                     outcome: outcome.into(),
                     reason: e.detail(),

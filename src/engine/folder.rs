@@ -84,6 +84,7 @@ pub(crate) async fn folder_pass<S: MailSource, K: MailSink>(
         ctx.events.send(Event::FolderPlanned {
             mailbox: ctx.mailbox_key.clone(),
             folder: folder.raw_name.clone(),
+            folder_name: folder.path.to_string(),
             messages: 0,
             bytes: 0,
         });
@@ -216,6 +217,7 @@ pub(crate) async fn folder_pass<S: MailSource, K: MailSink>(
                     ctx.events.send(Event::ItemProblem {
                         mailbox: ctx.mailbox_key.clone(),
                         folder: folder.raw_name.clone(),
+                        folder_name: folder.path.to_string(),
                         uid: m.uid.get(),
                         outcome: "skipped".into(),
                         reason,
@@ -242,6 +244,7 @@ pub(crate) async fn folder_pass<S: MailSource, K: MailSink>(
     ctx.events.send(Event::FolderPlanned {
         mailbox: ctx.mailbox_key.clone(),
         folder: folder.raw_name.clone(),
+        folder_name: folder.path.to_string(),
         messages: todo.len() as u64,
         bytes: todo.iter().map(|t| t.0.size).sum(),
     });

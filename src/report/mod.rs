@@ -33,7 +33,10 @@ pub enum Event {
     /// A folder's work is known: how many messages and bytes it will copy.
     FolderPlanned {
         mailbox: String,
+        /// The folder's name exactly as the source sent it (modified UTF-7 on IMAP).
         folder: String,
+        /// The same name decoded, `/` between levels: what an operator reads.
+        folder_name: String,
         messages: u64,
         bytes: u64,
     },
@@ -46,7 +49,9 @@ pub enum Event {
     /// One message was not copied, and why.
     ItemProblem {
         mailbox: String,
+        /// Raw and decoded folder name, as in `FolderPlanned`.
         folder: String,
+        folder_name: String,
         uid: u32,
         outcome: String,
         reason: String,

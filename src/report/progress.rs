@@ -315,6 +315,7 @@ mod tests {
             Event::FolderPlanned {
                 mailbox: mb.clone(),
                 folder: "INBOX".into(),
+                folder_name: "INBOX".into(),
                 messages: 10,
                 bytes: 10_000,
             },
@@ -345,5 +346,19 @@ mod tests {
                 && l.contains("partial")),
             "{text}"
         );
+    }
+
+    #[test]
+    fn json_events_carry_the_decoded_folder_name_beside_the_raw_one() {
+        let ev = Event::FolderPlanned {
+            mailbox: "ann@example.org".into(),
+            folder: "Entw&APw-rfe".into(),
+            folder_name: "Entwürfe".into(),
+            messages: 1,
+            bytes: 1,
+        };
+        let v: serde_json::Value = serde_json::to_value(&ev).unwrap();
+        assert_eq!(v["folder"], "Entw&APw-rfe");
+        assert_eq!(v["folder_name"], "Entwürfe");
     }
 }

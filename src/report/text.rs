@@ -318,6 +318,7 @@ pub fn verify_csv(r: &VerifyReport) -> String {
         "verdict",
         "kind",
         "folder",
+        "folder_name",
         "uid",
         "message_id",
         "detail",
@@ -327,6 +328,7 @@ pub fn verify_csv(r: &VerifyReport) -> String {
             m.mailbox.as_str(),
             m.verdict.as_str(),
             "verdict",
+            "",
             "",
             "",
             "",
@@ -345,6 +347,7 @@ pub fn verify_csv(r: &VerifyReport) -> String {
                 m.verdict.as_str(),
                 d.kind.as_str(),
                 d.folder.as_str(),
+                decoded_folder(&d.folder).as_str(),
                 uid.as_str(),
                 d.message_id.as_deref().unwrap_or(""),
                 d.detail.as_str(),
@@ -354,9 +357,21 @@ pub fn verify_csv(r: &VerifyReport) -> String {
     String::from_utf8(w.into_inner().unwrap_or_default()).unwrap_or_default()
 }
 
+/// A source folder name (modified UTF-7) as an operator reads it; a name that is not valid
+/// modified UTF-7 is shown as it is.
+fn decoded_folder(raw: &str) -> String {
+    crate::utf7::decode(raw).unwrap_or_else(|_| raw.to_owned())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn verify_csv_names_folders_decoded_beside_the_raw_name() {
+        assert_eq!(decoded_folder("Entw&APw-rfe"), "Entwürfe");
+        assert_eq!(decoded_folder("A&B"), "A&B");
+    }
 
     fn progress(source_folders: Option<u64>, folders_listed: u64) -> MailboxProgress {
         MailboxProgress {
