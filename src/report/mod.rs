@@ -26,10 +26,7 @@ pub enum Event {
     },
     /// The mailbox's folder list is known: how many folders a pass will list. Until as many
     /// `folder_planned` events arrived, totals and ETA cover only part of the mailbox.
-    FoldersListed {
-        mailbox: String,
-        folders: u64,
-    },
+    FoldersListed { mailbox: String, folders: u64 },
     /// A folder's work is known: how many messages and bytes it will copy.
     FolderPlanned {
         mailbox: String,
