@@ -455,10 +455,13 @@ async fn copy<S: MailSource, K: MailSink>(
                         )
                         .map_err(|e| StepError::new(FailureClass::Fatal, e.to_string()))?;
                     sum.failed += 1;
-                    *sum.failures.entry(reason.clone()).or_default() += 1;
+                    *sum.failures
+                        .entry(crate::report::reason::group_key(&reason))
+                        .or_default() += 1;
                     ctx.events.send(Event::ItemProblem {
                         mailbox: ctx.mailbox_key.clone(),
                         folder: folder.raw_name.clone(),
+                        folder_name: folder.path.to_string(),
                         uid: meta.uid.get(),
                         outcome: "failed".into(),
                         reason,
