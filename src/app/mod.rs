@@ -110,6 +110,12 @@ pub async fn migrate(
         .map_err(AppError::Engine)?;
     let stem = format!("mailferry-run-{}", summary.run_id);
     let reports = report::files::write_run_reports(&workspace.report_dir, &stem, &summary);
+    // Retention only after this run's own report is safely written.
+    if let (Ok(_), Some(keep)) = (&reports, plan.reports.keep)
+        && let Err(e) = report::files::prune_run_reports(&workspace.report_dir, keep)
+    {
+        tracing::warn!("{e}");
+    }
     Ok(MigrateOutcome { summary, reports })
 }
 

@@ -15,6 +15,7 @@ use crate::body::Body;
 use crate::engine::ports::{FailureClass, OutgoingMessage};
 use crate::ledger::{Ledger, MessageRow, MessageState};
 use crate::model::{ContentHash, FolderStatus, MessageMeta, SourceFolder};
+use crate::report::reason::group_key;
 use crate::report::{Event, Events, MailboxSummary};
 
 /// Everything a write task owns.
@@ -156,7 +157,7 @@ async fn run<K: MailSink>(
                 b.ledger
                     .mark_state(row.id, state, Some((&e.detail(), class)), b.run)?;
                 let outcome = if state == MessageState::Skipped {
-                    *sum.skipped.entry(e.message.clone()).or_default() += 1;
+                    *sum.skipped.entry(group_key(&e.message)).or_default() += 1;
                     "skipped"
                 } else if state == MessageState::Pending {
                     sum.pending += 1;
@@ -166,12 +167,13 @@ async fn run<K: MailSink>(
                     "pending"
                 } else {
                     sum.failed += 1;
-                    *sum.failures.entry(e.message.clone()).or_default() += 1;
+                    *sum.failures.entry(group_key(&e.message)).or_default() += 1;
                     "failed"
                 };
                 b.events.send(Event::ItemProblem {
                     mailbox: b.mailbox.clone(),
                     folder: b.folder.raw_name.clone(),
+                    folder_name: b.folder.path.to_string(),
                     uid: meta.uid.get(),
                     outcome: outcome.into(),
                     reason: e.detail(),

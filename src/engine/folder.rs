@@ -77,6 +77,17 @@ pub(crate) async fn folder_pass<S: MailSource, K: MailSink>(
         sum.folders_unchanged = 1;
         sum.listed = status.exists as u64;
         sum.already_present = status.exists as u64;
+        ledger
+            .set_folder_source_total(frow.id, status.exists as u64, None)
+            .map_err(lerr)?;
+        // Listed (nothing to copy): progress counts it towards a complete total.
+        ctx.events.send(Event::FolderPlanned {
+            mailbox: ctx.mailbox_key.clone(),
+            folder: folder.raw_name.clone(),
+            folder_name: folder.path.to_string(),
+            messages: 0,
+            bytes: 0,
+        });
         return Ok(FolderResult {
             summary: sum,
             abort: None,
@@ -85,6 +96,13 @@ pub(crate) async fn folder_pass<S: MailSource, K: MailSink>(
 
     let metas = src.fetch_meta(folder, None).await?;
     sum.listed = metas.len() as u64;
+    ledger
+        .set_folder_source_total(
+            frow.id,
+            metas.len() as u64,
+            Some(metas.iter().map(|m| m.size).sum()),
+        )
+        .map_err(lerr)?;
     let rematch = frow.uid_validity.is_some_and(|v| v != status.uid_validity);
 
     let mut rows = ledger
@@ -199,6 +217,7 @@ pub(crate) async fn folder_pass<S: MailSource, K: MailSink>(
                     ctx.events.send(Event::ItemProblem {
                         mailbox: ctx.mailbox_key.clone(),
                         folder: folder.raw_name.clone(),
+                        folder_name: folder.path.to_string(),
                         uid: m.uid.get(),
                         outcome: "skipped".into(),
                         reason,
@@ -225,6 +244,7 @@ pub(crate) async fn folder_pass<S: MailSource, K: MailSink>(
     ctx.events.send(Event::FolderPlanned {
         mailbox: ctx.mailbox_key.clone(),
         folder: folder.raw_name.clone(),
+        folder_name: folder.path.to_string(),
         messages: todo.len() as u64,
         bytes: todo.iter().map(|t| t.0.size).sum(),
     });
@@ -435,10 +455,13 @@ async fn copy<S: MailSource, K: MailSink>(
                         )
                         .map_err(|e| StepError::new(FailureClass::Fatal, e.to_string()))?;
                     sum.failed += 1;
-                    *sum.failures.entry(reason.clone()).or_default() += 1;
+                    *sum.failures
+                        .entry(crate::report::reason::group_key(&reason))
+                        .or_default() += 1;
                     ctx.events.send(Event::ItemProblem {
                         mailbox: ctx.mailbox_key.clone(),
                         folder: folder.raw_name.clone(),
+                        folder_name: folder.path.to_string(),
                         uid: meta.uid.get(),
                         outcome: "failed".into(),
                         reason,

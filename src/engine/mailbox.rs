@@ -57,6 +57,18 @@ async fn run<S: MailSource, K: MailSink>(
     }
     let mappings = mapper.map(&folders);
     let acc = src.accounting(&mappings).await?;
+    // The folder count `status` needs to tell a complete source total from a partial one.
+    let copied = mappings
+        .iter()
+        .filter(|m| m.target.is_some() && m.source.selectable)
+        .count();
+    ctx.ledger
+        .set_source_folders(ctx.mailbox_id, copied as u64)
+        .map_err(|e| StepError::caused_by(FailureClass::Fatal, e))?;
+    ctx.events.send(crate::report::Event::FoldersListed {
+        mailbox: ctx.mailbox_key.clone(),
+        folders: copied as u64,
+    });
     let result = folders_pass(ctx, src, mappings, sum).await;
     sum.accounting = Some(Box::new(acc));
     result
@@ -94,10 +106,10 @@ async fn folders_pass<S: MailSource, K: MailSink>(
                 // record it, keep going with the rest of the mailbox.
                 sum.failed += 1;
                 *sum.failures
-                    .entry(format!(
+                    .entry(crate::report::reason::group_key(&format!(
                         "folder {:?}: {}",
                         mapping.source.raw_name, e.message
-                    ))
+                    )))
                     .or_default() += 1;
             }
         }

@@ -15,6 +15,7 @@ pub mod postgres;
 mod queries;
 mod schema;
 mod throttle;
+mod totals;
 
 pub use messages::{MessageRow, MessageState, NewMessage};
 pub use queries::{FailureGroup, FolderCounts, MailboxProgress, RunRow};

@@ -22,6 +22,21 @@ pub struct MailboxProgress {
     pub bytes_done: u64,
     pub bytes_total: u64,
     pub source_gone: u64,
+    /// Folders of the source's last folder list that a pass copies; `None` until one completed.
+    pub source_folders: Option<u64>,
+    /// Folders whose messages have been listed at least once.
+    pub folders_listed: u64,
+    /// Messages and bytes the listed folders held at the source when last listed.
+    pub source_messages: u64,
+    pub source_bytes: u64,
+}
+
+impl MailboxProgress {
+    /// True while the source totals cover only part of the mailbox: its folder list never
+    /// completed, or some of its folders have not been listed yet.
+    pub fn source_total_partial(&self) -> bool {
+        self.source_folders.is_none_or(|n| self.folders_listed < n)
+    }
 }
 
 /// Failures sharing a class and reason.
@@ -67,7 +82,14 @@ impl Ledger {
                    COALESCE(SUM(m.state = 'done'), 0), COALESCE(SUM(m.state = 'skipped'), 0),
                    COALESCE(SUM(m.state = 'failed'), 0),
                    COALESCE(SUM(CASE WHEN m.state = 'done' THEN m.size ELSE 0 END), 0),
-                   COALESCE(SUM(m.size), 0), COALESCE(SUM(m.source_gone), 0)
+                   COALESCE(SUM(m.size), 0), COALESCE(SUM(m.source_gone), 0),
+                   mb.source_folders,
+                   (SELECT COUNT(*) FROM folders f WHERE f.mailbox_id = mb.id
+                      AND f.source_messages IS NOT NULL),
+                   (SELECT COALESCE(SUM(f.source_messages), 0) FROM folders f
+                      WHERE f.mailbox_id = mb.id),
+                   (SELECT COALESCE(SUM(f.source_bytes), 0) FROM folders f
+                      WHERE f.mailbox_id = mb.id)
                  FROM mailboxes mb
                  LEFT JOIN folders f ON f.mailbox_id = mb.id
                  LEFT JOIN messages m ON m.folder_id = f.id
@@ -89,6 +111,10 @@ impl Ledger {
                     bytes_done: r.get::<_, i64>(11)? as u64,
                     bytes_total: r.get::<_, i64>(12)? as u64,
                     source_gone: r.get::<_, i64>(13)? as u64,
+                    source_folders: r.get::<_, Option<i64>>(14)?.map(|n| n as u64),
+                    folders_listed: r.get::<_, i64>(15)? as u64,
+                    source_messages: r.get::<_, i64>(16)? as u64,
+                    source_bytes: r.get::<_, i64>(17)? as u64,
                 })
             })?;
             rows.collect()
@@ -96,6 +122,7 @@ impl Ledger {
     }
 
     /// Failed and skipped messages grouped by mailbox, class and reason, largest groups first.
+    /// Reasons are compared without their request ids and timestamps (each row keeps them).
     pub fn failure_groups(&self) -> Result<Vec<FailureGroup>, LedgerError> {
         self.with(|c| {
             let mut st = c.prepare(
@@ -113,7 +140,8 @@ impl Ledger {
                     count: r.get::<_, i64>(3)? as u64,
                 })
             })?;
-            rows.collect()
+            let exact: Vec<FailureGroup> = rows.collect::<rusqlite::Result<_>>()?;
+            Ok(regroup(exact))
         })
     }
 
@@ -163,4 +191,25 @@ impl Ledger {
             rows.collect()
         })
     }
+}
+
+/// Merges groups whose reasons differ only in request ids or timestamps, largest first.
+fn regroup(exact: Vec<FailureGroup>) -> Vec<FailureGroup> {
+    let mut merged: Vec<FailureGroup> = Vec::new();
+    for g in exact {
+        let reason = crate::report::reason::group_key(&g.reason);
+        match merged
+            .iter_mut()
+            .find(|m| m.mailbox == g.mailbox && m.class == g.class && m.reason == reason)
+        {
+            Some(m) => m.count += g.count,
+            None => merged.push(FailureGroup { reason, ..g }),
+        }
+    }
+    merged.sort_by(|a, b| {
+        b.count
+            .cmp(&a.count)
+            .then_with(|| a.mailbox.cmp(&b.mailbox))
+    });
+    merged
 }

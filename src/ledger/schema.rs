@@ -68,6 +68,12 @@ const MIGRATIONS: &[&str] = &[
         until_ms INTEGER NOT NULL,
         PRIMARY KEY (destination, mailbox)
     );",
+    // 3 -> 4: the source's own totals, so `status` can say how much there is to copy rather
+    // than how much of what was listed so far (issue 12.12): per folder, the messages and bytes
+    // its last complete listing found; per mailbox, how many folders its last folder list had.
+    "ALTER TABLE folders ADD COLUMN source_messages INTEGER;
+    ALTER TABLE folders ADD COLUMN source_bytes INTEGER;
+    ALTER TABLE mailboxes ADD COLUMN source_folders INTEGER;",
 ];
 
 /// The schema version this build writes.

@@ -203,3 +203,36 @@ async fn a_blocking_ledger_call_does_not_stall_its_worker() {
         "the ticker never ran while the ledger call blocked"
     );
 }
+
+#[test]
+fn failure_groups_ignore_request_ids_but_rows_keep_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let l = Ledger::open(&dir.path().join("l.sqlite")).unwrap();
+    let run = l.start_run("migrate").unwrap();
+    let mb = l.mailbox("a@x", "exo").unwrap();
+    let f = l.folder(mb, "INBOX").unwrap();
+    l.insert_pending(f.id, uv(7), &[new(1, 10), new(2, 10)])
+        .unwrap();
+    let rows = l.folder_messages(f.id, uv(7)).unwrap();
+    let reasons = [
+        "create for a@x: HTTP 400 ErrorInvalidRequest [client-request-id 1b4e28ba-2fa1-11d2-883f-0016d3cca427, request-id r-1] after 1 attempt(s)",
+        "create for a@x: HTTP 400 ErrorInvalidRequest [client-request-id 9e107d9d-372b-4f1c-9ab9-2d3c1e0f0a11, request-id r-2] after 1 attempt(s)",
+    ];
+    for (uid, reason) in [(1, reasons[0]), (2, reasons[1])] {
+        let r = &rows[&Uid::new(uid).unwrap()];
+        l.mark_state(r.id, MessageState::Failed, Some((reason, "item")), run)
+            .unwrap();
+    }
+    let g = l.failure_groups().unwrap();
+    assert_eq!(g.len(), 1, "{g:?}");
+    assert_eq!(g[0].count, 2);
+    assert_eq!(
+        g[0].reason,
+        "create for a@x: HTTP 400 ErrorInvalidRequest after 1 attempt(s)"
+    );
+    let kept = l.folder_messages(f.id, uv(7)).unwrap();
+    assert_eq!(
+        kept[&Uid::new(2).unwrap()].last_error.as_deref(),
+        Some(reasons[1])
+    );
+}

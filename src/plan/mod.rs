@@ -36,6 +36,7 @@ pub struct Plan {
     /// on top of the built-in mapping (`translate::keywords`). Graph destinations only.
     pub keywords: Vec<(String, Option<String>)>,
     pub verify: VerifySettings,
+    pub reports: ReportSettings,
     /// The good CSV rows, in file order.
     pub mailboxes: Vec<Mailbox>,
     /// Bad CSV rows: reported, while the other rows still run.
@@ -43,6 +44,14 @@ pub struct Plan {
     /// Things an operator should fix that do not stop a run (e.g. a CSV of passwords that
     /// other users can read).
     pub warnings: Vec<String>,
+}
+
+/// `[reports]`: retention of the run report files.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ReportSettings {
+    /// Keep the newest this many `mailferry-run-*` reports, removing older ones after each run;
+    /// `None` keeps them all.
+    pub keep: Option<usize>,
 }
 
 impl Plan {

@@ -23,6 +23,8 @@ pub(super) struct RawPlan {
     /// `[keywords]`: IMAP keyword -> Outlook category name, or `false` to drop, `true` to keep.
     #[serde(default)]
     pub keywords: Ordered<RawKeyword>,
+    #[serde(default)]
+    pub reports: RawReports,
 }
 
 /// One `[keywords]` entry.
@@ -39,6 +41,13 @@ pub(super) enum RawKeyword {
 pub(super) struct RawVerify {
     #[serde(default)]
     pub accept_altered: bool,
+}
+
+/// `[reports]`: what happens to run report files.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawReports {
+    pub keep: Option<usize>,
 }
 
 #[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq, Default)]

@@ -68,6 +68,15 @@ pub(super) fn load(path: &Path, env: EnvLookup<'_>) -> Result<Plan, PlanError> {
     let folders = resolve_folders(&ctx, raw.folders)?;
     let limits = resolve_limits(&ctx, raw.limits)?;
     let keywords = resolve_keywords(&ctx, raw.keywords)?;
+    if raw.reports.keep == Some(0) {
+        return Err(ctx.err(
+            "reports.keep",
+            "must be at least 1 (the run's own report is always kept)",
+        ));
+    }
+    let reports = super::ReportSettings {
+        keep: raw.reports.keep,
+    };
     if raw.mailboxes.trim().is_empty() {
         return Err(ctx.err("mailboxes", "must name the mailboxes CSV file"));
     }
@@ -83,6 +92,7 @@ pub(super) fn load(path: &Path, env: EnvLookup<'_>) -> Result<Plan, PlanError> {
         verify: super::VerifySettings {
             accept_altered: raw.verify.accept_altered,
         },
+        reports,
         mailboxes: parsed.mailboxes,
         row_errors: parsed.row_errors,
         warnings: parsed.warnings,

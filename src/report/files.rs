@@ -47,6 +47,47 @@ pub fn write_run_reports(
     Ok((json_path, csv_path))
 }
 
+/// Removes all but the newest `keep` run reports (`mailferry-run-<id>.json` / `.csv`, newest by
+/// run id) from `dir`; returns the files removed. Other files are never touched.
+pub fn prune_run_reports(dir: &Path, keep: usize) -> Result<Vec<PathBuf>, ReportError> {
+    let err = |source| ReportError {
+        path: dir.to_owned(),
+        source,
+    };
+    let mut found: Vec<(u64, PathBuf)> = Vec::new();
+    for entry in std::fs::read_dir(dir).map_err(err)? {
+        let path = entry.map_err(err)?.path();
+        let Some(name) = path.file_name().and_then(|n| n.to_str()) else {
+            continue;
+        };
+        let id = name
+            .strip_prefix("mailferry-run-")
+            .and_then(|r| r.strip_suffix(".json").or_else(|| r.strip_suffix(".csv")))
+            .and_then(|id| id.parse::<u64>().ok());
+        if let Some(id) = id {
+            found.push((id, path));
+        }
+    }
+    let mut ids: Vec<u64> = found.iter().map(|f| f.0).collect();
+    ids.sort_unstable_by(|a, b| b.cmp(a));
+    ids.dedup();
+    let Some(&oldest_kept) = ids.get(keep.max(1) - 1) else {
+        return Ok(Vec::new());
+    };
+    let mut removed = Vec::new();
+    for (id, path) in found {
+        if id < oldest_kept {
+            std::fs::remove_file(&path).map_err(|source| ReportError {
+                path: path.clone(),
+                source,
+            })?;
+            removed.push(path);
+        }
+    }
+    removed.sort();
+    Ok(removed)
+}
+
 /// One CSV line per mailbox: counts and the first reason of each kind.
 pub fn run_csv(run: &RunSummary) -> String {
     let mut w = csv::Writer::from_writer(Vec::new());
@@ -93,4 +134,39 @@ pub fn run_csv(run: &RunSummary) -> String {
         ]);
     }
     String::from_utf8(w.into_inner().unwrap_or_default()).unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::prune_run_reports;
+
+    #[test]
+    fn only_the_newest_run_reports_are_kept() {
+        let dir = tempfile::tempdir().unwrap();
+        for id in [1, 2, 9, 10] {
+            for ext in ["json", "csv"] {
+                std::fs::write(dir.path().join(format!("mailferry-run-{id}.{ext}")), b"x").unwrap();
+            }
+        }
+        std::fs::write(dir.path().join("mailferry-verify.json"), b"x").unwrap();
+        std::fs::write(dir.path().join("mailferry-run-notes.txt"), b"x").unwrap();
+        let removed = prune_run_reports(dir.path(), 2).unwrap();
+        assert_eq!(removed.len(), 4, "{removed:?}");
+        let mut left: Vec<String> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        left.sort();
+        assert_eq!(
+            left,
+            [
+                "mailferry-run-10.csv",
+                "mailferry-run-10.json",
+                "mailferry-run-9.csv",
+                "mailferry-run-9.json",
+                "mailferry-run-notes.txt",
+                "mailferry-verify.json",
+            ]
+        );
+    }
 }

@@ -6,6 +6,7 @@
 
 pub mod files;
 pub mod progress;
+pub mod reason;
 pub mod stdout;
 pub mod table;
 pub mod text;
@@ -23,10 +24,16 @@ pub enum Event {
         mailbox: String,
         destination: String,
     },
+    /// The mailbox's folder list is known: how many folders a pass will list. Until as many
+    /// `folder_planned` events arrived, totals and ETA cover only part of the mailbox.
+    FoldersListed { mailbox: String, folders: u64 },
     /// A folder's work is known: how many messages and bytes it will copy.
     FolderPlanned {
         mailbox: String,
+        /// The folder's name exactly as the source sent it (modified UTF-7 on IMAP).
         folder: String,
+        /// The same name decoded, `/` between levels: what an operator reads.
+        folder_name: String,
         messages: u64,
         bytes: u64,
     },
@@ -39,7 +46,9 @@ pub enum Event {
     /// One message was not copied, and why.
     ItemProblem {
         mailbox: String,
+        /// Raw and decoded folder name, as in `FolderPlanned`.
         folder: String,
+        folder_name: String,
         uid: u32,
         outcome: String,
         reason: String,

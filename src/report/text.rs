@@ -131,10 +131,29 @@ pub fn status(progress: &[MailboxProgress], failures: &[FailureGroup], runs: &[R
     let rows: Vec<Vec<String>> = progress
         .iter()
         .map(|p| {
-            let pct = if p.bytes_total > 0 {
-                format!("{:.1}%", 100.0 * p.bytes_done as f64 / p.bytes_total as f64)
+            // Measured against the source's own total when a listing recorded one (issue
+            // 12.12), and marked partial while folders remain unlisted: the share of what was
+            // listed so far would otherwise read as the share of the mailbox.
+            let total = p.bytes_total.max(p.source_bytes);
+            let partial = p.source_total_partial();
+            let pct = if total > 0 {
+                let v = 100.0 * p.bytes_done as f64 / total as f64;
+                if partial {
+                    format!("{v:.1}% (partial)")
+                } else {
+                    format!("{v:.1}%")
+                }
             } else {
                 "-".into()
+            };
+            let source = match p.source_folders {
+                _ if p.folders_listed == 0 && p.source_folders.is_none() => "-".into(),
+                Some(n) if p.folders_listed < n => format!(
+                    "{} (partial: {} of {n} folders listed)",
+                    p.source_messages, p.folders_listed
+                ),
+                Some(_) => p.source_messages.to_string(),
+                None => format!("{} (partial: folder list incomplete)", p.source_messages),
             };
             vec![
                 p.mailbox.clone(),
@@ -145,7 +164,8 @@ pub fn status(progress: &[MailboxProgress], failures: &[FailureGroup], runs: &[R
                 p.sending.to_string(),
                 p.skipped.to_string(),
                 p.failed.to_string(),
-                format!("{} / {}", bytes(p.bytes_done), bytes(p.bytes_total)),
+                source,
+                format!("{} / {}", bytes(p.bytes_done), bytes(total)),
                 pct,
             ]
         })
@@ -160,6 +180,7 @@ pub fn status(progress: &[MailboxProgress], failures: &[FailureGroup], runs: &[R
             "sending",
             "skipped",
             "failed",
+            "source",
             "bytes",
             "%",
         ],
@@ -297,6 +318,7 @@ pub fn verify_csv(r: &VerifyReport) -> String {
         "verdict",
         "kind",
         "folder",
+        "folder_name",
         "uid",
         "message_id",
         "detail",
@@ -306,6 +328,7 @@ pub fn verify_csv(r: &VerifyReport) -> String {
             m.mailbox.as_str(),
             m.verdict.as_str(),
             "verdict",
+            "",
             "",
             "",
             "",
@@ -324,6 +347,7 @@ pub fn verify_csv(r: &VerifyReport) -> String {
                 m.verdict.as_str(),
                 d.kind.as_str(),
                 d.folder.as_str(),
+                decoded_folder(&d.folder).as_str(),
                 uid.as_str(),
                 d.message_id.as_deref().unwrap_or(""),
                 d.detail.as_str(),
@@ -331,4 +355,53 @@ pub fn verify_csv(r: &VerifyReport) -> String {
         }
     }
     String::from_utf8(w.into_inner().unwrap_or_default()).unwrap_or_default()
+}
+
+/// A source folder name (modified UTF-7) as an operator reads it; a name that is not valid
+/// modified UTF-7 is shown as it is.
+fn decoded_folder(raw: &str) -> String {
+    crate::utf7::decode(raw).unwrap_or_else(|_| raw.to_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn verify_csv_names_folders_decoded_beside_the_raw_name() {
+        assert_eq!(decoded_folder("Entw&APw-rfe"), "Entwürfe");
+        assert_eq!(decoded_folder("A&B"), "A&B");
+    }
+
+    fn progress(source_folders: Option<u64>, folders_listed: u64) -> MailboxProgress {
+        MailboxProgress {
+            mailbox: "ann@example.org".into(),
+            destination: "graph".into(),
+            state: Some("interrupted".into()),
+            last_run: Some(1),
+            last_error: None,
+            folders: folders_listed,
+            pending: 0,
+            sending: 0,
+            done: 10,
+            skipped: 0,
+            failed: 0,
+            bytes_done: 1000,
+            bytes_total: 1000,
+            source_gone: 0,
+            source_folders,
+            folders_listed,
+            source_messages: 10,
+            source_bytes: 1000,
+        }
+    }
+
+    #[test]
+    fn status_says_when_the_source_total_is_partial() {
+        let out = status(&[progress(Some(3), 1)], &[], &[]);
+        assert!(out.contains("100.0% (partial)"), "{out}");
+        assert!(out.contains("1 of 3 folders listed"), "{out}");
+        let out = status(&[progress(Some(1), 1)], &[], &[]);
+        assert!(out.contains("100.0%") && !out.contains("partial"), "{out}");
+    }
 }

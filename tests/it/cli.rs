@@ -201,6 +201,14 @@ async fn survey_status_and_exit_codes() {
     let (code, out, _) = run(&["status", "--plan", &plan]);
     assert_eq!(code, 0);
     assert!(out.contains("max@contoso.example"), "{out}");
+    assert!(!out.contains("partial"), "every folder was listed: {out}");
+    // The source total comes from the listing, and says it is complete.
+    let (code, out, _) = run(&["status", "--plan", &plan, "--json"]);
+    assert_eq!(code, 0);
+    let doc: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let mb = &doc["mailboxes"][0];
+    assert_eq!(mb["source_messages"], 10, "{doc}");
+    assert_eq!(mb["folders_listed"], mb["source_folders"], "{doc}");
 
     // Reports are private.
     use std::os::unix::fs::PermissionsExt;

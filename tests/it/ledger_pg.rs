@@ -104,7 +104,7 @@ async fn schema_migrates_from_empty_concurrently_and_idempotently() {
         ),
     ];
     assert_eq!(a.schema_versions().await.unwrap(), want);
-    assert_eq!(mailferry::ledger::postgres::LEDGER_VERSION, 3);
+    assert_eq!(mailferry::ledger::postgres::LEDGER_VERSION, 4);
     // Again on a migrated database: nothing changes.
     let again = PgLedger::connect(&url(&pg, ""), clock.clone())
         .await

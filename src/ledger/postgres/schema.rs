@@ -81,6 +81,10 @@ const LEDGER: &[&str] = &[
         until_ms BIGINT NOT NULL,
         PRIMARY KEY (destination, mailbox)
     );",
+    // 3 -> 4: the source's own totals from the last listing, for `status`.
+    "ALTER TABLE folders ADD COLUMN source_messages BIGINT;
+    ALTER TABLE folders ADD COLUMN source_bytes BIGINT;
+    ALTER TABLE mailboxes ADD COLUMN source_folders BIGINT;",
 ];
 
 /// Fleet mode's own tables. Times here are `timestamptz` from the database's clock, the one
