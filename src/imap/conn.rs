@@ -81,7 +81,7 @@ impl Conn {
             Ok(Err(source)) => {
                 return Err(ImapError::Connect {
                     ctx: ctx("connect"),
-                    source,
+                    source: std::sync::Arc::new(source),
                 });
             }
             Ok(Ok(s)) => s,

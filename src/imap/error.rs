@@ -31,15 +31,16 @@ impl fmt::Display for ErrorContext {
     }
 }
 
-/// An IMAP failure. See the `is_*` methods for the classification.
-#[derive(Debug, thiserror::Error)]
+/// An IMAP failure. See the `is_*` methods for the classification. `Clone`, so one failure of a
+/// batch can be reported for each of its items.
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum ImapError {
     /// TCP connect failed (refused, unreachable, DNS).
     #[error("cannot connect ({ctx}): {source}")]
     Connect {
         ctx: Box<ErrorContext>,
         #[source]
-        source: std::io::Error,
+        source: std::sync::Arc<std::io::Error>,
     },
     /// The TLS handshake or certificate verification failed, or the TLS settings are unusable.
     #[error("TLS failed ({ctx}): {reason}")]

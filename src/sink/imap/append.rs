@@ -34,12 +34,22 @@ impl ImapSink {
             attempt += 1;
             let mut lease = match self.pool.get().await {
                 Ok(l) => l,
-                Err(e) => return items.iter().map(|_| Err(clone_err(&e, folder))).collect(),
+                Err(e) => {
+                    return items
+                        .iter()
+                        .map(|_| Err(e.clone().in_folder(folder)))
+                        .collect();
+                }
             };
             match select(lease.conn(), folder).await {
                 Ok(info) => break (lease, info),
                 Err(e) if attempt < 2 && e.is_connection_drop() => continue,
-                Err(e) => return items.iter().map(|_| Err(clone_err(&e, folder))).collect(),
+                Err(e) => {
+                    return items
+                        .iter()
+                        .map(|_| Err(e.clone().in_folder(folder)))
+                        .collect();
+                }
             }
         };
         let conn = lease.conn();
@@ -55,7 +65,7 @@ impl ImapSink {
                         // The batch was refused as a whole: find the culprit(s) one by one.
                         out.extend(self.singles(conn, folder, &info, chunk).await);
                     }
-                    Err(e) => out.extend(chunk.iter().map(|_| Err(clone_err(&e, folder)))),
+                    Err(e) => out.extend(chunk.iter().map(|_| Err(e.clone().in_folder(folder)))),
                 }
             }
         } else {
@@ -173,7 +183,7 @@ impl ImapSink {
             for slot in slots {
                 out.push(match (slot, &fatal) {
                     (Some(r), _) => r,
-                    (None, Some(e)) => Err(clone_err(e, folder)),
+                    (None, Some(e)) => Err(e.clone().in_folder(folder)),
                     (None, None) => Err(ImapError::Protocol {
                         ctx: conn.ctx("APPEND"),
                         detail: "no completion for an APPEND".into(),
@@ -282,48 +292,6 @@ fn appenduids(done: &RespText) -> Option<Vec<String>> {
             .map(|u| format!("{validity}:{u}"))
             .collect(),
     )
-}
-
-/// A copy of an error for each item of a batch that failed as a whole.
-pub(super) fn clone_err(e: &ImapError, folder: &str) -> ImapError {
-    let ctx = Box::new(e.context().clone());
-    let out = match e {
-        ImapError::Connect { source, .. } => ImapError::Connect {
-            ctx,
-            source: std::io::Error::new(source.kind(), source.to_string()),
-        },
-        ImapError::Tls { reason, .. } => ImapError::Tls {
-            ctx,
-            reason: reason.clone(),
-        },
-        ImapError::Policy { reason, .. } => ImapError::Policy {
-            ctx,
-            reason: reason.clone(),
-        },
-        ImapError::Auth { server, .. } => ImapError::Auth {
-            ctx,
-            server: server.clone(),
-        },
-        ImapError::Timeout { after, .. } => ImapError::Timeout { ctx, after: *after },
-        ImapError::ConnectionLost { reason, .. } => ImapError::ConnectionLost {
-            ctx,
-            reason: reason.clone(),
-        },
-        ImapError::No { code, text, .. } => ImapError::No {
-            ctx,
-            code: code.clone(),
-            text: text.clone(),
-        },
-        ImapError::Bad { text, .. } => ImapError::Bad {
-            ctx,
-            text: text.clone(),
-        },
-        ImapError::Protocol { detail, .. } => ImapError::Protocol {
-            ctx,
-            detail: detail.clone(),
-        },
-    };
-    out.in_folder(folder)
 }
 
 #[cfg(test)]
