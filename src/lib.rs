@@ -42,5 +42,6 @@ pub mod report;
 pub mod secret;
 pub mod sink;
 pub mod source;
+mod tls;
 pub mod translate;
 pub mod utf7;

@@ -10,19 +10,12 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
-use rustls_pki_types::pem::PemObject;
 use sha2::Digest;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio_postgres::tls::{ChannelBinding, MakeTlsConnect, TlsConnect, TlsStream};
 use tokio_rustls::TlsConnector;
-use tokio_rustls::rustls::client::danger::{
-    HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier,
-};
-use tokio_rustls::rustls::crypto::{CryptoProvider, ring};
-use tokio_rustls::rustls::pki_types::{CertificateDer, ServerName, UnixTime};
-use tokio_rustls::rustls::{
-    self, ClientConfig, DigitallySignedStruct, RootCertStore, SignatureScheme,
-};
+use tokio_rustls::rustls::ClientConfig;
+use tokio_rustls::rustls::pki_types::{CertificateDer, ServerName};
 
 use super::url::SslMode;
 
@@ -31,44 +24,18 @@ pub(crate) fn client_config(
     mode: SslMode,
     root_cert: Option<&Path>,
 ) -> Result<Option<Arc<ClientConfig>>, String> {
-    let provider = Arc::new(ring::default_provider());
-    let builder = ClientConfig::builder_with_provider(provider.clone())
-        .with_safe_default_protocol_versions()
-        .map_err(|e| format!("TLS setup: {e}"))?;
-    let config = match mode {
+    let verify = match mode {
         SslMode::Disable => return Ok(None),
         // libpq's `require`: encrypted, certificate not checked. The handshake signatures still
         // are, so the session is at least bound to the certificate shown (and the channel
         // binding then binds SCRAM to it).
-        SslMode::Require => builder
-            .dangerous()
-            .with_custom_certificate_verifier(Arc::new(AcceptAnyCert(provider)))
-            .with_no_client_auth(),
-        SslMode::VerifyFull => {
-            let mut roots = RootCertStore::empty();
-            roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
-            if let Some(path) = root_cert {
-                let pem = std::fs::read(path)
-                    .map_err(|e| format!("cannot read sslrootcert {}: {e}", path.display()))?;
-                let mut added = 0;
-                for cert in CertificateDer::pem_slice_iter(&pem) {
-                    let cert = cert.map_err(|e| format!("sslrootcert {}: {e}", path.display()))?;
-                    roots
-                        .add(cert)
-                        .map_err(|e| format!("sslrootcert {}: {e}", path.display()))?;
-                    added += 1;
-                }
-                if added == 0 {
-                    return Err(format!(
-                        "sslrootcert {} holds no PEM certificate",
-                        path.display()
-                    ));
-                }
-            }
-            builder.with_root_certificates(roots).with_no_client_auth()
-        }
+        SslMode::Require => crate::tls::Verify::Nothing,
+        SslMode::VerifyFull => crate::tls::Verify::Roots {
+            extra: root_cert,
+            label: "sslrootcert",
+        },
     };
-    Ok(Some(Arc::new(config)))
+    crate::tls::client_config(verify).map(Some)
 }
 
 /// tokio-postgres' TLS factory over tokio-rustls.
@@ -176,51 +143,5 @@ fn server_end_point(cert: &CertificateDer<'_>) -> Option<Vec<u8>> {
         "1.2.840.113549.1.1.12" | "1.2.840.10045.4.3.3" => Some(sha2::Sha384::digest(der).to_vec()),
         "1.2.840.113549.1.1.13" | "1.2.840.10045.4.3.4" => Some(sha2::Sha512::digest(der).to_vec()),
         _ => None,
-    }
-}
-
-/// Accepts any certificate but still checks the handshake signatures. Only for `require`.
-#[derive(Debug)]
-struct AcceptAnyCert(Arc<CryptoProvider>);
-
-impl ServerCertVerifier for AcceptAnyCert {
-    fn verify_server_cert(
-        &self,
-        _end_entity: &CertificateDer<'_>,
-        _intermediates: &[CertificateDer<'_>],
-        _server_name: &ServerName<'_>,
-        _ocsp_response: &[u8],
-        _now: UnixTime,
-    ) -> Result<ServerCertVerified, rustls::Error> {
-        Ok(ServerCertVerified::assertion())
-    }
-    fn verify_tls12_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls12_signature(
-            message,
-            cert,
-            dss,
-            &self.0.signature_verification_algorithms,
-        )
-    }
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls13_signature(
-            message,
-            cert,
-            dss,
-            &self.0.signature_verification_algorithms,
-        )
-    }
-    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.0.signature_verification_algorithms.supported_schemes()
     }
 }
