@@ -5,15 +5,20 @@
 //! This is the only path to a migration that records anything: [`migrate`] takes the run lock
 //! before it opens the ledger, so two scheduled runs never overlap, whoever the caller is.
 
+mod fleet;
 mod signals;
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
+pub use fleet::{hostname, ledger_url, plan_identity};
 pub use signals::watch_signals;
 
+use crate::engine::fleet::FleetOptions;
 use crate::engine::survey::SurveyReport;
 use crate::engine::verify::VerifyReport;
 use crate::engine::{self, Cancel, EngineError, MigrateOptions};
+use crate::ledger::postgres::{LeaseRow, PgLedger, PgLedgerError, PgUrl, UrlError};
 use crate::ledger::{FailureGroup, Ledger, LedgerError, MailboxProgress, RunLedger, RunRow};
 use crate::plan::{Plan, PlanError};
 use crate::report::files::ReportError;
@@ -38,6 +43,15 @@ pub enum AppError {
     /// The engine stopped on a run-wide error.
     #[error(transparent)]
     Engine(EngineError),
+    /// The ledger URL is unusable (exit 2).
+    #[error(transparent)]
+    LedgerUrl(#[from] UrlError),
+    /// The PostgreSQL ledger could not be reached, or holds another plan (exit 2 for that).
+    #[error(transparent)]
+    Fleet(#[from] PgLedgerError),
+    /// An option that does not apply here (exit 2).
+    #[error("{0}")]
+    Usage(String),
 }
 
 impl AppError {
@@ -46,7 +60,12 @@ impl AppError {
     pub fn is_usage(&self) -> bool {
         matches!(
             self,
-            AppError::Plan(_) | AppError::NoLedger(_) | AppError::Engine(EngineError::Plan(_))
+            AppError::Plan(_)
+                | AppError::NoLedger(_)
+                | AppError::Engine(EngineError::Plan(_))
+                | AppError::LedgerUrl(_)
+                | AppError::Usage(_)
+                | AppError::Fleet(PgLedgerError::PlanMismatch { .. })
         )
     }
 }
@@ -65,15 +84,38 @@ pub struct Workspace {
     pub state: PathBuf,
     /// Where run reports go.
     pub report_dir: PathBuf,
+    /// Fleet mode: the PostgreSQL ledger, used instead of `state`.
+    pub fleet: Option<PgUrl>,
 }
 
 impl Workspace {
     /// The plan's defaults (ledger next to the plan, reports beside it), overridden where given.
+    /// The SQLite ledger; see [`Workspace::with_ledger`] for fleet mode.
     pub fn resolve(plan: &Plan, state: Option<PathBuf>, report_dir: Option<PathBuf>) -> Workspace {
         Workspace {
             state: state.unwrap_or_else(|| plan.default_state_path()),
             report_dir: report_dir.unwrap_or_else(|| plan.dir()),
+            fleet: None,
         }
+    }
+
+    /// Chooses the PostgreSQL ledger named by `--ledger` (`cli`) or the plan's `[ledger]`, if
+    /// either names one. `--state` and a PostgreSQL ledger exclude each other.
+    pub fn with_ledger(
+        mut self,
+        plan: &Plan,
+        cli: Option<&str>,
+        state_given: bool,
+    ) -> Result<Workspace, AppError> {
+        self.fleet = ledger_url(plan, cli)?;
+        if self.fleet.is_some() && state_given {
+            return Err(AppError::Usage(
+                "--state names a SQLite ledger and the plan or --ledger a PostgreSQL one: give \
+                 one of them"
+                    .into(),
+            ));
+        }
+        Ok(self)
     }
 }
 
@@ -93,6 +135,17 @@ pub struct MigrateOutcome {
     pub summary: RunSummary,
     /// The JSON and CSV reports written, or why they could not be.
     pub reports: Result<(PathBuf, PathBuf), ReportError>,
+    /// Fleet mode: what this worker did.
+    pub fleet: Option<FleetWorker>,
+}
+
+/// One fleet worker's part in a `migrate`.
+#[derive(Debug, Clone)]
+pub struct FleetWorker {
+    /// The worker's id (the lease owner `status` shows).
+    pub worker: String,
+    /// Mailboxes whose lease it lost mid-pass (another worker took them over).
+    pub leases_lost: Vec<String>,
 }
 
 /// `migrate`: takes the run lock, opens the ledger, runs the engine until done or `cancel`, and
@@ -104,10 +157,38 @@ pub async fn migrate(
     events: Events,
     cancel: Cancel,
 ) -> Result<MigrateOutcome, AppError> {
-    let ledger = open_run_ledger(&workspace.state).await?;
-    let summary = engine::migrate(plan, &ledger, opts, events, cancel)
-        .await
-        .map_err(AppError::Engine)?;
+    let (summary, fleet) = match &workspace.fleet {
+        None => {
+            let ledger = open_run_ledger(&workspace.state).await?;
+            let summary = engine::migrate(plan, &ledger, opts, events, cancel)
+                .await
+                .map_err(AppError::Engine)?;
+            (summary, None)
+        }
+        Some(url) => {
+            if opts.dry_run || !opts.mailboxes.is_empty() {
+                return Err(AppError::Usage(
+                    "fleet mode runs the whole plan: --dry-run and --mailbox work only on a \
+                     SQLite ledger (--state)"
+                        .into(),
+                ));
+            }
+            let db = fleet::connect(url, plan).await?;
+            let ledger = Arc::new(Ledger::postgres(db));
+            let options = FleetOptions {
+                lease: std::time::Duration::from_secs(plan.ledger.lease_secs),
+                hostname: hostname(),
+            };
+            let run = engine::fleet::migrate(plan, ledger, opts, &options, events, cancel)
+                .await
+                .map_err(AppError::Engine)?;
+            let worker = FleetWorker {
+                worker: run.worker,
+                leases_lost: run.leases_lost,
+            };
+            (run.summary, Some(worker))
+        }
+    };
     let stem = format!("mailferry-run-{}", summary.run_id);
     let reports = report::files::write_run_reports(&workspace.report_dir, &stem, &summary);
     // Retention only after this run's own report is safely written.
@@ -116,7 +197,11 @@ pub async fn migrate(
     {
         tracing::warn!("{e}");
     }
-    Ok(MigrateOutcome { summary, reports })
+    Ok(MigrateOutcome {
+        summary,
+        reports,
+        fleet,
+    })
 }
 
 /// How long a run waits for a lock that someone holds only for a moment.
@@ -145,27 +230,64 @@ pub struct StatusOutcome {
     pub progress: Vec<MailboxProgress>,
     pub failures: Vec<FailureGroup>,
     pub runs: Vec<RunRow>,
+    /// Fleet mode: who holds which mailbox.
+    pub fleet: Option<FleetStatus>,
+}
+
+/// The fleet as the PostgreSQL ledger sees it.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct FleetStatus {
+    /// One row per mailbox of the plan: its holder, heartbeat age and outcome.
+    pub leases: Vec<LeaseRow>,
 }
 
 /// `status`: reads the ledger (never writes), limited to `mailboxes` when given.
-pub fn status(workspace: &Workspace, mailboxes: &[String]) -> Result<StatusOutcome, AppError> {
-    if !workspace.state.exists() {
-        return Err(AppError::NoLedger(workspace.state.clone()));
-    }
-    let ledger = Ledger::open(&workspace.state).map_err(ledger_error)?;
-    let mut progress = ledger.progress().map_err(ledger_error)?;
-    let mut failures = ledger.failure_groups().map_err(ledger_error)?;
-    let mut runs = ledger.runs(5).map_err(ledger_error)?;
-    mark_dead_runs(&workspace.state, &mut runs);
+pub async fn status(
+    workspace: &Workspace,
+    mailboxes: &[String],
+) -> Result<StatusOutcome, AppError> {
+    let (mut progress, mut failures, runs, fleet) = match &workspace.fleet {
+        None => {
+            if !workspace.state.exists() {
+                return Err(AppError::NoLedger(workspace.state.clone()));
+            }
+            let ledger = Ledger::open(&workspace.state).map_err(ledger_error)?;
+            let mut runs = ledger.runs(5).map_err(ledger_error)?;
+            mark_dead_runs(&workspace.state, &mut runs);
+            (
+                ledger.progress().map_err(ledger_error)?,
+                ledger.failure_groups().map_err(ledger_error)?,
+                runs,
+                None,
+            )
+        }
+        Some(url) => {
+            let db =
+                Arc::new(PgLedger::connect(url, crate::ledger::postgres::Clock::Database).await?);
+            let leases = db.leases().await?;
+            let ledger = Ledger::postgres(db);
+            (
+                ledger.progress().map_err(ledger_error)?,
+                ledger.failure_groups().map_err(ledger_error)?,
+                ledger.runs(10).map_err(ledger_error)?,
+                Some(FleetStatus { leases }),
+            )
+        }
+    };
+    let mut fleet = fleet;
     if !mailboxes.is_empty() {
         let wanted: Vec<String> = mailboxes.iter().map(|m| m.to_lowercase()).collect();
         progress.retain(|p| wanted.contains(&p.mailbox));
         failures.retain(|f| wanted.contains(&f.mailbox));
+        if let Some(f) = fleet.as_mut() {
+            f.leases.retain(|l| wanted.contains(&l.mailbox));
+        }
     }
     Ok(StatusOutcome {
         progress,
         failures,
         runs,
+        fleet,
     })
 }
 
@@ -201,10 +323,14 @@ pub async fn verify(
     report_dir: Option<&Path>,
 ) -> Result<VerifyOutcome, AppError> {
     let selected = plan.select(mailboxes)?;
-    let ledger = if workspace.state.exists() {
-        Some(Ledger::open(&workspace.state).map_err(ledger_error)?)
-    } else {
-        None
+    let ledger = match &workspace.fleet {
+        Some(url) => Some(Ledger::postgres(Arc::new(
+            PgLedger::connect(url, crate::ledger::postgres::Clock::Database).await?,
+        ))),
+        None if workspace.state.exists() => {
+            Some(Ledger::open(&workspace.state).map_err(ledger_error)?)
+        }
+        None => None,
     };
     let report = engine::verify::verify(plan, ledger.as_ref(), &selected, deep, concurrency).await;
     let mut files = Vec::new();

@@ -45,7 +45,7 @@ pub(super) async fn run(command: Command) -> u8 {
             };
             migrate(&plan, opts, report_dir).await
         }
-        Command::Status { plan } => status(&plan),
+        Command::Status { plan } => status(&plan).await,
         Command::Verify {
             plan,
             deep,
@@ -161,7 +161,10 @@ async fn migrate(args: &PlanArgs, opts: MigrateOptions, report_dir: Option<PathB
         eprintln!("mailferry: {e}");
         return exit::USAGE;
     }
-    let workspace = Workspace::resolve(&plan, args.state.clone(), report_dir);
+    let workspace = match workspace(&plan, args, report_dir) {
+        Ok(w) => w,
+        Err(e) => return fail(&e),
+    };
     let cancel = Cancel::default();
     app::watch_signals(
         cancel.clone(),
@@ -199,6 +202,17 @@ async fn migrate(args: &PlanArgs, opts: MigrateOptions, report_dir: Option<PathB
         Ok(_) => {}
         Err(e) => eprintln!("mailferry: {e}"),
     }
+    if let Some(fleet) = &outcome.fleet {
+        for mailbox in &fleet.leases_lost {
+            eprintln!(
+                "mailferry: worker {}: lost the lease on {mailbox}; another worker took it over",
+                fleet.worker
+            );
+        }
+        if !summary.interrupted {
+            eprintln!("mailferry: worker {}: nothing left to claim", fleet.worker);
+        }
+    }
     if summary.has_failures() {
         exit::FAILURES
     } else {
@@ -206,12 +220,28 @@ async fn migrate(args: &PlanArgs, opts: MigrateOptions, report_dir: Option<PathB
     }
 }
 
-fn status(args: &PlanArgs) -> u8 {
+/// The ledger and report locations: `--state`, `--ledger`, the plan's `[ledger]`.
+fn workspace(
+    plan: &Plan,
+    args: &PlanArgs,
+    report_dir: Option<PathBuf>,
+) -> Result<Workspace, AppError> {
+    Workspace::resolve(plan, args.state.clone(), report_dir).with_ledger(
+        plan,
+        args.ledger.as_deref(),
+        args.state.is_some(),
+    )
+}
+
+async fn status(args: &PlanArgs) -> u8 {
     let Some(plan) = load_plan(args) else {
         return exit::USAGE;
     };
-    let workspace = Workspace::resolve(&plan, args.state.clone(), None);
-    let outcome = match app::status(&workspace, &args.mailboxes) {
+    let workspace = match workspace(&plan, args, None) {
+        Ok(w) => w,
+        Err(e) => return fail(&e),
+    };
+    let outcome = match app::status(&workspace, &args.mailboxes).await {
         Ok(o) => o,
         Err(e) => return fail(&e),
     };
@@ -220,6 +250,7 @@ fn status(args: &PlanArgs) -> u8 {
             "mailboxes": outcome.progress,
             "failures": outcome.failures,
             "runs": outcome.runs,
+            "fleet": outcome.fleet,
         }));
     } else {
         stdout::write(&report::text::status(
@@ -227,6 +258,9 @@ fn status(args: &PlanArgs) -> u8 {
             &outcome.failures,
             &outcome.runs,
         ));
+        if let Some(fleet) = &outcome.fleet {
+            stdout::write(&report::text::fleet_status(&fleet.leases));
+        }
     }
     exit::OK
 }
@@ -244,7 +278,10 @@ async fn verify(
         eprintln!("mailferry: {e}");
         return exit::USAGE;
     }
-    let workspace = Workspace::resolve(&plan, args.state.clone(), None);
+    let workspace = match workspace(&plan, args, None) {
+        Ok(w) => w,
+        Err(e) => return fail(&e),
+    };
     let outcome = match app::verify(
         &plan,
         &workspace,

@@ -47,6 +47,11 @@ pub struct PlanArgs {
     /// The ledger file (default: next to the plan).
     #[arg(long, value_name = "FILE")]
     pub state: Option<PathBuf>,
+    /// Fleet mode: a PostgreSQL ledger shared by several workers
+    /// (postgres://user@host:port/db?sslmode=verify-full; the password from PGPASSWORD).
+    /// Overrides the plan's [ledger]. migrate, status and verify use it.
+    #[arg(long, value_name = "URL")]
+    pub ledger: Option<String>,
 }
 
 #[derive(Debug, Subcommand)]

@@ -12,6 +12,7 @@ mod batch;
 pub mod budget;
 pub mod connect;
 mod deadlines;
+pub mod fleet;
 mod folder;
 pub mod mailbox;
 mod orphans;
@@ -82,14 +83,30 @@ impl Default for MigrateOptions {
 /// A cancellation flag: set by Ctrl-C. Readers stop fetching; writes in flight finish and are
 /// recorded, so nothing is left ambiguous by an interrupt.
 #[derive(Debug, Clone, Default)]
-pub struct Cancel(Arc<AtomicBool>);
+pub struct Cancel {
+    own: Arc<AtomicBool>,
+    /// The run's flag, for a mailbox's own (fleet mode stops one mailbox whose lease was lost).
+    parent: Option<Arc<AtomicBool>>,
+}
 
 impl Cancel {
     pub fn cancel(&self) {
-        self.0.store(true, Ordering::SeqCst);
+        self.own.store(true, Ordering::SeqCst);
     }
     pub fn is_cancelled(&self) -> bool {
-        self.0.load(Ordering::SeqCst)
+        self.own.load(Ordering::SeqCst)
+            || self
+                .parent
+                .as_ref()
+                .is_some_and(|p| p.load(Ordering::SeqCst))
+    }
+    /// A flag of its own that is also set whenever this one is: cancelling the child stops one
+    /// mailbox, cancelling this stops them all.
+    pub fn child(&self) -> Cancel {
+        Cancel {
+            own: Arc::new(AtomicBool::new(false)),
+            parent: Some(Arc::clone(&self.own)),
+        }
     }
 }
 

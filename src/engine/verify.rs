@@ -88,7 +88,7 @@ pub async fn verify(
 ) -> VerifyReport {
     // verify beside migrate: the same mailbox's Retry-After deadlines, read from and written to
     // the ledger (a handle of its own: the caller lends only a reference).
-    let deadlines = ledger.and_then(|l| Ledger::open(l.path()).ok());
+    let deadlines = ledger.and_then(|l| l.reopen().ok());
     let connector = match deadlines {
         Some(l) => Connector::new(plan).with_deadlines(std::sync::Arc::new(l)),
         None => Connector::new(plan),

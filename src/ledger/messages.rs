@@ -107,6 +107,9 @@ impl Ledger {
         folder: i64,
         uid_validity: UidValidity,
     ) -> Result<HashMap<Uid, MessageRow>, LedgerError> {
+        if let Some(pg) = self.pg() {
+            return pg.block(pg.db.folder_messages(folder, uid_validity));
+        }
         self.with(|c| {
             let mut st = c.prepare_cached(&format!(
                 "SELECT {COLUMNS} FROM messages WHERE folder_id = ?1 AND uid_validity = ?2"
@@ -118,6 +121,9 @@ impl Ledger {
 
     /// Every row of a folder, whatever its UIDVALIDITY.
     pub fn all_folder_messages(&self, folder: i64) -> Result<Vec<MessageRow>, LedgerError> {
+        if let Some(pg) = self.pg() {
+            return pg.block(pg.db.all_folder_messages(folder));
+        }
         self.with(|c| {
             let mut st = c.prepare_cached(&format!(
                 "SELECT {COLUMNS} FROM messages WHERE folder_id = ?1 ORDER BY uid_validity, uid"
@@ -134,6 +140,9 @@ impl Ledger {
         uid_validity: UidValidity,
         new: &[NewMessage],
     ) -> Result<(), LedgerError> {
+        if let Some(pg) = self.pg() {
+            return pg.block(pg.db.insert_pending(pg.lease()?, folder, uid_validity, new));
+        }
         self.with(|c| {
             let tx = c.transaction()?;
             {
@@ -160,6 +169,9 @@ impl Ledger {
 
     /// Marks rows `sending` with their content hash, before the write starts (one commit).
     pub fn mark_sending(&self, rows: &[(i64, ContentHash)], run: i64) -> Result<(), LedgerError> {
+        if let Some(pg) = self.pg() {
+            return pg.block(pg.db.mark_sending(pg.lease()?, rows, run));
+        }
         self.with(|c| {
             let tx = c.transaction()?;
             {
@@ -177,6 +189,9 @@ impl Ledger {
 
     /// Marks rows `done` with their destination id and the flags now at the destination.
     pub fn mark_done(&self, rows: &[(i64, String, Flags)], run: i64) -> Result<(), LedgerError> {
+        if let Some(pg) = self.pg() {
+            return pg.block(pg.db.mark_done(pg.lease()?, rows, run));
+        }
         self.with(|c| {
             let tx = c.transaction()?;
             {
@@ -200,6 +215,9 @@ impl Ledger {
         error: Option<(&str, &str)>,
         run: i64,
     ) -> Result<(), LedgerError> {
+        if let Some(pg) = self.pg() {
+            return pg.block(pg.db.mark_state(pg.lease()?, id, state, error, run));
+        }
         self.with(|c| {
             c.execute(
                 "UPDATE messages SET state = ?2, last_error = ?3, error_class = ?4, updated_run = ?5
@@ -212,6 +230,9 @@ impl Ledger {
 
     /// Records the flags now at the destination for a done row.
     pub fn set_flags(&self, id: i64, flags: &Flags) -> Result<(), LedgerError> {
+        if let Some(pg) = self.pg() {
+            return pg.block(pg.db.set_flags(pg.lease()?, id, flags));
+        }
         self.with(|c| {
             c.execute(
                 "UPDATE messages SET flags = ?2 WHERE id = ?1",
@@ -223,6 +244,9 @@ impl Ledger {
 
     /// Marks which rows of a folder are no longer at the source (all others: present).
     pub fn set_source_gone(&self, folder: i64, gone: &[i64]) -> Result<(), LedgerError> {
+        if let Some(pg) = self.pg() {
+            return pg.block(pg.db.set_source_gone(pg.lease()?, folder, gone));
+        }
         self.with(|c| {
             let tx = c.transaction()?;
             tx.execute(
@@ -250,6 +274,12 @@ impl Ledger {
         uid: Uid,
         hash: &ContentHash,
     ) -> Result<Option<MessageRow>, LedgerError> {
+        if let Some(pg) = self.pg() {
+            return pg.block(
+                pg.db
+                    .claim_by_hash(pg.lease()?, folder, uid_validity, uid, hash),
+            );
+        }
         self.with(|c| {
             let tx = c.transaction()?;
             let found = tx
@@ -281,6 +311,9 @@ impl Ledger {
 
     /// Marks rows whose write was interrupted: they are checked for orphaned copies once done.
     pub fn mark_recheck(&self, ids: &[i64]) -> Result<(), LedgerError> {
+        if let Some(pg) = self.pg() {
+            return pg.block(pg.db.mark_recheck(pg.lease()?, ids));
+        }
         self.with(|c| {
             let tx = c.transaction()?;
             {
@@ -299,6 +332,9 @@ impl Ledger {
         folder: i64,
         uid_validity: UidValidity,
     ) -> Result<Vec<MessageRow>, LedgerError> {
+        if let Some(pg) = self.pg() {
+            return pg.block(pg.db.recheck_rows(folder, uid_validity));
+        }
         self.with(|c| {
             let mut st = c.prepare_cached(&format!(
                 "SELECT {COLUMNS} FROM messages WHERE folder_id = ?1 AND uid_validity = ?2
@@ -311,6 +347,9 @@ impl Ledger {
 
     /// The orphan check of a row is done.
     pub fn clear_recheck(&self, id: i64) -> Result<(), LedgerError> {
+        if let Some(pg) = self.pg() {
+            return pg.block(pg.db.clear_recheck(pg.lease()?, id));
+        }
         self.with(|c| {
             c.execute("UPDATE messages SET recheck = 0 WHERE id = ?1", [id])?;
             Ok(())

@@ -10,6 +10,7 @@
 //! SHA-256, Message-ID), sizes, flags, dates, states and error texts. It is created 0600 and can be
 //! opened by operators with `sqlite3`.
 
+mod backend;
 mod messages;
 pub mod postgres;
 mod queries;
@@ -58,12 +59,25 @@ pub enum LedgerError {
     Locked { path: PathBuf },
     #[error("ledger {path}: {what}")]
     Corrupt { path: PathBuf, what: String },
+    /// The PostgreSQL ledger (fleet mode) failed, or this worker lost the mailbox's lease.
+    #[error(transparent)]
+    Postgres(#[from] postgres::PgLedgerError),
 }
 
-/// An open ledger. Cheap operations take an internal lock; share it behind an `Arc`.
+impl LedgerError {
+    /// A fenced write was refused: this worker no longer holds the mailbox's lease and must stop
+    /// working on it at once.
+    pub fn is_lease_lost(&self) -> bool {
+        matches!(self, LedgerError::Postgres(e) if e.is_lease_lost())
+    }
+}
+
+/// An open ledger: the SQLite file, or (fleet mode) a PostgreSQL server. Cheap operations take
+/// an internal lock; share it behind an `Arc`.
 pub struct Ledger {
+    /// The SQLite file, or the PostgreSQL server's redacted URL (for messages).
     path: PathBuf,
-    conn: Mutex<Connection>,
+    backend: backend::Backend,
 }
 
 /// A folder's row, as the engine needs it.
@@ -125,7 +139,7 @@ impl Ledger {
         let conn = Connection::open(path).map_err(|e| sql_err(path, e))?;
         let ledger = Ledger {
             path: path.to_owned(),
-            conn: Mutex::new(conn),
+            backend: backend::Backend::Sqlite(Mutex::new(conn)),
         };
         ledger.with(|c| {
             c.pragma_update(None, "journal_mode", "WAL")?;
@@ -146,7 +160,55 @@ impl Ledger {
         Ok(ledger)
     }
 
-    /// The file this ledger lives in.
+    /// A ledger on a PostgreSQL server (fleet mode), for calls outside any mailbox (runs,
+    /// summaries, throttle deadlines). Mailbox passes use [`Ledger::for_lease`].
+    pub fn postgres(db: Arc<postgres::PgLedger>) -> Ledger {
+        Ledger {
+            path: PathBuf::from(db.url().to_string()),
+            backend: backend::Backend::Postgres(backend::Pg { db, lease: None }),
+        }
+    }
+
+    /// This PostgreSQL ledger, recording for the mailbox of `lease`: every write is fenced by
+    /// it. `None` on SQLite, which has no leases.
+    pub fn for_lease(&self, lease: postgres::Lease) -> Option<Ledger> {
+        match &self.backend {
+            backend::Backend::Postgres(pg) => Some(Ledger {
+                path: self.path.clone(),
+                backend: backend::Backend::Postgres(backend::Pg {
+                    db: Arc::clone(&pg.db),
+                    lease: Some(lease),
+                }),
+            }),
+            backend::Backend::Sqlite(_) => None,
+        }
+    }
+
+    /// The PostgreSQL ledger behind this one, if it is one (fleet mode).
+    pub fn postgres_db(&self) -> Option<&Arc<postgres::PgLedger>> {
+        match &self.backend {
+            backend::Backend::Postgres(pg) => Some(&pg.db),
+            backend::Backend::Sqlite(_) => None,
+        }
+    }
+
+    /// A second handle on the same ledger, for a task that needs its own (a SQLite
+    /// connection of its own; the same PostgreSQL connection, without a lease).
+    pub fn reopen(&self) -> Result<Ledger, LedgerError> {
+        match &self.backend {
+            backend::Backend::Sqlite(_) => Ledger::open(&self.path),
+            backend::Backend::Postgres(pg) => Ok(Ledger::postgres(Arc::clone(&pg.db))),
+        }
+    }
+
+    fn pg(&self) -> Option<&backend::Pg> {
+        match &self.backend {
+            backend::Backend::Postgres(pg) => Some(pg),
+            backend::Backend::Sqlite(_) => None,
+        }
+    }
+
+    /// The file this ledger lives in (the server's redacted URL on PostgreSQL).
     pub fn path(&self) -> &Path {
         &self.path
     }
@@ -176,10 +238,19 @@ impl Ledger {
         }
     }
 
+    /// The SQLite connection, locked (tests hold it to simulate a slow statement).
+    #[cfg(test)]
     fn conn(&self) -> MutexGuard<'_, Connection> {
+        match &self.backend {
+            backend::Backend::Sqlite(conn) => Self::lock_conn(conn),
+            backend::Backend::Postgres(_) => panic!("not a SQLite ledger"),
+        }
+    }
+
+    fn lock_conn(conn: &Mutex<Connection>) -> MutexGuard<'_, Connection> {
         // A panic while holding the lock cannot leave SQLite inconsistent (transactions roll
         // back), so a poisoned lock is still usable.
-        self.conn.lock().unwrap_or_else(|p| p.into_inner())
+        conn.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     /// Runs `f` on the connection, mapping errors to this ledger's path.
@@ -193,8 +264,14 @@ impl Ledger {
         &self,
         f: impl FnOnce(&mut Connection) -> rusqlite::Result<T>,
     ) -> Result<T, LedgerError> {
+        let backend::Backend::Sqlite(conn) = &self.backend else {
+            return Err(LedgerError::Corrupt {
+                path: self.path.clone(),
+                what: "internal: a SQLite statement sent to a PostgreSQL ledger".into(),
+            });
+        };
         let run = || {
-            let mut conn = self.conn();
+            let mut conn = Self::lock_conn(conn);
             f(&mut conn).map_err(|e| sql_err(&self.path, e))
         };
         let multi_thread = tokio::runtime::Handle::try_current()
@@ -208,6 +285,9 @@ impl Ledger {
 
     /// Records the start of a run; returns its id.
     pub fn start_run(&self, command: &str) -> Result<i64, LedgerError> {
+        if let Some(pg) = self.pg() {
+            return pg.block(pg.db.start_run(command));
+        }
         self.with(|c| {
             c.execute(
                 "INSERT INTO runs (command, started_at, status) VALUES (?1, ?2, 'running')",
@@ -224,6 +304,9 @@ impl Ledger {
         status: &str,
         summary_json: &str,
     ) -> Result<(), LedgerError> {
+        if let Some(pg) = self.pg() {
+            return pg.block(pg.db.finish_run(run, status, summary_json));
+        }
         self.with(|c| {
             c.execute(
                 "UPDATE runs SET finished_at = ?2, status = ?3, summary = ?4 WHERE id = ?1",
@@ -235,6 +318,9 @@ impl Ledger {
 
     /// The mailbox row id for `key`, created on first use.
     pub fn mailbox(&self, key: &str, destination: &str) -> Result<i64, LedgerError> {
+        if let Some(pg) = self.pg() {
+            return pg.mailbox(key);
+        }
         self.with(|c| {
             c.execute(
                 "INSERT INTO mailboxes (key, destination) VALUES (?1, ?2)
@@ -255,6 +341,10 @@ impl Ledger {
         state: &str,
         error: Option<(&str, &str)>,
     ) -> Result<(), LedgerError> {
+        if let Some(pg) = self.pg() {
+            let _ = mailbox;
+            return pg.block(pg.db.set_mailbox_state(pg.lease()?, run, state, error));
+        }
         self.with(|c| {
             c.execute(
                 "UPDATE mailboxes SET state = ?2, last_run = ?3, last_error = ?4,
@@ -274,6 +364,10 @@ impl Ledger {
 
     /// The folder row for a source folder, created on first use.
     pub fn folder(&self, mailbox: i64, source_name: &str) -> Result<FolderRow, LedgerError> {
+        if let Some(pg) = self.pg() {
+            let _ = mailbox;
+            return pg.block(pg.db.folder(pg.lease()?, source_name));
+        }
         self.with(|c| {
             c.execute(
                 "INSERT OR IGNORE INTO folders (mailbox_id, source_name) VALUES (?1, ?2)",
@@ -290,6 +384,9 @@ impl Ledger {
 
     /// All folder rows of a mailbox.
     pub fn folders(&self, mailbox: i64) -> Result<Vec<FolderRow>, LedgerError> {
+        if let Some(pg) = self.pg() {
+            return pg.block(pg.db.folders(mailbox));
+        }
         self.with(|c| {
             let mut st = c.prepare(
                 "SELECT id, source_name, mapped_name, dest_id, uid_validity, highest_modseq, uid_next
@@ -307,6 +404,12 @@ impl Ledger {
         mapped_name: &str,
         dest_id: &str,
     ) -> Result<(), LedgerError> {
+        if let Some(pg) = self.pg() {
+            return pg.block(
+                pg.db
+                    .set_folder_target(pg.lease()?, folder, mapped_name, dest_id),
+            );
+        }
         self.with(|c| {
             c.execute(
                 "UPDATE folders SET mapped_name = ?2, dest_id = ?3 WHERE id = ?1",
@@ -325,6 +428,15 @@ impl Ledger {
         highest_modseq: Option<u64>,
         uid_next: Option<u32>,
     ) -> Result<(), LedgerError> {
+        if let Some(pg) = self.pg() {
+            return pg.block(pg.db.set_folder_sync_point(
+                pg.lease()?,
+                folder,
+                uid_validity,
+                highest_modseq,
+                uid_next,
+            ));
+        }
         self.with(|c| {
             c.execute(
                 "UPDATE folders SET uid_validity = ?2, highest_modseq = ?3, uid_next = ?4 WHERE id = ?1",
@@ -336,6 +448,9 @@ impl Ledger {
 
     /// Forgets the sync point, so the next pass lists the folder in full.
     pub fn clear_folder_sync_point(&self, folder: i64) -> Result<(), LedgerError> {
+        if let Some(pg) = self.pg() {
+            return pg.block(pg.db.clear_folder_sync_point(pg.lease()?, folder));
+        }
         self.with(|c| {
             c.execute(
                 "UPDATE folders SET highest_modseq = NULL, uid_next = NULL WHERE id = ?1",
@@ -347,6 +462,9 @@ impl Ledger {
 
     /// Looks up a mailbox id without creating it.
     pub fn find_mailbox(&self, key: &str) -> Result<Option<i64>, LedgerError> {
+        if let Some(pg) = self.pg() {
+            return pg.block(pg.db.find_mailbox(key));
+        }
         self.with(|c| {
             c.query_row("SELECT id FROM mailboxes WHERE key = ?1", [key], |r| {
                 r.get(0)

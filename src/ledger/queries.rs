@@ -74,6 +74,9 @@ pub struct FolderCounts {
 impl Ledger {
     /// Progress of every mailbox the ledger knows, by key.
     pub fn progress(&self) -> Result<Vec<MailboxProgress>, LedgerError> {
+        if let Some(pg) = self.pg() {
+            return pg.block(pg.db.progress());
+        }
         self.with(|c| {
             let mut st = c.prepare(
                 "SELECT mb.key, mb.destination, mb.state, mb.last_run, mb.last_error,
@@ -124,6 +127,9 @@ impl Ledger {
     /// Failed and skipped messages grouped by mailbox, class and reason, largest groups first.
     /// Reasons are compared without their request ids and timestamps (each row keeps them).
     pub fn failure_groups(&self) -> Result<Vec<FailureGroup>, LedgerError> {
+        if let Some(pg) = self.pg() {
+            return pg.block(pg.db.failure_groups());
+        }
         self.with(|c| {
             let mut st = c.prepare(
                 "SELECT mb.key, COALESCE(m.error_class, m.state), COALESCE(m.last_error, ''), COUNT(*)
@@ -147,6 +153,9 @@ impl Ledger {
 
     /// The most recent runs, newest first.
     pub fn runs(&self, limit: usize) -> Result<Vec<RunRow>, LedgerError> {
+        if let Some(pg) = self.pg() {
+            return pg.block(pg.db.runs(limit));
+        }
         self.with(|c| {
             let mut st = c.prepare(
                 "SELECT id, command, started_at, finished_at, status FROM runs ORDER BY id DESC LIMIT ?1",
@@ -166,6 +175,9 @@ impl Ledger {
 
     /// Per-folder counts of one mailbox.
     pub fn folder_counts(&self, mailbox: i64) -> Result<Vec<FolderCounts>, LedgerError> {
+        if let Some(pg) = self.pg() {
+            return pg.block(pg.db.folder_counts(mailbox));
+        }
         self.with(|c| {
             let mut st = c.prepare(
                 "SELECT f.id, f.source_name, f.mapped_name, f.dest_id,

@@ -23,6 +23,9 @@ impl Ledger {
         mailbox: &str,
         until: SystemTime,
     ) -> Result<(), LedgerError> {
+        if let Some(pg) = self.pg() {
+            return pg.block(pg.db.set_throttle_deadline(destination, mailbox, until));
+        }
         self.with(|c| {
             c.execute(
                 "INSERT INTO throttle (destination, mailbox, until_ms) VALUES (?1, ?2, ?3)
@@ -40,6 +43,9 @@ impl Ledger {
         destination: &str,
         mailbox: &str,
     ) -> Result<Option<SystemTime>, LedgerError> {
+        if let Some(pg) = self.pg() {
+            return pg.block(pg.db.throttle_deadline(destination, mailbox));
+        }
         let ms: Option<i64> = self.with(|c| {
             c.query_row(
                 "SELECT until_ms FROM throttle WHERE destination = ?1 AND mailbox = ?2",

@@ -9,6 +9,10 @@ impl Ledger {
     /// Records how many folders the source's folder list holds that a pass will copy. Until
     /// every one of them has a listing, the mailbox's source total is partial.
     pub fn set_source_folders(&self, mailbox: i64, folders: u64) -> Result<(), LedgerError> {
+        if let Some(pg) = self.pg() {
+            let _ = mailbox;
+            return pg.block(pg.db.set_source_folders(pg.lease()?, folders));
+        }
         self.with(|c| {
             c.execute(
                 "UPDATE mailboxes SET source_folders = ?2 WHERE id = ?1",
@@ -27,6 +31,12 @@ impl Ledger {
         messages: u64,
         bytes: Option<u64>,
     ) -> Result<(), LedgerError> {
+        if let Some(pg) = self.pg() {
+            return pg.block(
+                pg.db
+                    .set_folder_source_total(pg.lease()?, folder, messages, bytes),
+            );
+        }
         self.with(|c| {
             c.execute(
                 "UPDATE folders SET source_messages = ?2,

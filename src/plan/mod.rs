@@ -37,6 +37,8 @@ pub struct Plan {
     pub keywords: Vec<(String, Option<String>)>,
     pub verify: VerifySettings,
     pub reports: ReportSettings,
+    /// `[ledger]`: where a fleet's shared PostgreSQL ledger is (none: the SQLite file).
+    pub ledger: LedgerSettings,
     /// The good CSV rows, in file order.
     pub mailboxes: Vec<Mailbox>,
     /// Bad CSV rows: reported, while the other rows still run.
@@ -44,6 +46,37 @@ pub struct Plan {
     /// Things an operator should fix that do not stop a run (e.g. a CSV of passwords that
     /// other users can read).
     pub warnings: Vec<String>,
+}
+
+/// `[ledger]`: the PostgreSQL ledger of fleet mode.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LedgerSettings {
+    /// `None`: the SQLite ledger, unless `--ledger URL` is given.
+    pub url: Option<LedgerUrl>,
+    /// How long a worker's claim on a mailbox lasts without renewal (renewed every third).
+    pub lease_secs: u64,
+}
+
+impl LedgerSettings {
+    pub const DEFAULT_LEASE_SECS: u64 = 60;
+}
+
+impl Default for LedgerSettings {
+    fn default() -> Self {
+        LedgerSettings {
+            url: None,
+            lease_secs: Self::DEFAULT_LEASE_SECS,
+        }
+    }
+}
+
+/// Where the ledger URL is written.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LedgerUrl {
+    /// `[ledger] url` (no password allowed in it: `PGPASSWORD` gives it).
+    Plain(String),
+    /// `[ledger] url_env`: the variable holding the whole URL (a password may be in it).
+    Env(String),
 }
 
 /// `[reports]`: retention of the run report files.

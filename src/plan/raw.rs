@@ -25,6 +25,17 @@ pub(super) struct RawPlan {
     pub keywords: Ordered<RawKeyword>,
     #[serde(default)]
     pub reports: RawReports,
+    #[serde(default)]
+    pub ledger: RawLedger,
+}
+
+/// `[ledger]`: a PostgreSQL ledger shared by a fleet of workers.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawLedger {
+    pub url: Option<String>,
+    pub url_env: Option<String>,
+    pub lease_secs: Option<u64>,
 }
 
 /// One `[keywords]` entry.

@@ -77,6 +77,7 @@ pub(super) fn load(path: &Path, env: EnvLookup<'_>) -> Result<Plan, PlanError> {
     let reports = super::ReportSettings {
         keep: raw.reports.keep,
     };
+    let ledger = resolve_ledger(&ctx, raw.ledger)?;
     if raw.mailboxes.trim().is_empty() {
         return Err(ctx.err("mailboxes", "must name the mailboxes CSV file"));
     }
@@ -93,10 +94,37 @@ pub(super) fn load(path: &Path, env: EnvLookup<'_>) -> Result<Plan, PlanError> {
             accept_altered: raw.verify.accept_altered,
         },
         reports,
+        ledger,
         mailboxes: parsed.mailboxes,
         row_errors: parsed.row_errors,
         warnings: parsed.warnings,
     })
+}
+
+/// `[ledger]`: at most one of `url` and `url_env`; a lease of 10 s to 1 hour. The URL itself is
+/// parsed when a command uses it (the variable is read then, and `--ledger` may override it).
+fn resolve_ledger(
+    ctx: &Ctx<'_>,
+    raw: super::raw::RawLedger,
+) -> Result<super::LedgerSettings, PlanError> {
+    let url = match (raw.url, raw.url_env) {
+        (Some(_), Some(_)) => {
+            return Err(ctx.err("ledger.url_env", "give either url or url_env, not both"));
+        }
+        (Some(u), None) => Some(super::LedgerUrl::Plain(u)),
+        (None, Some(v)) if v.trim().is_empty() => {
+            return Err(ctx.err("ledger.url_env", "must name an environment variable"));
+        }
+        (None, Some(v)) => Some(super::LedgerUrl::Env(v)),
+        (None, None) => None,
+    };
+    let lease_secs = raw
+        .lease_secs
+        .unwrap_or(super::LedgerSettings::DEFAULT_LEASE_SECS);
+    if !(10..=3600).contains(&lease_secs) {
+        return Err(ctx.err("ledger.lease_secs", "must be between 10 and 3600 seconds"));
+    }
+    Ok(super::LedgerSettings { url, lease_secs })
 }
 
 /// `[keywords]`: a category name, `true` (keep the keyword's own name) or `false` (drop it).

@@ -405,3 +405,48 @@ mod tests {
         assert!(out.contains("100.0%") && !out.contains("partial"), "{out}");
     }
 }
+
+/// Fleet mode's part of `status`: who holds each mailbox, and how fresh its heartbeat is.
+pub fn fleet_status(leases: &[crate::ledger::postgres::LeaseRow]) -> String {
+    let secs = |ms: Option<i64>| {
+        ms.map(|ms| format!("{:.0}s", ms as f64 / 1000.0))
+            .unwrap_or_else(|| "-".into())
+    };
+    let rows: Vec<Vec<String>> = leases
+        .iter()
+        .map(|l| {
+            let state = match (&l.outcome, &l.owner, l.expires_in_ms) {
+                (Some(o), _, _) => format!("finished ({o})"),
+                (None, Some(_), Some(ms)) if ms <= 0 => "lease expired".into(),
+                (None, Some(_), _) => "working".into(),
+                (None, None, _) => "waiting".into(),
+            };
+            let worker = match (&l.owner, &l.owner_hostname) {
+                (Some(id), Some(host)) => format!("{host} {}", &id[..id.len().min(8)]),
+                (Some(id), None) => id[..id.len().min(8)].to_owned(),
+                _ => "-".into(),
+            };
+            vec![
+                l.mailbox.clone(),
+                state,
+                worker,
+                secs(l.heartbeat_age_ms),
+                secs(l.expires_in_ms),
+                l.generation.to_string(),
+            ]
+        })
+        .collect();
+    let mut out = String::from("\nfleet (PostgreSQL ledger):\n");
+    out.push_str(&render(
+        &[
+            "mailbox",
+            "lease",
+            "worker",
+            "heartbeat age",
+            "expires in",
+            "generation",
+        ],
+        &rows,
+    ));
+    out
+}

@@ -9,6 +9,7 @@ mod demo;
 mod doctor;
 mod emulator;
 mod fidelity;
+mod fleet;
 mod graph_sink;
 mod hostile;
 mod imap_sink;

@@ -1,0 +1,309 @@
+//! Fleet mode: this process is one worker of several that run one plan through a shared
+//! PostgreSQL ledger.
+//!
+//! Each of the worker's `concurrency` slots claims a mailbox (a lease), runs it exactly as a
+//! single run does, and releases it with its outcome; then claims the next. While a slot works,
+//! a renewer extends the lease every third of its length. Every state change the pass records
+//! is fenced by the lease ([`Ledger::for_lease`]), so if the lease is lost (the worker was
+//! frozen or cut off past its expiry and another worker took the mailbox over) the next write
+//! fails and the renewer cancels the pass at once: the worker stops that mailbox and records
+//! nothing more for it.
+//!
+//! A slot that finds nothing to claim keeps watching while other workers still hold leases: a
+//! worker that dies stops renewing, and its mailboxes must be taken over by whoever is left.
+//! When every mailbox of the round has an outcome, the slot ends ("nothing left to claim").
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use futures::StreamExt;
+
+use super::budget::Budget;
+use super::connect::Connector;
+use super::{Cancel, EffectiveOptions, EngineError, MigrateOptions, run_mailbox};
+use crate::ledger::Ledger;
+use crate::ledger::postgres::{Lease, Outcome, PgLedger};
+use crate::plan::{Plan, SourceKind};
+use crate::report::{Events, MailboxSummary, RunSummary};
+
+/// How this worker takes part in the fleet.
+#[derive(Debug, Clone)]
+pub struct FleetOptions {
+    /// How long a claim lasts without renewal.
+    pub lease: Duration,
+    /// This machine's name, shown by `status`.
+    pub hostname: String,
+}
+
+/// What a worker did.
+#[derive(Debug, Clone)]
+pub struct FleetRun {
+    pub summary: RunSummary,
+    /// This worker's id (the lease owner `status` shows).
+    pub worker: String,
+    /// Mailboxes whose lease this worker lost mid-pass (taken over by another worker).
+    pub leases_lost: Vec<String>,
+}
+
+/// Runs mailboxes of the plan as one worker of a fleet until nothing is left to claim (or
+/// `cancel`). `ledger` is a PostgreSQL ledger ([`Ledger::postgres`]) whose plan was registered.
+pub async fn migrate(
+    plan: &Plan,
+    ledger: Arc<Ledger>,
+    opts: &MigrateOptions,
+    fleet: &FleetOptions,
+    events: Events,
+    cancel: Cancel,
+) -> Result<FleetRun, EngineError> {
+    let db = Arc::clone(
+        ledger
+            .postgres_db()
+            .expect("fleet mode runs on a PostgreSQL ledger"),
+    );
+    let started = Instant::now();
+    let settle_from = tokio::time::Instant::now();
+    let started_at = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+    let pg = |e| EngineError::Ledger(crate::ledger::LedgerError::Postgres(e));
+    db.register_worker(&fleet.hostname, std::process::id())
+        .await
+        .map_err(pg)?;
+    let command = if opts.repair {
+        "migrate --repair (fleet)"
+    } else {
+        "migrate (fleet)"
+    };
+    let run = ledger.start_run(command)?;
+    let connector = Connector::new(plan).with_deadlines(Arc::clone(&ledger));
+    let eff = EffectiveOptions {
+        dry_run: false,
+        since: opts.since,
+        before: opts.before,
+        retry_failed: opts.retry_failed,
+        repair: opts.repair,
+        newest_first: opts.newest_first,
+        migrate_deleted: plan.folders.migrate_deleted,
+    };
+    let slot = Slot {
+        plan,
+        connector: &connector,
+        ledger: &ledger,
+        db: &db,
+        run,
+        eff,
+        budget: Budget::new(plan.limits.memory_budget_bytes),
+        events: events.clone(),
+        cancel: cancel.clone(),
+        settle_from,
+        lease: fleet.lease,
+        host_cap: (plan.source.kind == SourceKind::Imap)
+            .then(|| u32::try_from(plan.source.max_connections_per_host.max(1)).unwrap_or(1)),
+    };
+    let work = futures::stream::iter(0..opts.concurrency.max(1))
+        .map(|_| slot.run())
+        .buffer_unordered(opts.concurrency.max(1))
+        .collect::<Vec<(Vec<MailboxSummary>, Vec<String>)>>();
+    let done = tokio::select! {
+        d = work => d,
+        () = super::watch_throttling(&connector, &events) => unreachable!("the watcher loops forever"),
+    };
+    let mut mailboxes = Vec::new();
+    let mut leases_lost = Vec::new();
+    for (m, l) in done {
+        mailboxes.extend(m);
+        leases_lost.extend(l);
+    }
+    mailboxes.sort_by(|a, b| a.mailbox.cmp(&b.mailbox));
+    let summary = RunSummary {
+        run_id: run,
+        started_at,
+        seconds: started.elapsed().as_secs_f64(),
+        dry_run: false,
+        interrupted: cancel.is_cancelled(),
+        mailboxes,
+        plan_errors: plan.row_errors.iter().map(|e| e.to_string()).collect(),
+    };
+    let status = if summary.interrupted {
+        "interrupted"
+    } else if summary.has_failures() {
+        "failed"
+    } else {
+        "ok"
+    };
+    ledger.finish_run(
+        run,
+        status,
+        &serde_json::to_string(&summary).unwrap_or_default(),
+    )?;
+    // Hands back anything still held (an interrupted pass releases its own; this is the net).
+    if let Err(e) = db.stop_worker().await {
+        tracing::warn!(error = %e, "cannot record this worker as stopped");
+    }
+    Ok(FleetRun {
+        summary,
+        worker: db.worker_id().to_owned(),
+        leases_lost,
+    })
+}
+
+/// What every slot of the worker shares.
+struct Slot<'a> {
+    plan: &'a Plan,
+    connector: &'a Connector<'a>,
+    ledger: &'a Arc<Ledger>,
+    db: &'a Arc<PgLedger>,
+    run: i64,
+    eff: EffectiveOptions,
+    budget: Budget,
+    events: Events,
+    cancel: Cancel,
+    settle_from: tokio::time::Instant,
+    lease: Duration,
+    host_cap: Option<u32>,
+}
+
+impl Slot<'_> {
+    fn lease_ms(&self) -> i64 {
+        i64::try_from(self.lease.as_millis()).unwrap_or(i64::MAX)
+    }
+
+    /// How long a slot with nothing to claim waits before looking again.
+    fn poll(&self) -> Duration {
+        (self.lease / 3).min(Duration::from_secs(5))
+    }
+
+    /// Claims, runs and releases mailboxes until nothing is left to claim.
+    async fn run(&self) -> (Vec<MailboxSummary>, Vec<String>) {
+        let mut done = Vec::new();
+        let mut lost = Vec::new();
+        while !self.cancel.is_cancelled() {
+            let lease = match self.db.claim(self.lease_ms(), self.host_cap).await {
+                Ok(Some(lease)) => lease,
+                Ok(None) => match self.db.leases().await {
+                    // Leases still open elsewhere: their workers may die, and then their
+                    // mailboxes are ours to take over once the leases expire.
+                    Ok(rows) if rows.iter().any(|r| r.outcome.is_none()) => {
+                        tokio::time::sleep(self.poll()).await;
+                        continue;
+                    }
+                    Ok(_) => break,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "cannot read the fleet's leases; retrying");
+                        tokio::time::sleep(self.poll()).await;
+                        continue;
+                    }
+                },
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot claim a mailbox; retrying");
+                    tokio::time::sleep(self.poll()).await;
+                    continue;
+                }
+            };
+            let key = lease.mailbox.clone();
+            match self.pass(lease).await {
+                Some((summary, false)) => done.push(summary),
+                Some((summary, true)) => {
+                    lost.push(key);
+                    done.push(summary);
+                }
+                None => {}
+            }
+        }
+        (done, lost)
+    }
+
+    /// One mailbox under `lease`: `None` when the plan does not hold it (released as failed),
+    /// else its summary and whether the lease was lost on the way.
+    async fn pass(&self, lease: Lease) -> Option<(MailboxSummary, bool)> {
+        let Some(mb) = self.plan.mailboxes.iter().find(|m| m.key == lease.mailbox) else {
+            // Plan identity makes this unreachable short of a bug: never spin on it.
+            tracing::error!(
+                mailbox = lease.mailbox,
+                "claimed a mailbox the plan does not hold"
+            );
+            let _ = self.db.release(&lease, Outcome::Failed).await;
+            return None;
+        };
+        let ledger = Arc::new(
+            self.ledger
+                .for_lease(lease.clone())
+                .expect("a PostgreSQL ledger"),
+        );
+        let cancel = self.cancel.child();
+        let lost = Arc::new(AtomicBool::new(false));
+        let renewer = tokio::spawn(renew(
+            Arc::clone(self.db),
+            lease.clone(),
+            self.lease,
+            cancel.clone(),
+            Arc::clone(&lost),
+        ));
+        let mut summary = run_mailbox(
+            self.plan,
+            self.connector,
+            ledger,
+            self.run,
+            mb,
+            self.eff.clone(),
+            self.budget.clone(),
+            self.events.clone(),
+            cancel,
+            self.settle_from,
+        )
+        .await;
+        renewer.abort();
+        let was_lost = lost.load(Ordering::SeqCst);
+        if was_lost {
+            summary.status = "lease lost".into();
+            summary.error.get_or_insert_with(|| {
+                "this worker lost the mailbox's lease (another worker took it over); it stopped \
+                 the mailbox and recorded nothing more"
+                    .into()
+            });
+            return Some((summary, true));
+        }
+        let outcome = match summary.status.as_str() {
+            "ok" => Outcome::Ok,
+            "interrupted" => Outcome::Interrupted,
+            _ => Outcome::Failed,
+        };
+        if let Err(e) = self.db.release(&lease, outcome).await {
+            tracing::warn!(mailbox = lease.mailbox, error = %e, "cannot release the lease");
+        }
+        Some((summary, false))
+    }
+}
+
+/// Renews `lease` every third of its length until aborted. Cancels the pass when the lease is
+/// lost, or when it could not be renewed for a whole lease length (the database unreachable):
+/// past that point another worker may hold it.
+async fn renew(
+    db: Arc<PgLedger>,
+    lease: Lease,
+    length: Duration,
+    cancel: Cancel,
+    lost: Arc<AtomicBool>,
+) {
+    let ms = i64::try_from(length.as_millis()).unwrap_or(i64::MAX);
+    let mut renewed = tokio::time::Instant::now();
+    loop {
+        tokio::time::sleep(length / 3).await;
+        match db.renew(&lease, ms).await {
+            Ok(()) => renewed = tokio::time::Instant::now(),
+            Err(e) if e.is_lease_lost() => {
+                tracing::warn!(mailbox = lease.mailbox, error = %e, "lease lost");
+                lost.store(true, Ordering::SeqCst);
+                cancel.cancel();
+                return;
+            }
+            Err(e) => {
+                tracing::warn!(mailbox = lease.mailbox, error = %e, "cannot renew the lease");
+                if renewed.elapsed() >= length {
+                    lost.store(true, Ordering::SeqCst);
+                    cancel.cancel();
+                    return;
+                }
+            }
+        }
+    }
+}

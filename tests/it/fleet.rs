@@ -1,0 +1,345 @@
+//! Fleet mode end to end: several `mailferry migrate --ledger postgres://…` worker processes on
+//! one plan (Maildir sources, the Graph emulator as destination), a real PostgreSQL as the
+//! shared ledger. Each scenario ends by listing the destination: every source message exactly
+//! once, whatever happened to the workers.
+//!
+//! Progress is watched by polling the destination and the ledger, never by fixed sleeps; the
+//! waits that remain are the lease expiries under test (the plan's minimum, 10 s).
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use mailferry::emulator::{EmulatorConfig, Latency};
+
+use crate::migrate::{Rig, write_maildir};
+use crate::reliability::tally;
+use crate::support::corpus::generated_message;
+use crate::support::postgres::{PASSWORD, Postgres};
+
+const MAILBOXES: usize = 12;
+const PER_FOLDER: usize = 12;
+
+/// A 12-mailbox plan (INBOX and Archive, 24 messages each) into an emulator whose requests
+/// take `latency_ms`, with `[ledger] lease_secs = 10`.
+async fn rig(latency_ms: u64) -> (Rig, Vec<String>, HashMap<String, Vec<Vec<u8>>>) {
+    let names: Vec<String> = (0..MAILBOXES).map(|i| format!("user{i:02}")).collect();
+    let refs: Vec<&str> = names.iter().map(String::as_str).collect();
+    let cfg = EmulatorConfig {
+        latency: Latency {
+            fixed_ms: latency_ms,
+            jitter_ms: latency_ms / 2,
+        },
+        ..EmulatorConfig::default()
+    };
+    let rig = Rig::new(&refs, cfg).await;
+    let mut expected = HashMap::new();
+    for (m, name) in names.iter().enumerate() {
+        let msg = |i: usize| generated_message(m * 1000 + i, 600 + (i * 97) % 1500);
+        let inbox: Vec<(Vec<u8>, &str)> = (0..PER_FOLDER).map(|i| (msg(i), "S")).collect();
+        let archive: Vec<(Vec<u8>, &str)> =
+            (PER_FOLDER..2 * PER_FOLDER).map(|i| (msg(i), "")).collect();
+        let all: Vec<Vec<u8>> = inbox
+            .iter()
+            .chain(archive.iter())
+            .map(|(raw, _)| raw.clone())
+            .collect();
+        write_maildir(&rig.tree(name), &[("", inbox), ("Archive", archive)]);
+        expected.insert(format!("{name}@contoso.example"), all);
+    }
+    let mut plan = std::fs::read_to_string(&rig.plan_path).unwrap();
+    plan.push_str("\n[ledger]\nlease_secs = 10\n");
+    std::fs::write(&rig.plan_path, plan).unwrap();
+    (rig, names, expected)
+}
+
+fn worker(plan: &Path, pg: &Postgres, log: &Path) -> Child {
+    Command::new(env!("CARGO_BIN_EXE_mailferry"))
+        .args(["migrate", "--plan"])
+        .arg(plan)
+        .args(["--ledger", &pg.url(), "--concurrency", "2"])
+        .env("PGPASSWORD", PASSWORD)
+        .env_remove("RUST_LOG")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(log).unwrap())
+        .spawn()
+        .expect("spawn a worker")
+}
+
+fn run(plan: &Path, pg: &Postgres, args: &[&str]) -> (i32, String, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_mailferry"))
+        .args(args)
+        .arg("--plan")
+        .arg(plan)
+        .args(["--ledger", &pg.url()])
+        .env("PGPASSWORD", PASSWORD)
+        .env_remove("RUST_LOG")
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// Waits for every child (polling, so the runtime keeps serving the emulator); their exit codes.
+async fn wait_all(children: &mut [Child], limit: Duration) -> Vec<i32> {
+    let start = Instant::now();
+    let mut codes = vec![None; children.len()];
+    while codes.iter().any(Option::is_none) {
+        for (i, c) in children.iter_mut().enumerate() {
+            if codes[i].is_none()
+                && let Some(s) = c.try_wait().unwrap()
+            {
+                codes[i] = Some(s.code().unwrap_or(-1));
+            }
+        }
+        assert!(
+            start.elapsed() < limit,
+            "workers still running after {limit:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    codes.into_iter().map(Option::unwrap).collect()
+}
+
+/// Polls `cond` every 20 ms until it holds (panics after `limit`).
+async fn until(limit: Duration, what: &str, mut cond: impl FnMut() -> bool) {
+    let start = Instant::now();
+    while !cond() {
+        assert!(start.elapsed() < limit, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// Lost and duplicated messages over the whole plan, from the emulator's own listing.
+fn lost_and_duplicated(
+    rig: &Rig,
+    names: &[String],
+    expected: &HashMap<String, Vec<Vec<u8>>>,
+) -> (usize, usize) {
+    let (mut lost, mut dup) = (0, 0);
+    for name in names {
+        let at_dest: Vec<Vec<u8>> = rig.items(name).into_iter().map(|(_, raw)| raw).collect();
+        let want: Vec<Vec<u8>> = expected[&format!("{name}@contoso.example")]
+            .iter()
+            .map(|m| crate::support::corpus::imap_ready(m))
+            .collect();
+        let (l, d) = tally(&want, &at_dest);
+        lost += l;
+        dup += d;
+    }
+    (lost, dup)
+}
+
+fn total_items(rig: &Rig) -> usize {
+    let insp = rig.emulator.inspect();
+    (0..MAILBOXES)
+        .filter_map(|i| insp.mailbox(&format!("user{i:02}@contoso.example")))
+        .map(|m| m.items.len())
+        .sum()
+}
+
+/// The mailbox keys whose live lease the worker with OS process id `pid` holds.
+fn held_by(pg: &Postgres, pid: u32) -> Vec<String> {
+    pg.psql(&format!(
+        "SELECT mb.key FROM leases l JOIN mailboxes mb ON mb.id = l.mailbox_id
+         JOIN workers w ON w.id = l.owner WHERE w.pid = {pid} AND l.outcome IS NULL"
+    ))
+    .lines()
+    .map(str::trim)
+    .filter(|l| l.contains('@'))
+    .map(str::to_owned)
+    .collect()
+}
+
+fn generation(pg: &Postgres, key: &str) -> i64 {
+    pg.psql(&format!(
+        "SELECT l.generation FROM leases l JOIN mailboxes mb ON mb.id = l.mailbox_id
+         WHERE mb.key = '{key}'"
+    ))
+    .lines()
+    .find_map(|l| l.trim().parse().ok())
+    .unwrap_or(0)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_workers_finish_a_twelve_mailbox_plan_exactly_once() {
+    let pg = Postgres::start();
+    let (rig, names, expected) = rig(5).await;
+    let logs: Vec<_> = (0..3)
+        .map(|i| rig.dir.path().join(format!("w{i}.log")))
+        .collect();
+    let mut children: Vec<Child> = logs
+        .iter()
+        .map(|l| worker(&rig.plan_path, &pg, l))
+        .collect();
+    let codes = wait_all(&mut children, Duration::from_secs(240)).await;
+    let stderr: Vec<String> = logs
+        .iter()
+        .map(|l| std::fs::read_to_string(l).unwrap())
+        .collect();
+    assert_eq!(codes, vec![0, 0, 0], "{stderr:#?}");
+    for err in &stderr {
+        assert!(err.contains("nothing left to claim"), "{err}");
+    }
+    assert_eq!(lost_and_duplicated(&rig, &names, &expected), (0, 0));
+
+    // Every mailbox finished ok; status shows the leases and the workers' runs.
+    let (code, out, err) = run(&rig.plan_path, &pg, &["status", "--json"]);
+    assert_eq!(code, 0, "{err}");
+    let status: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let leases = status["fleet"]["leases"].as_array().unwrap();
+    assert_eq!(leases.len(), MAILBOXES);
+    assert!(leases.iter().all(|l| l["outcome"] == "ok"), "{leases:#?}");
+    let done: u64 = status["mailboxes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["done"].as_u64().unwrap())
+        .sum();
+    assert_eq!(done as usize, MAILBOXES * 2 * PER_FOLDER);
+    let (code, text, err) = run(&rig.plan_path, &pg, &["status"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        text.contains("fleet (PostgreSQL ledger)") && text.contains("finished (ok)"),
+        "{text}"
+    );
+
+    // verify reads the same ledger from PostgreSQL.
+    let (code, out, err) = run(&rig.plan_path, &pg, &["verify", "--deep"]);
+    assert_eq!(code, 0, "verify --deep:\n{out}\n{err}");
+
+    // A worker started after the end finds nothing to claim and exits 0 at once.
+    let (code, _, err) = run(&rig.plan_path, &pg, &["migrate"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(err.contains("nothing left to claim"), "{err}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_worker_with_another_plan_is_refused_naming_the_difference() {
+    let pg = Postgres::start();
+    let (rig, _names, _expected) = rig(0).await;
+    let (code, _, err) = run(&rig.plan_path, &pg, &["status"]);
+    assert_eq!(code, 0, "{err}");
+    let log = rig.dir.path().join("w.log");
+    let mut first = vec![worker(&rig.plan_path, &pg, &log)];
+    assert_eq!(
+        wait_all(&mut first, Duration::from_secs(120)).await,
+        vec![0]
+    );
+    // The same plan with one more mailbox is another plan.
+    let csv = rig.dir.path().join("mailboxes.csv");
+    let mut text = std::fs::read_to_string(&csv).unwrap();
+    text.push_str("late@contoso.example,late,,trees/late\n");
+    std::fs::write(&csv, text).unwrap();
+    std::fs::create_dir_all(rig.tree("late")).unwrap();
+    let (code, _, err) = run(&rig.plan_path, &pg, &["migrate"]);
+    assert_eq!(code, 2, "{err}");
+    assert!(
+        err.contains("another plan") && err.contains("late@contoso.example"),
+        "{err}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigkill_of_one_worker_its_mailboxes_are_taken_over_exactly_once() {
+    let pg = Postgres::start();
+    let (rig, names, expected) = rig(60).await;
+    let logs: Vec<_> = (0..3)
+        .map(|i| rig.dir.path().join(format!("w{i}.log")))
+        .collect();
+    let mut children: Vec<Child> = logs
+        .iter()
+        .map(|l| worker(&rig.plan_path, &pg, l))
+        .collect();
+    let victim = children[0].id();
+    // Kill it while it holds a lease and has written something.
+    until(
+        Duration::from_secs(120),
+        "the victim to hold a lease",
+        || total_items(&rig) >= 10 && !held_by(&pg, victim).is_empty(),
+    )
+    .await;
+    let orphaned = held_by(&pg, victim);
+    children[0].kill().unwrap();
+    children[0].wait().unwrap();
+    let killed_at = Instant::now();
+    // Another worker takes each orphaned mailbox over once its lease expires.
+    until(Duration::from_secs(120), "the takeover", || {
+        orphaned.iter().all(|k| generation(&pg, k) >= 2)
+    })
+    .await;
+    let takeover = killed_at.elapsed();
+    println!(
+        "FLEET takeover after SIGKILL: {:.1}s (lease 10 s)",
+        takeover.as_secs_f64()
+    );
+    assert!(
+        takeover < Duration::from_secs(10 + 5),
+        "takeover took {takeover:?}"
+    );
+    let codes = wait_all(&mut children[1..], Duration::from_secs(240)).await;
+    assert_eq!(codes, vec![0, 0]);
+    assert_eq!(lost_and_duplicated(&rig, &names, &expected), (0, 0));
+    let (code, out, err) = run(&rig.plan_path, &pg, &["verify", "--deep"]);
+    assert_eq!(code, 0, "verify --deep:\n{out}\n{err}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_worker_frozen_past_its_lease_records_nothing_when_it_wakes() {
+    let pg = Postgres::start();
+    let (rig, names, expected) = rig(60).await;
+    let logs: Vec<_> = (0..2)
+        .map(|i| rig.dir.path().join(format!("w{i}.log")))
+        .collect();
+    let mut children: Vec<Child> = logs
+        .iter()
+        .map(|l| worker(&rig.plan_path, &pg, l))
+        .collect();
+    let frozen = children[0].id();
+    until(
+        Duration::from_secs(120),
+        "the worker to hold a lease",
+        || total_items(&rig) >= 10 && !held_by(&pg, frozen).is_empty(),
+    )
+    .await;
+    let pid = frozen.to_string();
+    signal(&pid, "STOP");
+    let held = held_by(&pg, frozen);
+    let before: Vec<i64> = held.iter().map(|k| generation(&pg, k)).collect();
+    // The other worker takes the frozen one's mailboxes over after the lease expires.
+    until(Duration::from_secs(120), "the takeover", || {
+        held.iter()
+            .zip(&before)
+            .all(|(k, g)| generation(&pg, k) > *g)
+    })
+    .await;
+    signal(&pid, "CONT");
+    let codes = wait_all(&mut children, Duration::from_secs(240)).await;
+    let err0 = std::fs::read_to_string(&logs[0]).unwrap();
+    assert!(err0.contains("lost the lease"), "{err0}");
+    assert_eq!(
+        codes[1],
+        0,
+        "{}",
+        std::fs::read_to_string(&logs[1]).unwrap()
+    );
+    assert_eq!(lost_and_duplicated(&rig, &names, &expected), (0, 0));
+    let (code, out, err) = run(&rig.plan_path, &pg, &["verify", "--deep"]);
+    assert_eq!(code, 0, "verify --deep:\n{out}\n{err}");
+}
+
+/// Sends `SIG<name>` with kill(1): the test needs no libc binding for two signals.
+fn signal(pid: &str, name: &str) {
+    let ok = Command::new("kill")
+        .args([&format!("-{name}"), pid])
+        .status()
+        .unwrap()
+        .success();
+    assert!(ok, "kill -{name} {pid}");
+}
