@@ -56,6 +56,10 @@ pub struct RunRow {
     pub started_at: String,
     pub finished_at: Option<String>,
     pub status: String,
+    /// The fleet worker that ran it (PostgreSQL ledger only; the SQLite ledger has one
+    /// process at a time and records none).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub worker: Option<String>,
 }
 
 /// One folder's counts.
@@ -167,6 +171,7 @@ impl Ledger {
                     started_at: r.get(2)?,
                     finished_at: r.get(3)?,
                     status: r.get(4)?,
+                    worker: None,
                 })
             })?;
             rows.collect()
@@ -206,7 +211,7 @@ impl Ledger {
 }
 
 /// Merges groups whose reasons differ only in request ids or timestamps, largest first.
-fn regroup(exact: Vec<FailureGroup>) -> Vec<FailureGroup> {
+pub(super) fn regroup(exact: Vec<FailureGroup>) -> Vec<FailureGroup> {
     let mut merged: Vec<FailureGroup> = Vec::new();
     for g in exact {
         let reason = crate::report::reason::group_key(&g.reason);

@@ -15,6 +15,8 @@ mod hostile;
 mod imap_sink;
 mod imap_source;
 mod ledger_pg;
+mod ledger_pg_fleet;
+mod ledger_pg_parity;
 mod maildir_source;
 mod migrate;
 mod migrate_imap;

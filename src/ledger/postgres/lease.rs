@@ -179,8 +179,12 @@ impl PgLedger {
                 now_sql!(1),
                 " AND mailbox_id <> $3"
             );
+            // The claim is a heartbeat of the worker too (`workers()` judges liveness by it).
             let take_sql = concat!(
-                "UPDATE leases SET owner = $3, generation = generation + 1, claimed_at = ",
+                "WITH w AS (UPDATE workers SET heartbeat_at = ",
+                now_sql!(4),
+                " WHERE id = $3)
+                 UPDATE leases SET owner = $3, generation = generation + 1, claimed_at = ",
                 now_sql!(4),
                 ", heartbeat_at = ",
                 now_sql!(4),

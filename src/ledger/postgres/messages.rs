@@ -261,7 +261,7 @@ impl PgLedger {
         rows.iter().map(|r| self.folder_row(r)).collect()
     }
 
-    async fn read(
+    pub(super) async fn read(
         &self,
         sql: &str,
         params: &[&(dyn tokio_postgres::types::ToSql + Sync)],
@@ -274,7 +274,7 @@ impl PgLedger {
     }
 
     /// Fails unless `folder` belongs to the leased mailbox.
-    async fn own_folder(
+    pub(super) async fn own_folder(
         &self,
         t: &mut super::lease::Tx<'_>,
         lease: &Lease,
@@ -298,7 +298,12 @@ impl PgLedger {
 
     /// A batch must touch exactly its rows; fewer means some id is not the leased mailbox's
     /// (the transaction is then rolled back).
-    fn all_rows_matched(&self, lease: &Lease, got: u64, want: usize) -> Result<(), Fail> {
+    pub(super) fn all_rows_matched(
+        &self,
+        lease: &Lease,
+        got: u64,
+        want: usize,
+    ) -> Result<(), Fail> {
         if got == want as u64 {
             return Ok(());
         }
@@ -309,7 +314,7 @@ impl PgLedger {
         ))))
     }
 
-    fn message_row(&self, r: &Row) -> Result<MessageRow, PgLedgerError> {
+    pub(super) fn message_row(&self, r: &Row) -> Result<MessageRow, PgLedgerError> {
         let bad = |what: &str| self.corrupt(format!("message row {}: {what}", r.get::<_, i64>(0)));
         let u32_of = |v: i64, what: &str| u32::try_from(v).map_err(|_| bad(what));
         let state: String = r.get(8);

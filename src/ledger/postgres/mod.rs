@@ -18,12 +18,15 @@
 mod identity;
 mod lease;
 mod messages;
+mod queries;
+mod rows;
 mod schema;
 mod tls;
 mod url;
 
 pub use identity::{PlanIdentity, PlanMailbox};
 pub use lease::{Lease, LeaseRow, Outcome};
+pub use queries::{WORKER_ALIVE_MS, WorkerRow};
 pub use schema::{FLEET_VERSION, LEDGER_VERSION};
 pub use url::{PgHost, PgUrl, SslMode, UrlError, UrlOrigin};
 
@@ -246,17 +249,20 @@ impl PgLedger {
         Ok(rows.iter().map(|r| (r.get(0), r.get(1))).collect())
     }
 
-    /// Records the start of a run; returns its id. Runs are per worker and not fenced: they
-    /// belong to no mailbox.
+    /// Records the start of a run by this worker; returns its id. Runs are per worker and not
+    /// fenced: they belong to no mailbox.
     pub async fn start_run(&self, command: &str) -> Result<i64, PgLedgerError> {
         let mut conn = self.conn.lock().await;
         let st = conn
-            .prepared("INSERT INTO runs (command, started_at, status) VALUES ($1, $2, 'running') RETURNING id")
+            .prepared(
+                "INSERT INTO runs (command, started_at, status, worker)
+                 VALUES ($1, $2, 'running', $3) RETURNING id",
+            )
             .await
             .map_err(|e| db_err(&self.url, e))?;
         let row = conn
             .client
-            .query_one(&st, &[&command, &crate::ledger::now()])
+            .query_one(&st, &[&command, &crate::ledger::now(), &self.worker])
             .await
             .map_err(|e| db_err(&self.url, e))?;
         Ok(row.get(0))

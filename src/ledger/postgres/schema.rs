@@ -122,6 +122,11 @@ const FLEET: &[&str] = &[
     );
     CREATE INDEX leases_open ON leases (mailbox_id) WHERE outcome IS NULL;
     CREATE INDEX leases_by_host ON leases (source_host) WHERE owner IS NOT NULL;",
+    // 1 -> 2: which worker started each run (`status` shows runs per worker). A fleet column
+    // on a `ledger`-track table: an export to SQLite leaves it behind. No foreign key: a run
+    // may be started before its worker registers.
+    "ALTER TABLE runs ADD COLUMN worker TEXT;
+    CREATE INDEX runs_by_worker ON runs (worker);",
 ];
 
 /// The `ledger` track's version this build writes (equal to the SQLite ledger's).
