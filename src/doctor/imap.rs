@@ -10,7 +10,9 @@ use tokio::net::TcpStream;
 use super::{DoctorReport, Status};
 use crate::engine::connect::{imap_auth, imap_endpoint};
 use crate::plan::{ImapDestination, Mailbox, MailboxSource, Plan, SourceKind, SourceLogin};
-use crate::source::imap::{Capabilities, ImapAuth, ImapEndpoint, ImapError, ImapSource, Security};
+use crate::source::imap::{
+    Capabilities, ErrorKind, ImapAuth, ImapEndpoint, ImapError, ImapSource, Security,
+};
 use crate::source::maildir::MaildirSource;
 
 /// Which side a host is on: the capabilities that matter differ.
@@ -275,8 +277,8 @@ fn is_loopback(host: &str) -> bool {
 
 /// The check an error belongs to and what to do about it.
 fn advise(e: &ImapError, endpoint: &ImapEndpoint, auth: &ImapAuth) -> (&'static str, String) {
-    match e {
-        ImapError::Tls { reason, .. } => (
+    match e.kind() {
+        ErrorKind::Tls { reason } => (
             "tls",
             format!(
                 "{reason}; if the server uses a private CA, set ca_file = \"ca.pem\" to its certificate; check that `host` is the name on the certificate{}",
@@ -287,11 +289,11 @@ fn advise(e: &ImapError, endpoint: &ImapEndpoint, auth: &ImapAuth) -> (&'static 
                 }
             ),
         ),
-        ImapError::Policy { reason, .. } => (
+        ErrorKind::Policy { reason } => (
             "tls",
             format!("{reason}; choose security = \"tls\" (port 993) or \"starttls\" (port 143)"),
         ),
-        ImapError::Auth { server, .. } => {
+        ErrorKind::Auth { server } => {
             let how = match auth {
                 ImapAuth::Plain {
                     authzid: Some(_),
@@ -313,14 +315,14 @@ fn advise(e: &ImapError, endpoint: &ImapEndpoint, auth: &ImapAuth) -> (&'static 
                 ),
             )
         }
-        ImapError::Timeout { after, .. } => (
+        ErrorKind::Timeout { after } => (
             "login",
             format!(
                 "the server stopped answering for {}s; raise [source] timeout_secs or check the server's load",
                 after.as_secs()
             ),
         ),
-        other => ("login", other.to_string()),
+        _ => ("login", e.to_string()),
     }
 }
 

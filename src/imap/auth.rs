@@ -1,13 +1,13 @@
 //! Logging in on a fresh connection: LOGIN, AUTHENTICATE PLAIN (with an authorization identity
 //! for master/admin logins) and AUTHENTICATE XOAUTH2, with SASL-IR when offered. Credentials only
 //! ever leave their `Secret` here, straight onto the wire; a refusal becomes
-//! [`ImapError::Auth`] carrying the server's words, never the secret.
+//! [`ErrorKind::Auth`] carrying the server's words, never the secret.
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as B64;
 
 use super::conn::Conn;
-use super::error::ImapError;
+use super::error::{ErrorKind, ImapError};
 use super::settings::ImapAuth;
 use super::wire::{Command, RespText, Response};
 use crate::secret::Secret;
@@ -18,11 +18,10 @@ impl Conn {
         let (label, result) = match auth {
             ImapAuth::Login { user, password } => {
                 if self.caps.has("LOGINDISABLED") {
-                    return Err(ImapError::Policy {
-                        ctx: self.ctx("LOGIN"),
-                        reason: "the server disables LOGIN on this connection (LOGINDISABLED)"
-                            .into(),
-                    });
+                    return Err(ImapError::policy(
+                        self.ctx("LOGIN"),
+                        "the server disables LOGIN on this connection (LOGINDISABLED)",
+                    ));
                 }
                 let mut cmd = Command::new("LOGIN ");
                 cmd.astring(user).text(" ").astring(password.expose());
@@ -60,14 +59,18 @@ impl Conn {
                 }
                 Ok(())
             }
-            Err(ImapError::No { code, text, .. }) => Err(ImapError::Auth {
-                ctx: self.ctx(label),
-                server: match code {
-                    Some(c) => format!("[{c}] {text}"),
-                    None => text,
-                },
-            }),
-            Err(e) => Err(e),
+            Err(e) => match e.kind() {
+                ErrorKind::No { code, text } => Err(ImapError::new(
+                    self.ctx(label),
+                    ErrorKind::Auth {
+                        server: match code {
+                            Some(c) => format!("[{c}] {text}"),
+                            None => text.clone(),
+                        },
+                    },
+                )),
+                _ => Err(e),
+            },
         }
     }
 

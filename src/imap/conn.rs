@@ -12,7 +12,7 @@ use std::time::Duration;
 use tokio::io::BufReader;
 use tokio::net::TcpStream;
 
-use super::error::{ErrorContext, ImapError};
+use super::error::{ErrorContext, ErrorKind, ImapError};
 use super::settings::{Capabilities, ImapAuth, ImapEndpoint, Security};
 use super::transport::{self, Stream};
 use super::wire::{self, Command, Part, RespText, Response, Status};
@@ -58,10 +58,10 @@ impl Conn {
             && !endpoint.insecure
             && !transport::is_loopback(&endpoint.host)
         {
-            return Err(ImapError::Policy {
-                ctx: ctx("connect"),
-                reason: "plaintext IMAP is only allowed to loopback unless insecure = true".into(),
-            });
+            return Err(ImapError::policy(
+                ctx("connect"),
+                "plaintext IMAP is only allowed to loopback unless insecure = true",
+            ));
         }
         if endpoint.security == Security::Plain && !transport::is_loopback(&endpoint.host) {
             tracing::warn!(host = %endpoint.host, "plaintext IMAP (insecure = true): the password crosses the network in clear");
@@ -73,16 +73,13 @@ impl Conn {
         );
         let tcp = match tokio::time::timeout(t, TcpStream::connect(addr)).await {
             Err(_) => {
-                return Err(ImapError::Timeout {
-                    ctx: ctx("connect"),
-                    after: t,
-                });
+                return Err(ImapError::timeout(ctx("connect"), t));
             }
             Ok(Err(source)) => {
-                return Err(ImapError::Connect {
-                    ctx: ctx("connect"),
-                    source: std::sync::Arc::new(source),
-                });
+                return Err(ImapError::new(
+                    ctx("connect"),
+                    ErrorKind::Connect(std::sync::Arc::new(source)),
+                ));
             }
             Ok(Ok(s)) => s,
         };
@@ -90,10 +87,7 @@ impl Conn {
         let tls = |command: &str| {
             transport::tls_connector(endpoint.ca_file.as_deref(), endpoint.insecure)
                 .map(|c| (c, ctx(command)))
-                .map_err(|reason| ImapError::Tls {
-                    ctx: ctx(command),
-                    reason,
-                })
+                .map_err(|reason| ImapError::new(ctx(command), ErrorKind::Tls { reason }))
         };
         let stream = if endpoint.security == Security::Tls {
             let (connector, hctx) = tls("TLS handshake")?;
@@ -117,24 +111,21 @@ impl Conn {
                 conn.capability().await?;
             }
             if !conn.caps.starttls() {
-                return Err(ImapError::Policy {
-                    ctx: ctx("STARTTLS"),
-                    reason: "the server does not offer STARTTLS".into(),
-                });
+                return Err(ImapError::policy(
+                    ctx("STARTTLS"),
+                    "the server does not offer STARTTLS",
+                ));
             }
             conn.run(&Command::new("STARTTLS"), "STARTTLS").await?;
             // Anything already buffered arrived before TLS and could be injected: refuse it.
             if !conn.io.buffer().is_empty() {
-                return Err(ImapError::Protocol {
-                    ctx: ctx("STARTTLS"),
-                    detail: "the server sent data after STARTTLS before the TLS handshake".into(),
-                });
+                return Err(ImapError::protocol(
+                    ctx("STARTTLS"),
+                    "the server sent data after STARTTLS before the TLS handshake",
+                ));
             }
             let Stream::Plain(tcp) = conn.io.into_inner() else {
-                return Err(ImapError::Protocol {
-                    ctx: ctx("STARTTLS"),
-                    detail: "already on TLS".into(),
-                });
+                return Err(ImapError::protocol(ctx("STARTTLS"), "already on TLS"));
             };
             let (connector, hctx) = tls("STARTTLS handshake")?;
             conn.io = BufReader::with_capacity(
@@ -184,17 +175,17 @@ impl Conn {
                 text,
             } => {
                 self.broken = true;
-                Err(ImapError::ConnectionLost {
-                    ctx: self.ctx("greeting"),
-                    reason: format!("BYE {}", text.text),
-                })
+                Err(ImapError::connection_lost(
+                    self.ctx("greeting"),
+                    format!("BYE {}", text.text),
+                ))
             }
             other => {
                 self.broken = true;
-                Err(ImapError::Protocol {
-                    ctx: self.ctx("greeting"),
-                    detail: format!("unexpected greeting {other:?}"),
-                })
+                Err(ImapError::protocol(
+                    self.ctx("greeting"),
+                    format!("unexpected greeting {other:?}"),
+                ))
             }
         }
     }
@@ -225,10 +216,8 @@ impl Conn {
             }
         })
         .await?;
-        self.caps = caps.ok_or_else(|| ImapError::Protocol {
-            ctx: self.ctx("CAPABILITY"),
-            detail: "no CAPABILITY response".into(),
-        })?;
+        self.caps = caps
+            .ok_or_else(|| ImapError::protocol(self.ctx("CAPABILITY"), "no CAPABILITY response"))?;
         Ok(())
     }
 
@@ -239,10 +228,10 @@ impl Conn {
 
     pub(super) fn ensure_usable(&self, label: &str) -> Result<(), ImapError> {
         if self.broken {
-            return Err(ImapError::ConnectionLost {
-                ctx: self.ctx(label),
-                reason: "the session was dropped after an earlier failure".into(),
-            });
+            return Err(ImapError::connection_lost(
+                self.ctx(label),
+                "the session was dropped after an earlier failure",
+            ));
         }
         Ok(())
     }
@@ -255,15 +244,17 @@ impl Conn {
     ) -> Result<RespText, ImapError> {
         match status {
             Status::Ok => Ok(text),
-            Status::No => Err(ImapError::No {
-                ctx: self.ctx(label),
-                code: text.code_string(),
-                text: text.text,
-            }),
-            _ => Err(ImapError::Bad {
-                ctx: self.ctx(label),
-                text: text.text,
-            }),
+            Status::No => Err(ImapError::new(
+                self.ctx(label),
+                ErrorKind::No {
+                    code: text.code_string(),
+                    text: text.text,
+                },
+            )),
+            _ => Err(ImapError::new(
+                self.ctx(label),
+                ErrorKind::Bad { text: text.text },
+            )),
         }
     }
 
@@ -325,11 +316,10 @@ impl Conn {
                                     text,
                                 } if t == tag => {
                                     self.completion(status, text, label)?;
-                                    return Err(ImapError::Protocol {
-                                        ctx: self.ctx(label),
-                                        detail: "command completed before its literal was sent"
-                                            .into(),
-                                    });
+                                    return Err(ImapError::protocol(
+                                        self.ctx(label),
+                                        "command completed before its literal was sent",
+                                    ));
                                 }
                                 other => on_untagged(other),
                             }
@@ -380,10 +370,10 @@ impl Conn {
                 } if t == tag => return self.completion(status, text, label),
                 Response::Tagged { tag: t, .. } => {
                     self.broken = true;
-                    return Err(ImapError::Protocol {
-                        ctx: self.ctx(label),
-                        detail: format!("completion for unknown tag {t} while waiting for {tag}"),
-                    });
+                    return Err(ImapError::protocol(
+                        self.ctx(label),
+                        format!("completion for unknown tag {t} while waiting for {tag}"),
+                    ));
                 }
                 Response::UntaggedStatus {
                     status: Status::Bye,
@@ -413,10 +403,10 @@ impl Conn {
                 Response::Tagged { tag, status, text } => {
                     let Some(i) = tags.iter().position(|t| *t == tag) else {
                         self.broken = true;
-                        return Err(ImapError::Protocol {
-                            ctx: self.ctx(label),
-                            detail: format!("completion for unknown tag {tag}"),
-                        });
+                        return Err(ImapError::protocol(
+                            self.ctx(label),
+                            format!("completion for unknown tag {tag}"),
+                        ));
                     };
                     if results[i].is_none() {
                         pending -= 1;
@@ -460,8 +450,8 @@ async fn handshake(
     ctx: Box<ErrorContext>,
 ) -> Result<Stream, ImapError> {
     match tokio::time::timeout(t, transport::handshake(connector, host, tcp)).await {
-        Err(_) => Err(ImapError::Timeout { ctx, after: t }),
-        Ok(Err(reason)) => Err(ImapError::Tls { ctx, reason }),
+        Err(_) => Err(ImapError::timeout(ctx, t)),
+        Ok(Err(reason)) => Err(ImapError::new(ctx, ErrorKind::Tls { reason })),
         Ok(Ok(s)) => Ok(s),
     }
 }

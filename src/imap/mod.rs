@@ -10,8 +10,8 @@
 //!   on the socket). [`auth`]: LOGIN, AUTHENTICATE PLAIN with authzid, XOAUTH2.
 //! - [`ops`] and [`fetch`]: LIST, NAMESPACE, EXAMINE/SELECT, STATUS, UID FETCH and the
 //!   interpretation of their answers; IMAP date-times and UID sets.
-//! - [`error`]: [`ImapError`] with the endpoint and command it concerns; [`settings`]: endpoints,
-//!   credentials and capabilities.
+//! - [`error`]: [`ImapError`], an [`ErrorKind`] with the endpoint and command it concerns;
+//!   [`settings`]: endpoints, credentials and capabilities.
 //!
 //! mailferry speaks the protocol itself rather than through async-imap or imap-codec; the reasons
 //! (answers that async-imap turns into empty successes, literals imap-codec buffers whole, UID sets
@@ -29,5 +29,5 @@ mod settings;
 mod transport;
 pub(crate) mod wire;
 
-pub use error::{ErrorContext, ImapError};
+pub use error::{ErrorContext, ErrorKind, ImapError};
 pub use settings::{Capabilities, ImapAuth, ImapEndpoint, Security};

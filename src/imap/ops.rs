@@ -57,10 +57,7 @@ impl Conn {
             }
             let mut it = args.into_iter();
             let (Some(attrs), Some(delim), Some(mbox)) = (it.next(), it.next(), it.next()) else {
-                return Err(ImapError::Protocol {
-                    ctx: self.ctx("LIST"),
-                    detail: "short LIST response".into(),
-                });
+                return Err(ImapError::protocol(self.ctx("LIST"), "short LIST response"));
             };
             let attributes = attrs
                 .list()
@@ -311,10 +308,7 @@ impl Conn {
         label: &str,
     ) -> Result<FetchOutcome, ImapError> {
         match bad {
-            Some(detail) => Err(ImapError::Protocol {
-                ctx: self.ctx(label),
-                detail,
-            }),
+            Some(detail) => Err(ImapError::protocol(self.ctx(label), detail)),
             None => Ok(out),
         }
     }

@@ -58,18 +58,12 @@ impl Conn {
 
     pub(super) fn lost(&mut self, label: &str, reason: String) -> ImapError {
         self.broken = true;
-        ImapError::ConnectionLost {
-            ctx: self.ctx(label),
-            reason,
-        }
+        ImapError::connection_lost(self.ctx(label), reason)
     }
 
     pub(super) fn timed_out(&mut self, label: &str) -> ImapError {
         self.broken = true;
-        ImapError::Timeout {
-            ctx: self.ctx(label),
-            after: self.timeout,
-        }
+        ImapError::timeout(self.ctx(label), self.timeout)
     }
 
     /// Reads one complete response (line plus literals) and parses it.
@@ -82,10 +76,7 @@ impl Conn {
         let (raw, mut side) = (frame.raw, frame.side);
         wire::parse_response_with(&raw, &mut side).map_err(|detail| {
             self.broken = true;
-            ImapError::Protocol {
-                ctx: self.ctx(label),
-                detail: format!("unparseable response: {detail}"),
-            }
+            ImapError::protocol(self.ctx(label), format!("unparseable response: {detail}"))
         })
     }
 }

@@ -7,7 +7,7 @@ use super::{AppendItem, ImapSink};
 use crate::imap::conn::Conn;
 use crate::imap::fetch::{format_internal_date, parse_uid_set};
 use crate::imap::wire::{Command, RespText};
-use crate::imap::{ImapError, ops::SelectInfo};
+use crate::imap::{ErrorKind, ImapError, ops::SelectInfo};
 use crate::model::Flags;
 
 /// Most items in one MULTIAPPEND command.
@@ -60,7 +60,7 @@ impl ImapSink {
                     Ok(ids) => out.extend(ids.into_iter().map(Ok)),
                     Err(e)
                         if conn.is_usable()
-                            && matches!(e, ImapError::No { .. } | ImapError::Bad { .. }) =>
+                            && matches!(e.kind(), ErrorKind::No { .. } | ErrorKind::Bad { .. }) =>
                     {
                         // The batch was refused as a whole: find the culprit(s) one by one.
                         out.extend(self.singles(conn, folder, &info, chunk).await);
@@ -113,22 +113,24 @@ impl ImapSink {
         if !self.caps.uidplus() {
             return Ok(vec![String::new(); items.len()]);
         }
-        let ids = appenduids(&done).ok_or_else(|| ImapError::Protocol {
-            ctx: conn.ctx(&label),
-            detail: format!(
-                "APPEND completed without a usable APPENDUID: {:?}",
-                done.code_string()
-            ),
+        let ids = appenduids(&done).ok_or_else(|| {
+            ImapError::protocol(
+                conn.ctx(&label),
+                format!(
+                    "APPEND completed without a usable APPENDUID: {:?}",
+                    done.code_string()
+                ),
+            )
         })?;
         if ids.len() != items.len() {
-            return Err(ImapError::Protocol {
-                ctx: conn.ctx(&label),
-                detail: format!(
+            return Err(ImapError::protocol(
+                conn.ctx(&label),
+                format!(
                     "APPENDUID names {} messages for {} appended",
                     ids.len(),
                     items.len()
                 ),
-            });
+            ));
         }
         Ok(ids)
     }
@@ -184,10 +186,10 @@ impl ImapSink {
                 out.push(match (slot, &fatal) {
                     (Some(r), _) => r,
                     (None, Some(e)) => Err(e.clone().in_folder(folder)),
-                    (None, None) => Err(ImapError::Protocol {
-                        ctx: conn.ctx("APPEND"),
-                        detail: "no completion for an APPEND".into(),
-                    }),
+                    (None, None) => Err(ImapError::protocol(
+                        conn.ctx("APPEND"),
+                        "no completion for an APPEND",
+                    )),
                 });
             }
         }
@@ -200,13 +202,13 @@ impl ImapSink {
         }
         match appenduids(done) {
             Some(ids) if ids.len() == 1 => Ok(ids[0].clone()),
-            _ => Err(ImapError::Protocol {
-                ctx: conn.ctx("APPEND"),
-                detail: format!(
+            _ => Err(ImapError::protocol(
+                conn.ctx("APPEND"),
+                format!(
                     "APPEND completed without a usable APPENDUID: {:?}",
                     done.code_string()
                 ),
-            }),
+            )),
         }
     }
 
@@ -218,9 +220,11 @@ impl ImapSink {
         item: &AppendItem<'_>,
     ) -> Result<String, ImapError> {
         // The header section is near the top; 1 MiB covers any sane one.
-        let head = item.body.head(1 << 20).map_err(|e| ImapError::Protocol {
-            ctx: conn.ctx("APPEND"),
-            detail: format!("reading the spooled message back: {e}"),
+        let head = item.body.head(1 << 20).map_err(|e| {
+            ImapError::protocol(
+                conn.ctx("APPEND"),
+                format!("reading the spooled message back: {e}"),
+            )
         })?;
         let message_id = crate::header::message_id(&head);
         let hash = item.body.sha256();
@@ -228,9 +232,11 @@ impl ImapSink {
             .find_on(conn, folder, message_id.as_deref(), item.body.len(), &hash)
             .await?;
         // The newest match is the one just written.
-        found.into_iter().last().ok_or_else(|| ImapError::Protocol {
-            ctx: conn.ctx("APPEND"),
-            detail: "the appended message cannot be found again (no UIDPLUS)".into(),
+        found.into_iter().last().ok_or_else(|| {
+            ImapError::protocol(
+                conn.ctx("APPEND"),
+                "the appended message cannot be found again (no UIDPLUS)",
+            )
         })
     }
 

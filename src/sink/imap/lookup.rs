@@ -5,10 +5,10 @@
 use super::ImapSink;
 use super::append::select;
 use crate::engine::ports::DestItem;
-use crate::imap::ImapError;
 use crate::imap::conn::Conn;
 use crate::imap::fetch::uid_set;
 use crate::imap::wire::{Command, Response};
+use crate::imap::{ErrorKind, ImapError};
 use crate::model::{ContentHash, Flags};
 
 impl ImapSink {
@@ -34,10 +34,9 @@ impl ImapSink {
         sha256: &ContentHash,
     ) -> Result<Vec<String>, ImapError> {
         let info = select(conn, folder).await?;
-        let validity = info.uid_validity.ok_or_else(|| ImapError::Protocol {
-            ctx: conn.ctx("SELECT"),
-            detail: "no UIDVALIDITY".into(),
-        })?;
+        let validity = info
+            .uid_validity
+            .ok_or_else(|| ImapError::protocol(conn.ctx("SELECT"), "no UIDVALIDITY"))?;
         let mut search = Command::new("UID SEARCH ");
         match message_id {
             Some(id) => {
@@ -135,21 +134,21 @@ impl ImapSink {
             .split_once(':')
             .and_then(|(v, u)| Some((v.parse::<u32>().ok()?, u.parse::<u32>().ok()?)));
         let Some((validity, uid)) = parsed else {
-            return Err(ImapError::Policy {
-                ctx: conn.ctx("UID STORE"),
-                reason: format!("{item_id:?} is not an IMAP item id (UIDVALIDITY:UID)"),
-            }
+            return Err(ImapError::policy(
+                conn.ctx("UID STORE"),
+                format!("{item_id:?} is not an IMAP item id (UIDVALIDITY:UID)"),
+            )
             .in_folder(folder));
         };
         let info = select(conn, folder).await?;
         if info.uid_validity != Some(validity) {
-            return Err(ImapError::Protocol {
-                ctx: conn.ctx("UID STORE"),
-                detail: format!(
+            return Err(ImapError::protocol(
+                conn.ctx("UID STORE"),
+                format!(
                     "UIDVALIDITY is now {:?}, the item id {item_id} is stale",
                     info.uid_validity
                 ),
-            }
+            )
             .in_folder(folder));
         }
         let atoms = self.flag_list(flags, &info);
@@ -164,11 +163,13 @@ impl ImapSink {
             .map_err(|e| e.in_folder(folder))?
             .done;
         if done.code_name() == Some("MODIFIED") {
-            return Err(ImapError::No {
-                ctx: conn.ctx("UID STORE"),
-                code: done.code_string(),
-                text: "the item changed since the given MODSEQ".into(),
-            }
+            return Err(ImapError::new(
+                conn.ctx("UID STORE"),
+                ErrorKind::No {
+                    code: done.code_string(),
+                    text: "the item changed since the given MODSEQ".into(),
+                },
+            )
             .in_folder(folder));
         }
         Ok(())
@@ -232,10 +233,9 @@ async fn hashes_on(
 /// LIST of one folder's items on a connection (see [`ImapSink::list_items`]).
 async fn list_on(conn: &mut Conn, folder: &str) -> Result<Vec<DestItem>, ImapError> {
     let info = select(conn, folder).await?;
-    let validity = info.uid_validity.ok_or_else(|| ImapError::Protocol {
-        ctx: conn.ctx("SELECT"),
-        detail: "no UIDVALIDITY".into(),
-    })?;
+    let validity = info
+        .uid_validity
+        .ok_or_else(|| ImapError::protocol(conn.ctx("SELECT"), "no UIDVALIDITY"))?;
     let outcome = conn
         .uid_fetch(
             "1:*",
@@ -251,10 +251,9 @@ async fn list_on(conn: &mut Conn, folder: &str) -> Result<Vec<DestItem>, ImapErr
         .saturating_sub(outcome.expunged);
     let mut out = Vec::with_capacity(outcome.items.len());
     for item in outcome.items.into_values() {
-        let meta = item.into_meta().map_err(|detail| ImapError::Protocol {
-            ctx: conn.ctx("UID FETCH 1:* (list)"),
-            detail,
-        })?;
+        let meta = item
+            .into_meta()
+            .map_err(|detail| ImapError::protocol(conn.ctx("UID FETCH 1:* (list)"), detail))?;
         out.push(DestItem {
             id: format!("{validity}:{}", meta.uid),
             stamp: None,
@@ -265,10 +264,10 @@ async fn list_on(conn: &mut Conn, folder: &str) -> Result<Vec<DestItem>, ImapErr
         });
     }
     if out.len() != exists as usize {
-        return Err(ImapError::Protocol {
-            ctx: conn.ctx("UID FETCH 1:* (list)"),
-            detail: format!("listed {} items but EXISTS is {exists}", out.len()),
-        }
+        return Err(ImapError::protocol(
+            conn.ctx("UID FETCH 1:* (list)"),
+            format!("listed {} items but EXISTS is {exists}", out.len()),
+        )
         .in_folder(folder));
     }
     Ok(out)

@@ -36,7 +36,7 @@ use crate::body::Body;
 use crate::engine::ports::FailureClass;
 use crate::imap::conn::Conn;
 use crate::imap::wire::Command;
-use crate::imap::{Capabilities, ErrorContext, ImapAuth, ImapEndpoint, ImapError};
+use crate::imap::{Capabilities, ErrorContext, ErrorKind, ImapAuth, ImapEndpoint, ImapError};
 use crate::model::{Flags, FolderPath, SpecialUse};
 use pool::Pool;
 
@@ -134,7 +134,7 @@ impl ImapSink {
             match conn.run(&cmd, "CREATE").await {
                 Ok(_) => {}
                 // Already there (ALREADYEXISTS, or older servers' plain NO): confirm with LIST.
-                Err(ImapError::No { .. }) => {
+                Err(e) if matches!(e.kind(), ErrorKind::No { .. }) => {
                     let found = conn.list(&raw).await?;
                     if !found.iter().any(|e| e.raw_name == raw) {
                         let mut cmd = Command::new("CREATE ");
@@ -169,18 +169,18 @@ impl ImapSink {
         if let Some(d) = delim
             && let Some(bad) = segments.iter().find(|s| s.contains(d))
         {
-            return Err(ImapError::Policy {
-                ctx: self.ctx("CREATE", Some(&path.to_string())),
-                reason: format!(
+            return Err(ImapError::policy(
+                self.ctx("CREATE", Some(&path.to_string())),
+                format!(
                     "folder name {bad:?} contains the destination's delimiter {d:?}; map it first"
                 ),
-            });
+            ));
         }
         if delim.is_none() && segments.len() > 1 {
-            return Err(ImapError::Policy {
-                ctx: self.ctx("CREATE", Some(&path.to_string())),
-                reason: "the destination has no hierarchy delimiter; flatten the path first".into(),
-            });
+            return Err(ImapError::policy(
+                self.ctx("CREATE", Some(&path.to_string())),
+                "the destination has no hierarchy delimiter; flatten the path first",
+            ));
         }
         let joined = segments
             .iter()
@@ -214,15 +214,15 @@ impl ImapSink {
     /// How the engine should treat a failed sink call. A connection lost or timed out during a
     /// write is ambiguous (the server may have stored the message): resolve with [`ImapSink::find`].
     pub fn classify(err: &ImapError) -> FailureClass {
-        match err {
-            ImapError::Auth { .. } | ImapError::Tls { .. } | ImapError::Policy { .. } => {
+        match err.kind() {
+            ErrorKind::Auth { .. } | ErrorKind::Tls { .. } | ErrorKind::Policy { .. } => {
                 FailureClass::Fatal
             }
-            ImapError::Connect { .. } => FailureClass::Transient,
-            ImapError::Timeout { .. } | ImapError::ConnectionLost { .. } => FailureClass::Ambiguous,
-            ImapError::Protocol { .. } => FailureClass::Transient,
-            ImapError::Bad { .. } => FailureClass::Rejected,
-            ImapError::No { code, .. } => {
+            ErrorKind::Connect(_) => FailureClass::Transient,
+            ErrorKind::Timeout { .. } | ErrorKind::ConnectionLost { .. } => FailureClass::Ambiguous,
+            ErrorKind::Protocol { .. } => FailureClass::Transient,
+            ErrorKind::Bad { .. } => FailureClass::Rejected,
+            ErrorKind::No { code, .. } => {
                 let code = code
                     .as_deref()
                     .unwrap_or("")
@@ -249,10 +249,14 @@ mod tests {
     #[test]
     fn classification() {
         let ctx = Box::<ErrorContext>::default;
-        let no = |code: &str| ImapError::No {
-            ctx: ctx(),
-            code: Some(code.into()),
-            text: String::new(),
+        let no = |code: &str| {
+            ImapError::new(
+                ctx(),
+                ErrorKind::No {
+                    code: Some(code.into()),
+                    text: String::new(),
+                },
+            )
         };
         assert_eq!(ImapSink::classify(&no("OVERQUOTA")), FailureClass::Mailbox);
         assert_eq!(ImapSink::classify(&no("TOOBIG")), FailureClass::Rejected);
@@ -260,15 +264,14 @@ mod tests {
             ImapSink::classify(&no("UNAVAILABLE")),
             FailureClass::Transient
         );
-        let lost = ImapError::ConnectionLost {
-            ctx: ctx(),
-            reason: "eof".into(),
-        };
+        let lost = ImapError::connection_lost(ctx(), "eof");
         assert_eq!(ImapSink::classify(&lost), FailureClass::Ambiguous);
-        let auth = ImapError::Auth {
-            ctx: ctx(),
-            server: String::new(),
-        };
+        let auth = ImapError::new(
+            ctx(),
+            ErrorKind::Auth {
+                server: String::new(),
+            },
+        );
         assert_eq!(ImapSink::classify(&auth), FailureClass::Fatal);
     }
 

@@ -43,15 +43,9 @@ impl Pool {
 
     /// A usable connection: an idle one, or a new login.
     pub(crate) async fn get(&self) -> Result<Lease<'_>, ImapError> {
-        let permit =
-            self.permits
-                .clone()
-                .acquire_owned()
-                .await
-                .map_err(|_| ImapError::ConnectionLost {
-                    ctx: Box::default(),
-                    reason: "the connection pool is closed".into(),
-                })?;
+        let permit = self.permits.clone().acquire_owned().await.map_err(|_| {
+            ImapError::connection_lost(Box::default(), "the connection pool is closed")
+        })?;
         let idle = self.idle.lock().unwrap_or_else(|e| e.into_inner()).pop();
         let conn = match idle {
             Some(c) if c.is_usable() => c,

@@ -22,10 +22,7 @@ impl ImapSink {
         item_id: &str,
     ) -> Result<(), ImapError> {
         let ctx = conn.ctx("UID EXPUNGE");
-        let policy = |reason: String| ImapError::Policy {
-            ctx: ctx.clone(),
-            reason,
-        };
+        let policy = |reason: String| ImapError::policy(ctx.clone(), reason);
         let Some((validity, uid)) = item_id
             .split_once(':')
             .and_then(|(v, u)| Some((v.parse::<u32>().ok()?, u.parse::<u32>().ok()?)))

@@ -2,8 +2,8 @@
 //! `UNSUBSCRIBE` per folder (INBOX included).
 
 use super::ImapSink;
-use crate::imap::ImapError;
 use crate::imap::wire::Command;
+use crate::imap::{ErrorKind, ImapError};
 
 impl ImapSink {
     /// Subscribes or unsubscribes the folder with this raw name. Unsubscribing a folder that is
@@ -20,7 +20,7 @@ impl ImapSink {
             async move { c.run(&cmd, verb).await.map(|_| ()) }
         });
         match result {
-            Err(ImapError::No { .. }) if !subscribed => Ok(()),
+            Err(e) if !subscribed && matches!(e.kind(), ErrorKind::No { .. }) => Ok(()),
             other => other.map_err(|e| e.in_folder(folder)),
         }
     }

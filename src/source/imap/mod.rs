@@ -5,6 +5,8 @@
 mod source;
 pub mod user_root;
 
-pub use crate::imap::{Capabilities, ErrorContext, ImapAuth, ImapEndpoint, ImapError, Security};
+pub use crate::imap::{
+    Capabilities, ErrorContext, ErrorKind, ImapAuth, ImapEndpoint, ImapError, Security,
+};
 pub use source::ImapSource;
 pub use user_root::UserRoot;

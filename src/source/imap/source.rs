@@ -193,10 +193,10 @@ impl ImapSource {
         changed_since: Option<u64>,
     ) -> Result<Vec<MessageMeta>, ImapError> {
         if changed_since.is_some() && !self.caps.condstore() {
-            return Err(ImapError::Policy {
-                ctx: self.ctx("UID FETCH (CHANGEDSINCE)", folder),
-                reason: "the server does not offer CONDSTORE".into(),
-            });
+            return Err(ImapError::policy(
+                self.ctx("UID FETCH (CHANGEDSINCE)", folder),
+                "the server does not offer CONDSTORE",
+            ));
         }
         let (_, metas) = self.listing(folder, changed_since).await?;
         Ok(metas)
@@ -210,10 +210,10 @@ impl ImapSource {
     ) -> Result<(FolderStatus, Vec<MessageMeta>), ImapError> {
         let mut all = self.examine_meta_many(std::slice::from_ref(folder)).await?;
         all.pop().unwrap_or_else(|| {
-            Err(ImapError::Protocol {
-                ctx: self.ctx("EXAMINE", folder),
-                detail: "no result for the folder".into(),
-            })
+            Err(ImapError::protocol(
+                self.ctx("EXAMINE", folder),
+                "no result for the folder",
+            ))
         })
     }
 
@@ -318,10 +318,10 @@ impl ImapSource {
                 }
             }
         }
-        Err(ImapError::Protocol {
-            ctx: self.ctx("UID FETCH (metadata)", folder),
-            detail: last_mismatch,
-        })
+        Err(ImapError::protocol(
+            self.ctx("UID FETCH (metadata)", folder),
+            last_mismatch,
+        ))
     }
 
     /// Reads the metadata pages of a selected folder (the first one may be given, already read
@@ -375,9 +375,8 @@ impl ImapSource {
         }
         let mut metas = Vec::with_capacity(items.len());
         for item in items {
-            metas.push(item.into_meta().map_err(|detail| ImapError::Protocol {
-                ctx: self.ctx("UID FETCH (metadata)", folder),
-                detail,
+            metas.push(item.into_meta().map_err(|detail| {
+                ImapError::protocol(self.ctx("UID FETCH (metadata)", folder), detail)
             })?);
         }
         metas.sort_by_key(|m| m.uid);
@@ -422,13 +421,13 @@ impl ImapSource {
                 if let Some(size) = item.size
                     && body.len() != size
                 {
-                    return Err(ImapError::Protocol {
-                        ctx: self.ctx(&label, folder),
-                        detail: format!(
+                    return Err(ImapError::protocol(
+                        self.ctx(&label, folder),
+                        format!(
                             "UID {uid}: body is {} bytes but RFC822.SIZE is {size}",
                             body.len()
                         ),
-                    });
+                    ));
                 }
                 if let Some(uid) = Uid::new(uid) {
                     out.push((uid, body));
@@ -466,10 +465,7 @@ impl ImapSource {
         let uid_validity = info
             .uid_validity
             .and_then(UidValidity::new)
-            .ok_or_else(|| ImapError::Protocol {
-                ctx: ctx(),
-                detail: "the server sent no UIDVALIDITY".into(),
-            })?;
+            .ok_or_else(|| ImapError::protocol(ctx(), "the server sent no UIDVALIDITY"))?;
         self.validity.insert(raw.to_owned(), uid_validity.get());
         Ok(FolderStatus {
             uid_validity,
@@ -514,32 +510,27 @@ impl ImapSource {
                     .is_none_or(|(name, _)| name != &f.raw_name)
             });
             if needs_select {
-                let conn = self
-                    .conn
-                    .as_mut()
-                    .ok_or_else(|| ImapError::ConnectionLost {
-                        ctx: Default::default(),
-                        reason: "no connection".into(),
-                    })?;
+                let conn = self.conn.as_mut().ok_or_else(|| {
+                    ImapError::connection_lost(Default::default(), "no connection")
+                })?;
                 let info = conn.select_raw(&f.raw_name, true).await?;
                 let before = self.validity.get(&f.raw_name).copied();
                 let status = self.folder_status(&f.raw_name, &info)?;
                 if before.is_some_and(|b| b != status.uid_validity.get()) {
-                    return Err(ImapError::Protocol {
-                        ctx: self.ctx("EXAMINE", f),
-                        detail: format!(
+                    return Err(ImapError::protocol(
+                        self.ctx("EXAMINE", f),
+                        format!(
                             "UIDVALIDITY changed from {} to {} during the session: the folder's UIDs no longer mean the same messages",
                             before.unwrap_or_default(),
                             status.uid_validity
                         ),
-                    });
+                    ));
                 }
             }
         }
-        self.conn.as_mut().ok_or_else(|| ImapError::ConnectionLost {
-            ctx: Default::default(),
-            reason: "no connection".into(),
-        })
+        self.conn
+            .as_mut()
+            .ok_or_else(|| ImapError::connection_lost(Default::default(), "no connection"))
     }
 
     /// A new session; a server that is restarting gets a few short chances.
