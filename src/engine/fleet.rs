@@ -177,9 +177,14 @@ impl Slot<'_> {
         let mut done = Vec::new();
         let mut lost = Vec::new();
         while !self.cancel.is_cancelled() {
-            let lease = match self.db.claim(self.lease_ms(), self.host_cap).await {
+            // Through the ledger's blocking call, never awaited here: see
+            // `Ledger::block_on_postgres` (this task polls every slot of the worker).
+            let lease = match self
+                .ledger
+                .block_on_postgres(self.db.claim(self.lease_ms(), self.host_cap))
+            {
                 Ok(Some(lease)) => lease,
-                Ok(None) => match self.db.leases().await {
+                Ok(None) => match self.ledger.block_on_postgres(self.db.leases()) {
                     // Leases still open elsewhere: their workers may die, and then their
                     // mailboxes are ours to take over once the leases expire.
                     Ok(rows) if rows.iter().any(|r| r.outcome.is_none()) => {
@@ -221,7 +226,9 @@ impl Slot<'_> {
                 mailbox = lease.mailbox,
                 "claimed a mailbox the plan does not hold"
             );
-            let _ = self.db.release(&lease, Outcome::Failed).await;
+            let _ = self
+                .ledger
+                .block_on_postgres(self.db.release(&lease, Outcome::Failed));
             return None;
         };
         let ledger = Arc::new(
@@ -267,7 +274,10 @@ impl Slot<'_> {
             "interrupted" => Outcome::Interrupted,
             _ => Outcome::Failed,
         };
-        if let Err(e) = self.db.release(&lease, outcome).await {
+        if let Err(e) = self
+            .ledger
+            .block_on_postgres(self.db.release(&lease, outcome))
+        {
             tracing::warn!(mailbox = lease.mailbox, error = %e, "cannot release the lease");
         }
         Some((summary, false))

@@ -201,6 +201,24 @@ impl Ledger {
         }
     }
 
+    /// Runs a call of the PostgreSQL ledger behind this one to completion, the way every ledger
+    /// call runs (see `backend`). A task that polls several futures at once (a worker's slots)
+    /// must make its direct `PgLedger` calls through this: awaited directly, a call holds the
+    /// connection across the task's yields while a sibling future blocks the task waiting for
+    /// that same connection, and neither moves again.
+    pub fn block_on_postgres<T>(
+        &self,
+        fut: impl std::future::Future<Output = Result<T, postgres::PgLedgerError>>,
+    ) -> Result<T, LedgerError> {
+        match &self.backend {
+            backend::Backend::Postgres(pg) => pg.block(fut),
+            backend::Backend::Sqlite(_) => Err(LedgerError::Corrupt {
+                path: self.path.clone(),
+                what: "internal: a PostgreSQL call on a SQLite ledger".into(),
+            }),
+        }
+    }
+
     fn pg(&self) -> Option<&backend::Pg> {
         match &self.backend {
             backend::Backend::Postgres(pg) => Some(pg),

@@ -363,49 +363,6 @@ fn decoded_folder(raw: &str) -> String {
     crate::utf7::decode(raw).unwrap_or_else(|_| raw.to_owned())
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn verify_csv_names_folders_decoded_beside_the_raw_name() {
-        assert_eq!(decoded_folder("Entw&APw-rfe"), "Entwürfe");
-        assert_eq!(decoded_folder("A&B"), "A&B");
-    }
-
-    fn progress(source_folders: Option<u64>, folders_listed: u64) -> MailboxProgress {
-        MailboxProgress {
-            mailbox: "ann@example.org".into(),
-            destination: "graph".into(),
-            state: Some("interrupted".into()),
-            last_run: Some(1),
-            last_error: None,
-            folders: folders_listed,
-            pending: 0,
-            sending: 0,
-            done: 10,
-            skipped: 0,
-            failed: 0,
-            bytes_done: 1000,
-            bytes_total: 1000,
-            source_gone: 0,
-            source_folders,
-            folders_listed,
-            source_messages: 10,
-            source_bytes: 1000,
-        }
-    }
-
-    #[test]
-    fn status_says_when_the_source_total_is_partial() {
-        let out = status(&[progress(Some(3), 1)], &[], &[]);
-        assert!(out.contains("100.0% (partial)"), "{out}");
-        assert!(out.contains("1 of 3 folders listed"), "{out}");
-        let out = status(&[progress(Some(1), 1)], &[], &[]);
-        assert!(out.contains("100.0%") && !out.contains("partial"), "{out}");
-    }
-}
-
 /// Fleet mode's part of `status`: who holds each mailbox, and how fresh its heartbeat is.
 pub fn fleet_status(leases: &[crate::ledger::postgres::LeaseRow]) -> String {
     let secs = |ms: Option<i64>| {
@@ -449,4 +406,47 @@ pub fn fleet_status(leases: &[crate::ledger::postgres::LeaseRow]) -> String {
         &rows,
     ));
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn verify_csv_names_folders_decoded_beside_the_raw_name() {
+        assert_eq!(decoded_folder("Entw&APw-rfe"), "Entwürfe");
+        assert_eq!(decoded_folder("A&B"), "A&B");
+    }
+
+    fn progress(source_folders: Option<u64>, folders_listed: u64) -> MailboxProgress {
+        MailboxProgress {
+            mailbox: "ann@example.org".into(),
+            destination: "graph".into(),
+            state: Some("interrupted".into()),
+            last_run: Some(1),
+            last_error: None,
+            folders: folders_listed,
+            pending: 0,
+            sending: 0,
+            done: 10,
+            skipped: 0,
+            failed: 0,
+            bytes_done: 1000,
+            bytes_total: 1000,
+            source_gone: 0,
+            source_folders,
+            folders_listed,
+            source_messages: 10,
+            source_bytes: 1000,
+        }
+    }
+
+    #[test]
+    fn status_says_when_the_source_total_is_partial() {
+        let out = status(&[progress(Some(3), 1)], &[], &[]);
+        assert!(out.contains("100.0% (partial)"), "{out}");
+        assert!(out.contains("1 of 3 folders listed"), "{out}");
+        let out = status(&[progress(Some(1), 1)], &[], &[]);
+        assert!(out.contains("100.0%") && !out.contains("partial"), "{out}");
+    }
 }

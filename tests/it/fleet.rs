@@ -54,6 +54,39 @@ async fn rig(latency_ms: u64) -> (Rig, Vec<String>, HashMap<String, Vec<Vec<u8>>
     (rig, names, expected)
 }
 
+/// Worker processes: killed when the test ends (a failed test must not leave them running),
+/// and their stderr printed if it failed.
+struct Workers {
+    children: Vec<Child>,
+    logs: Vec<std::path::PathBuf>,
+}
+
+impl Workers {
+    fn start(plan: &Path, pg: &Postgres, dir: &Path, n: usize) -> Workers {
+        let logs: Vec<_> = (0..n).map(|i| dir.join(format!("w{i}.log"))).collect();
+        let children = logs.iter().map(|l| worker(plan, pg, l)).collect();
+        Workers { children, logs }
+    }
+
+    fn stderr(&self, i: usize) -> String {
+        std::fs::read_to_string(&self.logs[i]).unwrap_or_default()
+    }
+}
+
+impl Drop for Workers {
+    fn drop(&mut self) {
+        for c in &mut self.children {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+        if std::thread::panicking() {
+            for i in 0..self.logs.len() {
+                eprintln!("--- worker {i} stderr ---\n{}", self.stderr(i));
+            }
+        }
+    }
+}
+
 fn worker(plan: &Path, pg: &Postgres, log: &Path) -> Child {
     Command::new(env!("CARGO_BIN_EXE_mailferry"))
         .args(["migrate", "--plan"])
@@ -171,18 +204,10 @@ fn generation(pg: &Postgres, key: &str) -> i64 {
 async fn three_workers_finish_a_twelve_mailbox_plan_exactly_once() {
     let pg = Postgres::start();
     let (rig, names, expected) = rig(5).await;
-    let logs: Vec<_> = (0..3)
-        .map(|i| rig.dir.path().join(format!("w{i}.log")))
-        .collect();
-    let mut children: Vec<Child> = logs
-        .iter()
-        .map(|l| worker(&rig.plan_path, &pg, l))
-        .collect();
-    let codes = wait_all(&mut children, Duration::from_secs(240)).await;
-    let stderr: Vec<String> = logs
-        .iter()
-        .map(|l| std::fs::read_to_string(l).unwrap())
-        .collect();
+    let mut w = Workers::start(&rig.plan_path, &pg, rig.dir.path(), 3);
+    let children = &mut w.children;
+    let codes = wait_all(children, Duration::from_secs(240)).await;
+    let stderr: Vec<String> = (0..3).map(|i| w.stderr(i)).collect();
     assert_eq!(codes, vec![0, 0, 0], "{stderr:#?}");
     for err in &stderr {
         assert!(err.contains("nothing left to claim"), "{err}");
@@ -226,10 +251,9 @@ async fn a_worker_with_another_plan_is_refused_naming_the_difference() {
     let (rig, _names, _expected) = rig(0).await;
     let (code, _, err) = run(&rig.plan_path, &pg, &["status"]);
     assert_eq!(code, 0, "{err}");
-    let log = rig.dir.path().join("w.log");
-    let mut first = vec![worker(&rig.plan_path, &pg, &log)];
+    let mut w = Workers::start(&rig.plan_path, &pg, rig.dir.path(), 1);
     assert_eq!(
-        wait_all(&mut first, Duration::from_secs(120)).await,
+        wait_all(&mut w.children, Duration::from_secs(120)).await,
         vec![0]
     );
     // The same plan with one more mailbox is another plan.
@@ -250,13 +274,8 @@ async fn a_worker_with_another_plan_is_refused_naming_the_difference() {
 async fn sigkill_of_one_worker_its_mailboxes_are_taken_over_exactly_once() {
     let pg = Postgres::start();
     let (rig, names, expected) = rig(60).await;
-    let logs: Vec<_> = (0..3)
-        .map(|i| rig.dir.path().join(format!("w{i}.log")))
-        .collect();
-    let mut children: Vec<Child> = logs
-        .iter()
-        .map(|l| worker(&rig.plan_path, &pg, l))
-        .collect();
+    let mut w = Workers::start(&rig.plan_path, &pg, rig.dir.path(), 3);
+    let children = &mut w.children;
     let victim = children[0].id();
     // Kill it while it holds a lease and has written something.
     until(
@@ -294,13 +313,8 @@ async fn sigkill_of_one_worker_its_mailboxes_are_taken_over_exactly_once() {
 async fn a_worker_frozen_past_its_lease_records_nothing_when_it_wakes() {
     let pg = Postgres::start();
     let (rig, names, expected) = rig(60).await;
-    let logs: Vec<_> = (0..2)
-        .map(|i| rig.dir.path().join(format!("w{i}.log")))
-        .collect();
-    let mut children: Vec<Child> = logs
-        .iter()
-        .map(|l| worker(&rig.plan_path, &pg, l))
-        .collect();
+    let mut w = Workers::start(&rig.plan_path, &pg, rig.dir.path(), 2);
+    let children = &mut w.children;
     let frozen = children[0].id();
     until(
         Duration::from_secs(120),
@@ -320,15 +334,10 @@ async fn a_worker_frozen_past_its_lease_records_nothing_when_it_wakes() {
     })
     .await;
     signal(&pid, "CONT");
-    let codes = wait_all(&mut children, Duration::from_secs(240)).await;
-    let err0 = std::fs::read_to_string(&logs[0]).unwrap();
+    let codes = wait_all(children, Duration::from_secs(240)).await;
+    let err0 = w.stderr(0);
     assert!(err0.contains("lost the lease"), "{err0}");
-    assert_eq!(
-        codes[1],
-        0,
-        "{}",
-        std::fs::read_to_string(&logs[1]).unwrap()
-    );
+    assert_eq!(codes[1], 0, "{}", w.stderr(1));
     assert_eq!(lost_and_duplicated(&rig, &names, &expected), (0, 0));
     let (code, out, err) = run(&rig.plan_path, &pg, &["verify", "--deep"]);
     assert_eq!(code, 0, "verify --deep:\n{out}\n{err}");
