@@ -1,7 +1,7 @@
 //! New writes are not held behind the resolution of other folders' in-doubt writes (issue 13.5).
-//! A killed run leaves folder A (INBOX) with rows `sending`; folder B has new messages. The next
-//! run must resolve A's rows while B's new messages are written: with A's look-ups made slow at
-//! the destination (a latency fault on A's message route only), every write of B reaches the
+//! A killed run leaves folder A (INBOX) with rows `sending`; folder Zeta has new messages. The next
+//! run must resolve A's rows while Zeta's new messages are written: with A's look-ups made slow at
+//! the destination (a latency fault on A's message route only), every write of Zeta reaches the
 //! emulator before A's last look-up is answered. The end state is exactly once, verify --deep
 //! perfect.
 
@@ -72,11 +72,11 @@ async fn new_writes_of_other_folders_do_not_wait_for_in_doubt_rows() {
         "the first run leaves A in doubt: {states:?}"
     );
 
-    // Meanwhile folder B receives new mail.
+    // Meanwhile folder Zeta receives new mail.
     let b: Vec<Vec<u8>> = (0..B_MESSAGES).map(|i| generated(100 + i, 700)).collect();
     write_maildir(
         &rig.tree("lee"),
-        &[("B", b.iter().map(|m| (m.clone(), "S")).collect())],
+        &[("Zeta", b.iter().map(|m| (m.clone(), "S")).collect())],
     );
     // A's look-ups (GET on A's destination folder only) take 1.5 s each at the destination.
     let inbox = dest_id(&rig, "INBOX");
@@ -134,7 +134,7 @@ async fn new_writes_of_other_folders_do_not_wait_for_in_doubt_rows() {
         A_MESSAGES,
         "no second copy in A"
     );
-    assert_eq!(view.items_in("B").len(), B_MESSAGES);
+    assert_eq!(view.items_in("Zeta").len(), B_MESSAGES);
     let plan = Plan::load(&rig.plan_path).unwrap();
     let ledger = Ledger::open(&plan.default_state_path()).unwrap();
     let selected = plan.select(&[]).unwrap();
