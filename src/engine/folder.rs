@@ -15,7 +15,8 @@ use tokio::task::JoinSet;
 
 use super::batch::{BatchOutcome, WriteBatch, write_batch};
 use super::budget::Budget;
-use super::ports::{MailSink, MailSource, StepError, identity};
+use super::orphans::SweepJob;
+use super::ports::{MailSink, MailSource, StepError};
 use super::{MailboxCtx, cancelled};
 use crate::body::Body;
 use crate::engine::ports::FailureClass;
@@ -37,10 +38,12 @@ fn batch_bytes(parallel: usize) -> u64 {
     (MAILBOX_WINDOW_BYTES / (parallel as u64 + 1)).max(1 << 20)
 }
 
-/// A folder's pass result: its counts, and an error that stops the whole mailbox.
+/// A folder's pass result: its counts, an error that stops the whole mailbox, and the orphan
+/// check still owed (run by the mailbox beside its later folders).
 pub(crate) struct FolderResult {
     pub summary: MailboxSummary,
     pub abort: Option<StepError>,
+    pub sweep: Option<SweepJob>,
 }
 
 /// Runs one folder's pass.
@@ -91,6 +94,7 @@ pub(crate) async fn folder_pass<S: MailSource, K: MailSink>(
         return Ok(FolderResult {
             summary: sum,
             abort: None,
+            sweep: None,
         });
     }
 
@@ -128,6 +132,7 @@ pub(crate) async fn folder_pass<S: MailSource, K: MailSink>(
         return Ok(FolderResult {
             summary: sum,
             abort: None,
+            sweep: None,
         });
     }
 
@@ -148,40 +153,12 @@ pub(crate) async fn folder_pass<S: MailSource, K: MailSink>(
         super::repair::recheck_done(ctx, folder, &dest, &mut rows, &mut sum).await?;
     }
 
-    // Writes a crash or a lost response left open: ask the destination before re-sending.
-    // Destination items other rows already own: identical messages (same content, no Message-ID
-    // to tell them apart) match each other's items by content, and a resolved row must never take
-    // an item another row holds (found by the SIGKILL test on the IMAP route).
-    let mut claimed: HashSet<String> = rows
-        .values()
-        .filter(|r| r.state == MessageState::Done)
-        .filter_map(|r| r.dest_id.clone())
-        .collect();
-    // Found or re-sent, an interrupted write may still have a copy in flight at the server, or a
-    // second one from an earlier interruption: the sweep looks again once the row is done. The
-    // mark is committed first, so the check survives a further crash before the sweep.
-    let interrupted: Vec<i64> = rows
-        .values()
-        .filter(|r| r.state == MessageState::Sending)
-        .map(|r| r.id)
-        .collect();
-    ledger.mark_recheck(&interrupted).map_err(lerr)?;
-    // The look-ups run concurrently (the sink's governor paces them); their answers are applied
-    // one by one, in row order, so `claimed` decides as a sequential pass would.
-    let mut open: Vec<&mut MessageRow> = rows
-        .values_mut()
-        .filter(|r| r.state == MessageState::Sending)
-        .collect();
-    open.sort_by_key(|r| r.uid);
-    let parallel = ctx.sink.parallelism().max(1) * 2;
-    let lookups: Vec<Result<Vec<String>, StepError>> = futures::stream::iter(open.iter())
-        .map(|row| lookup_sending(ctx, folder, &status, &dest, row))
-        .buffered(parallel)
-        .collect()
-        .await;
-    for (row, found) in open.into_iter().zip(lookups) {
-        resolve_sending(ctx, row, found?, &mut claimed, &mut sum)?;
-    }
+    // Writes a crash or a lost response left open: ask the destination before re-sending (the
+    // mailbox has usually resolved them already, ahead of this pass; see `orphans`). This
+    // folder's own new writes start only after: a look-up matches unstamped items by content, so
+    // a new write of an identical message landing meanwhile could be taken for the open one.
+    super::orphans::resolve_open(ctx, folder, status.uid_validity, &dest, &mut rows, &mut sum)
+        .await?;
 
     // Decide, per listed message, what this pass does with it.
     let mut todo: Vec<(&MessageMeta, MessageRow)> = Vec::new();
@@ -256,9 +233,15 @@ pub(crate) async fn folder_pass<S: MailSource, K: MailSink>(
     if abort.is_none() && !cancelled(&ctx.cancel) {
         sync_flags(ctx, &dest, flag_updates, &mut sum).await;
     }
-    if abort.is_none() {
-        super::orphans::sweep(ctx, folder, &status, &dest, frow.id, ctx.started, &mut sum).await?;
-    }
+    // The orphan check waits for the settling time: the mailbox runs it beside its later folders
+    // (never beside writes into the same destination folder).
+    let sweep = abort.is_none().then(|| SweepJob {
+        folder: folder.clone(),
+        status: status.clone(),
+        dest: dest.clone(),
+        folder_id: frow.id,
+        keys: vec![mapped_name.to_lowercase(), dest.clone()],
+    });
 
     // What the ledger holds that the source no longer lists (any older UIDVALIDITY included).
     let present: HashSet<Uid> = metas.iter().map(|m| m.uid).collect();
@@ -296,6 +279,7 @@ pub(crate) async fn folder_pass<S: MailSource, K: MailSink>(
     Ok(FolderResult {
         summary: sum,
         abort,
+        sweep,
     })
 }
 
@@ -331,58 +315,6 @@ fn skip_reason<K>(ctx: &MailboxCtx<K>, m: &MessageMeta) -> Option<String> {
 fn in_window<K>(ctx: &MailboxCtx<K>, m: &MessageMeta) -> bool {
     let t: DateTime<Utc> = m.internal_date.with_timezone(&Utc);
     ctx.opts.since.is_none_or(|s| t >= s) && ctx.opts.before.is_none_or(|b| t < b)
-}
-
-/// Asks the destination for the items of an interrupted write (none to ask for without a hash:
-/// such a row never reached the write).
-async fn lookup_sending<K: MailSink>(
-    ctx: &MailboxCtx<K>,
-    folder: &SourceFolder,
-    status: &FolderStatus,
-    dest: &str,
-    row: &MessageRow,
-) -> Result<Vec<String>, StepError> {
-    let Some(hash) = row.sha256 else {
-        return Ok(Vec::new());
-    };
-    let id = identity(&ctx.mailbox_key, folder, status, row.uid, hash);
-    ctx.sink
-        .find(dest, &id, row.message_id.as_deref(), row.size, &row.flags)
-        .await
-}
-
-fn resolve_sending<K: MailSink>(
-    ctx: &MailboxCtx<K>,
-    row: &mut MessageRow,
-    found: Vec<String>,
-    claimed: &mut HashSet<String>,
-    sum: &mut MailboxSummary,
-) -> Result<(), StepError> {
-    let lerr = |e: crate::ledger::LedgerError| StepError::caused_by(FailureClass::Fatal, e);
-    let found: Vec<String> = found.into_iter().filter(|f| !claimed.contains(f)).collect();
-    match found.first() {
-        Some(item) => {
-            claimed.insert(item.clone());
-            // The destination holds the flags the write carried: those the ledger recorded when
-            // the row was listed. A difference is synced below like any flag change.
-            ctx.ledger
-                .mark_done(&[(row.id, item.clone(), row.flags.clone())], ctx.run)
-                .map_err(lerr)?;
-            row.state = MessageState::Done;
-            row.dest_id = Some(item.clone());
-            // Further unowned copies (two interrupted runs each wrote it) are left to the
-            // end-of-folder sweep, which runs once every row has its item (identical messages
-            // own one copy each).
-            sum.resolved += 1;
-        }
-        None => {
-            ctx.ledger
-                .mark_state(row.id, MessageState::Pending, None, ctx.run)
-                .map_err(lerr)?;
-            row.state = MessageState::Pending;
-        }
-    }
-    Ok(())
 }
 
 /// Fetches bodies in batches bounded by bytes and writes them with up to `parallelism` batches in

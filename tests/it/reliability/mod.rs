@@ -23,6 +23,7 @@ mod bad_input;
 mod disk_full;
 mod emulator_faults;
 mod fault_soak;
+mod recheck_lanes;
 mod security;
 mod sigkill;
 mod source_faults;
