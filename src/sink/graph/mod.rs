@@ -11,7 +11,7 @@
 //!   request loop that joins them)
 //! - `folders` (tree reading, creation, well-known names), `write` (route choice, importMime,
 //!   JSON create, the post-create PATCH, lost-response resolution), `mime_to_json` (the JSON
-//!   message rebuilt from MIME), `upload` (attachments and upload sessions), `lookup` (resume and
+//!   message rebuilt from MIME), `upload` (attachments and upload sessions), `uploads` (their bytes in flight), `lookup` (resume and
 //!   verify queries), `resolve` (interrupted writes found by content), `flags` (flag mapping and
 //!   the identity stamp), `urls` (escaping).
 
@@ -32,6 +32,7 @@ pub mod retry;
 mod settings;
 pub(crate) mod skeleton;
 mod upload;
+mod uploads;
 mod urls;
 mod write;
 
@@ -46,6 +47,7 @@ pub use governor::GovernorSnapshot;
 pub use settings::{
     AssertionAlg, Cloud, GovernorSettings, GraphCredential, GraphSettings, ReceivedDate, Route,
 };
+pub use uploads::UploadProgress;
 
 use crate::engine::ports::{DestItem, OutgoingMessage};
 use crate::model::{Flags, SourceIdentity};
@@ -70,6 +72,8 @@ struct AppInner {
     mailboxes: Mutex<HashMap<String, Arc<folders::FolderCache>>>,
     /// Set once the tenant refused importMime: the rest of the run goes JSON.
     import_mime_refused: AtomicBool,
+    /// Upload sessions in flight, for progress output.
+    uploads: uploads::Uploads,
 }
 
 /// One mailbox of the app. Clone + Send + Sync; methods take `&self` and may run concurrently.
@@ -165,6 +169,7 @@ impl GraphApp {
                 http,
                 mailboxes: Mutex::new(HashMap::new()),
                 import_mime_refused: AtomicBool::new(false),
+                uploads: Default::default(),
             }),
         })
     }
@@ -218,6 +223,12 @@ impl GraphApp {
     /// Governor state of the app and each mailbox, for progress output.
     pub fn governor_snapshot(&self) -> Vec<GovernorSnapshot> {
         self.inner.http.gov.snapshot()
+    }
+
+    /// Mailboxes (users) with upload sessions in flight and how far they are, for progress
+    /// output while a large message uploads.
+    pub fn uploads_in_flight(&self) -> Vec<(String, UploadProgress)> {
+        self.inner.uploads.snapshot()
     }
 
     /// True once the tenant refused importMime in this run.
