@@ -1,6 +1,7 @@
 //! The reliability suite (issue 7): mailferry attacked with faults and bad input until it is clear
 //! nothing is lost or doubled. One file per area:
 //!
+//! - [`abort`]: a second stop request ends every wait at once (Retry-After, upload sessions);
 //! - [`sigkill`]: the `mailferry migrate` binary SIGKILLed at seeded random points, Graph and IMAP
 //!   routes;
 //! - [`emulator_faults`]: responses lost after commit, 429 storms, 503 (with and without
@@ -18,6 +19,7 @@
 //! collects into `docs/reliability.md`. `RELIABILITY_SEED` and `RELIABILITY_ROUNDS` make a run
 //! reproducible and longer (the soak).
 
+mod abort;
 mod altered;
 mod bad_input;
 mod disk_full;
