@@ -153,11 +153,11 @@ impl Http {
         let body_len = call.body.as_ref().map(|(b, _)| b.len() as u64).unwrap_or(0);
         loop {
             attempt.number += 1;
-            if let Some(left) = self.deadlines.restore(mailbox) {
+            if let Some(left) = self.deadlines.fresh(mailbox) {
                 tracing::info!(
                     mailbox,
                     wait_s = left.as_secs_f64(),
-                    "an earlier run was asked to hold off this mailbox: waiting for the end of that pause"
+                    "an earlier run or another process was asked to hold off this mailbox: waiting for the end of that pause"
                 );
                 self.gov.pause_mailbox(mailbox, left);
             }

@@ -214,8 +214,9 @@ impl GraphApp {
         }
     }
 
-    /// Keeps throttle deadlines in `store` from now on, and applies the deadlines it holds to
-    /// each mailbox's first request (the first store installed stays).
+    /// Keeps throttle deadlines in `store` from now on, and before each request applies a
+    /// deadline found there that this app has not paused for yet (an earlier run's, or another
+    /// process's on the same ledger). The first store installed stays.
     pub fn set_deadline_store(&self, store: std::sync::Arc<dyn DeadlineStore>) {
         self.inner.http.deadlines.set_store(store);
     }
