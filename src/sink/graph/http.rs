@@ -171,11 +171,28 @@ impl Http {
                 Target::Upload(_) => None,
             };
             let client_request_id = uuid::Uuid::new_v4().to_string();
-            let mut permit = tokio::select! {
-                p = self.gov.acquire(mailbox, body_len) => p,
-                left = self.gov.pause_longer_than(mailbox, self.policy.max_retry_after) => {
+            let mut permit = loop {
+                let permit = tokio::select! {
+                    p = self.gov.acquire(mailbox, body_len) => p,
+                    left = self.gov.pause_longer_than(mailbox, self.policy.max_retry_after) => {
+                        return Err(self.too_long(&call, mailbox, left));
+                    }
+                };
+                // Another process may have been told to hold off while this one waited in the
+                // governor: look again right before sending, and wait for that deadline too.
+                let Some(left) = self.deadlines.fresh(mailbox) else {
+                    break permit;
+                };
+                drop(permit);
+                tracing::info!(
+                    mailbox,
+                    wait_s = left.as_secs_f64(),
+                    "another process was asked to hold off this mailbox: waiting for the end of that pause"
+                );
+                if left > self.policy.max_retry_after {
                     return Err(self.too_long(&call, mailbox, left));
                 }
+                self.gov.pause_mailbox(mailbox, left);
             };
             let url = match &call.target {
                 Target::Graph(u) => u.as_str(),

@@ -20,7 +20,7 @@ use crate::migrate::{Rig, generated, write_maildir};
 const USER: &str = "tom@contoso.example";
 
 /// A rig for "tom" with `extra` appended to the plan's Graph destination.
-async fn rig(cfg: EmulatorConfig, extra: &str) -> Rig {
+pub(crate) async fn rig_with(cfg: EmulatorConfig, extra: &str) -> Rig {
     let rig = Rig::new(&["tom"], cfg).await;
     let plan = std::fs::read_to_string(&rig.plan_path).unwrap();
     std::fs::write(&rig.plan_path, format!("{plan}{extra}")).unwrap();
@@ -108,7 +108,7 @@ async fn a_second_cancel_ends_a_600_s_retry_after_pause_at_once() {
     let mut cfg = EmulatorConfig::default();
     cfg.limits.requests_per_window = 30;
     cfg.limits.request_window_secs = 600.0;
-    let rig = rig(cfg, "concurrency_per_mailbox = 1\n").await;
+    let rig = rig_with(cfg, "concurrency_per_mailbox = 1\n").await;
     let msgs = (0..MESSAGES).map(|i| (generated(i, 600), "S")).collect();
     write_maildir(&rig.tree("tom"), &[("", msgs)]);
     let insp = rig.emulator.inspect();
@@ -165,7 +165,7 @@ async fn slow_upload_rig() -> Rig {
     let mut cfg = EmulatorConfig::default();
     cfg.limits.upload_bytes_per_window = 1 << 40;
     cfg.limits.upload_session_secs = 86_400.0;
-    let rig = rig(cfg, "").await;
+    let rig = rig_with(cfg, "").await;
     let (raw, _) = with_attachment("big.bin", 14_000_000);
     write_maildir(&rig.tree("tom"), &[("", vec![(raw, "S")])]);
     let mut slow = FaultRule::new(Some("PUT"), "/upload/", FaultKind::Latency);

@@ -2,6 +2,8 @@
 //! nothing is lost or doubled. One file per area:
 //!
 //! - [`abort`]: a second stop request ends every wait at once (Retry-After, upload sessions);
+//! - [`verify_beside`]: verify and migrate on one mailbox at once share its budget and its
+//!   Retry-After deadlines through the ledger;
 //! - [`sigkill`]: the `mailferry migrate` binary SIGKILLed at seeded random points, Graph and IMAP
 //!   routes;
 //! - [`emulator_faults`]: responses lost after commit, 429 storms, 503 (with and without
@@ -30,6 +32,7 @@ mod sigkill;
 mod source_faults;
 mod throttle_restart;
 mod unknown_outcomes;
+mod verify_beside;
 mod verify_extras;
 
 use std::collections::HashMap;
