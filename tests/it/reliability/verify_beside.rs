@@ -11,20 +11,20 @@ use std::time::{Duration, Instant};
 
 use mailferry::app;
 use mailferry::emulator::{EmulatorConfig, Latency};
-use mailferry::engine::{Cancel, MigrateOptions};
+use mailferry::engine::Cancel;
 use mailferry::plan::Plan;
 use mailferry::report::Events;
 
-use crate::migrate::{Rig, generated, write_maildir};
+use crate::migrate::{FolderMessages, Rig, generated, write_maildir};
 
 const USER: &str = "tom@contoso.example";
 const FOLDERS: usize = 8;
 const FIRST: usize = 5;
 const MORE: usize = 15;
 
-/// `FOLDERS` folders of `n` messages each, numbered from `from`.
+/// `FOLDERS` folders of `n` messages each (writing again adds to what is there: same names).
 fn tree(rig: &Rig, n: usize) {
-    let folders: Vec<(String, Vec<(Vec<u8>, &str)>)> = (0..FOLDERS)
+    let folders: Vec<(String, FolderMessages<'_>)> = (0..FOLDERS)
         .map(|f| {
             let msgs = (0..n)
                 .map(|i| (generated(f * 1000 + i, 400), "S"))
@@ -32,7 +32,7 @@ fn tree(rig: &Rig, n: usize) {
             (format!("F{f}"), msgs)
         })
         .collect();
-    let refs: Vec<(&str, Vec<(Vec<u8>, &str)>)> = folders
+    let refs: Vec<(&str, FolderMessages<'_>)> = folders
         .iter()
         .map(|(n, m)| (n.as_str(), m.clone()))
         .collect();
