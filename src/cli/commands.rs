@@ -209,6 +209,10 @@ async fn migrate(args: &PlanArgs, opts: MigrateOptions, report_dir: Option<PathB
                 fleet.worker
             );
         }
+        if let Some(why) = &fleet.gave_up {
+            eprintln!("mailferry: worker {}: {why}", fleet.worker);
+            return exit::FAILURES;
+        }
         if !summary.interrupted {
             eprintln!("mailferry: worker {}: nothing left to claim", fleet.worker);
         }

@@ -25,6 +25,8 @@ pub struct Connector<'p> {
     apps: Mutex<HashMap<String, GraphApp>>,
     /// Where Graph apps keep throttle deadlines between runs (none: this process only).
     deadlines: Option<Arc<crate::ledger::Ledger>>,
+    /// Asked before every Graph request (fleet mode: the mailbox's lease still held).
+    gate: Option<Arc<dyn crate::sink::graph::SendGate>>,
 }
 
 impl<'p> Connector<'p> {
@@ -34,6 +36,7 @@ impl<'p> Connector<'p> {
             hosts: Mutex::default(),
             apps: Mutex::default(),
             deadlines: None,
+            gate: None,
         }
     }
 
@@ -41,6 +44,12 @@ impl<'p> Connector<'p> {
     /// honour the ones an earlier run recorded.
     pub fn with_deadlines(mut self, ledger: Arc<crate::ledger::Ledger>) -> Self {
         self.deadlines = Some(ledger);
+        self
+    }
+
+    /// Graph apps built from now on ask `gate` before every request.
+    pub fn with_send_gate(mut self, gate: Arc<dyn crate::sink::graph::SendGate>) -> Self {
+        self.gate = Some(gate);
         self
     }
 
@@ -224,6 +233,9 @@ impl<'p> Connector<'p> {
                 ledger: Arc::clone(ledger),
                 destination: g.name.clone(),
             }));
+        }
+        if let Some(gate) = &self.gate {
+            app.set_send_gate(Arc::clone(gate));
         }
         apps.insert(g.name.clone(), app.clone());
         Ok(app)

@@ -44,6 +44,9 @@ pub struct FleetRun {
     pub worker: String,
     /// Mailboxes whose lease this worker lost mid-pass (taken over by another worker).
     pub leases_lost: Vec<String>,
+    /// Why a slot stopped claiming before the round ended (the ledger unreachable for a whole
+    /// lease length), if one did.
+    pub gave_up: Option<String>,
 }
 
 /// Runs mailboxes of the plan as one worker of a fleet until nothing is left to claim (or
@@ -74,7 +77,10 @@ pub async fn migrate(
         "migrate (fleet)"
     };
     let run = ledger.start_run(command)?;
-    let connector = Connector::new(plan).with_deadlines(Arc::clone(&ledger));
+    let clocks = Arc::new(LeaseClocks::default());
+    let connector = Connector::new(plan)
+        .with_deadlines(Arc::clone(&ledger))
+        .with_send_gate(Arc::clone(&clocks) as Arc<dyn crate::sink::graph::SendGate>);
     let eff = EffectiveOptions {
         dry_run: false,
         since: opts.since,
@@ -96,22 +102,28 @@ pub async fn migrate(
         cancel: cancel.clone(),
         settle_from,
         lease: fleet.lease,
+        clocks: Arc::clone(&clocks),
         host_cap: (plan.source.kind == SourceKind::Imap)
             .then(|| u32::try_from(plan.source.max_connections_per_host.max(1)).unwrap_or(1)),
     };
     let work = futures::stream::iter(0..opts.concurrency.max(1))
         .map(|_| slot.run())
         .buffer_unordered(opts.concurrency.max(1))
-        .collect::<Vec<(Vec<MailboxSummary>, Vec<String>)>>();
+        .collect::<Vec<(Vec<MailboxSummary>, Vec<String>, Option<String>)>>();
+    // An abort (second signal) drops the slots where they wait; the worker's leases are handed
+    // back by `stop_worker` below, and rows cut short stay `sending` for the next holder.
     let done = tokio::select! {
         d = work => d,
+        () = cancel.aborted() => Vec::new(),
         () = super::watch_throttling(&connector, &events) => unreachable!("the watcher loops forever"),
     };
     let mut mailboxes = Vec::new();
     let mut leases_lost = Vec::new();
-    for (m, l) in done {
+    let mut gave_up = None;
+    for (m, l, g) in done {
         mailboxes.extend(m);
         leases_lost.extend(l);
+        gave_up = gave_up.or(g);
     }
     mailboxes.sort_by(|a, b| a.mailbox.cmp(&b.mailbox));
     let summary = RunSummary {
@@ -143,6 +155,7 @@ pub async fn migrate(
         summary,
         worker: db.worker_id().to_owned(),
         leases_lost,
+        gave_up,
     })
 }
 
@@ -159,6 +172,7 @@ struct Slot<'a> {
     cancel: Cancel,
     settle_from: tokio::time::Instant,
     lease: Duration,
+    clocks: Arc<LeaseClocks>,
     host_cap: Option<u32>,
 }
 
@@ -173,10 +187,23 @@ impl Slot<'_> {
     }
 
     /// Claims, runs and releases mailboxes until nothing is left to claim.
-    async fn run(&self) -> (Vec<MailboxSummary>, Vec<String>) {
+    async fn run(&self) -> (Vec<MailboxSummary>, Vec<String>, Option<String>) {
         let mut done = Vec::new();
         let mut lost = Vec::new();
+        // Since when the ledger has been failing this slot (reconnecting is not built yet: a
+        // connection the server closed stays closed, so the slot stops after a lease length).
+        let mut failing: Option<Instant> = None;
+        let mut gave_up = None;
         while !self.cancel.is_cancelled() {
+            if let Some(since) = failing
+                && since.elapsed() >= self.lease
+            {
+                gave_up = Some(format!(
+                    "the ledger failed every call for {:?}; this worker stops claiming",
+                    self.lease
+                ));
+                break;
+            }
             // Through the ledger's blocking call, never awaited here: see
             // `Ledger::block_on_postgres` (this task polls every slot of the worker).
             let lease = match self
@@ -188,22 +215,26 @@ impl Slot<'_> {
                     // Leases still open elsewhere: their workers may die, and then their
                     // mailboxes are ours to take over once the leases expire.
                     Ok(rows) if rows.iter().any(|r| r.outcome.is_none()) => {
+                        failing = None;
                         tokio::time::sleep(self.poll()).await;
                         continue;
                     }
                     Ok(_) => break,
                     Err(e) => {
                         tracing::warn!(error = %e, "cannot read the fleet's leases; retrying");
+                        failing.get_or_insert_with(Instant::now);
                         tokio::time::sleep(self.poll()).await;
                         continue;
                     }
                 },
                 Err(e) => {
                     tracing::warn!(error = %e, "cannot claim a mailbox; retrying");
+                    failing.get_or_insert_with(Instant::now);
                     tokio::time::sleep(self.poll()).await;
                     continue;
                 }
             };
+            failing = None;
             let key = lease.mailbox.clone();
             match self.pass(lease).await {
                 Some((summary, false)) => done.push(summary),
@@ -214,7 +245,7 @@ impl Slot<'_> {
                 None => {}
             }
         }
-        (done, lost)
+        (done, lost, gave_up)
     }
 
     /// One mailbox under `lease`: `None` when the plan does not hold it (released as failed),
@@ -238,10 +269,13 @@ impl Slot<'_> {
         );
         let cancel = self.cancel.child();
         let lost = Arc::new(AtomicBool::new(false));
+        let held = Arc::new(LeaseClock::new(self.lease));
+        let user = mb.destination_user.to_ascii_lowercase();
+        self.clocks.insert(&user, Arc::clone(&held));
         let renewer = tokio::spawn(renew(
             Arc::clone(self.db),
             lease.clone(),
-            self.lease,
+            Arc::clone(&held),
             cancel.clone(),
             Arc::clone(&lost),
         ));
@@ -259,6 +293,7 @@ impl Slot<'_> {
         )
         .await;
         renewer.abort();
+        self.clocks.remove(&user);
         let was_lost = lost.load(Ordering::SeqCst);
         if was_lost {
             summary.status = "lease lost".into();
@@ -290,18 +325,25 @@ impl Slot<'_> {
 async fn renew(
     db: Arc<PgLedger>,
     lease: Lease,
-    length: Duration,
+    held: Arc<LeaseClock>,
     cancel: Cancel,
     lost: Arc<AtomicBool>,
 ) {
+    let length = held.length;
     let ms = i64::try_from(length.as_millis()).unwrap_or(i64::MAX);
     let mut renewed = tokio::time::Instant::now();
     loop {
         tokio::time::sleep(length / 3).await;
+        // Taken before the request: the database's expiry is at least this plus the length.
+        let asked = Instant::now();
         match db.renew(&lease, ms).await {
-            Ok(()) => renewed = tokio::time::Instant::now(),
+            Ok(()) => {
+                renewed = tokio::time::Instant::now();
+                held.renewed(asked);
+            }
             Err(e) if e.is_lease_lost() => {
                 tracing::warn!(mailbox = lease.mailbox, error = %e, "lease lost");
+                held.lose();
                 lost.store(true, Ordering::SeqCst);
                 cancel.cancel();
                 return;
@@ -309,11 +351,89 @@ async fn renew(
             Err(e) => {
                 tracing::warn!(mailbox = lease.mailbox, error = %e, "cannot renew the lease");
                 if renewed.elapsed() >= length {
+                    held.lose();
                     lost.store(true, Ordering::SeqCst);
                     cancel.cancel();
                     return;
                 }
             }
+        }
+    }
+}
+
+/// What this process can know of a lease without asking the database: it was renewed at some
+/// instant, so it is surely held until that instant plus (most of) its length. Measured on the
+/// monotonic clock, which keeps running while the process is frozen: a worker thawed after
+/// SIGSTOP sees at once that its lease may be gone, before any renewal could tell it.
+#[derive(Debug)]
+pub(crate) struct LeaseClock {
+    length: Duration,
+    state: std::sync::Mutex<Option<Instant>>,
+}
+
+impl LeaseClock {
+    fn new(length: Duration) -> LeaseClock {
+        LeaseClock {
+            length,
+            state: std::sync::Mutex::new(Some(Instant::now())),
+        }
+    }
+
+    fn renewed(&self, asked: Instant) {
+        let mut s = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        if s.is_some() {
+            *s = Some(asked);
+        }
+    }
+
+    fn lose(&self) {
+        *self.state.lock().unwrap_or_else(|p| p.into_inner()) = None;
+    }
+
+    /// Held for sure now: renewed less than five sixths of a length ago (the rest is a margin
+    /// for the clocks' drift and the request's own travel).
+    fn held(&self) -> bool {
+        let s = *self.state.lock().unwrap_or_else(|p| p.into_inner());
+        s.is_some_and(|at| at.elapsed() < self.length * 5 / 6)
+    }
+}
+
+/// The lease clocks of the mailboxes this worker is passing, by destination user: the gate
+/// every Graph request of the worker goes through.
+#[derive(Debug, Default)]
+pub(crate) struct LeaseClocks(std::sync::Mutex<std::collections::HashMap<String, Arc<LeaseClock>>>);
+
+impl LeaseClocks {
+    fn insert(&self, user: &str, clock: Arc<LeaseClock>) {
+        self.0
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(user.to_owned(), clock);
+    }
+
+    fn remove(&self, user: &str) {
+        self.0
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(user);
+    }
+}
+
+impl crate::sink::graph::SendGate for LeaseClocks {
+    fn may_send(&self, mailbox: &str) -> Result<(), String> {
+        let clock = self
+            .0
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&mailbox.to_ascii_lowercase())
+            .cloned();
+        match clock {
+            Some(c) if !c.held() => Err(format!(
+                "this worker may no longer hold the lease of {mailbox} (not renewed within {:?}); \
+                 nothing more is sent for it",
+                c.length * 5 / 6
+            )),
+            _ => Ok(()),
         }
     }
 }

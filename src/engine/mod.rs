@@ -10,6 +10,7 @@ pub(crate) mod accounting;
 pub mod adapters;
 mod batch;
 pub mod budget;
+mod cancel;
 pub mod connect;
 mod deadlines;
 pub mod fleet;
@@ -19,11 +20,14 @@ mod orphans;
 pub mod ports;
 mod repair;
 pub mod survey;
+mod uploads;
 pub mod verify;
 mod verify_dates;
 
+pub use cancel::Cancel;
+pub(crate) use cancel::cancelled;
+
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
 use chrono::{DateTime, Utc};
@@ -78,40 +82,6 @@ impl Default for MigrateOptions {
             mailboxes: Vec::new(),
         }
     }
-}
-
-/// A cancellation flag: set by Ctrl-C. Readers stop fetching; writes in flight finish and are
-/// recorded, so nothing is left ambiguous by an interrupt.
-#[derive(Debug, Clone, Default)]
-pub struct Cancel {
-    own: Arc<AtomicBool>,
-    /// The run's flag, for a mailbox's own (fleet mode stops one mailbox whose lease was lost).
-    parent: Option<Arc<AtomicBool>>,
-}
-
-impl Cancel {
-    pub fn cancel(&self) {
-        self.own.store(true, Ordering::SeqCst);
-    }
-    pub fn is_cancelled(&self) -> bool {
-        self.own.load(Ordering::SeqCst)
-            || self
-                .parent
-                .as_ref()
-                .is_some_and(|p| p.load(Ordering::SeqCst))
-    }
-    /// A flag of its own that is also set whenever this one is: cancelling the child stops one
-    /// mailbox, cancelling this stops them all.
-    pub fn child(&self) -> Cancel {
-        Cancel {
-            own: Arc::new(AtomicBool::new(false)),
-            parent: Some(Arc::clone(&self.own)),
-        }
-    }
-}
-
-pub(crate) fn cancelled(c: &Cancel) -> bool {
-    c.is_cancelled()
 }
 
 /// What one mailbox's pipeline shares.
@@ -176,7 +146,8 @@ pub async fn migrate(
         newest_first: opts.newest_first,
         migrate_deleted: plan.folders.migrate_deleted,
     };
-    let work = futures::stream::iter(selected)
+    let mut finished: Vec<MailboxSummary> = Vec::new();
+    let work = futures::stream::iter(selected.iter().copied())
         .map(|mb| {
             run_mailbox(
                 plan,
@@ -192,12 +163,22 @@ pub async fn migrate(
             )
         })
         .buffer_unordered(opts.concurrency.max(1))
-        .collect::<Vec<MailboxSummary>>();
-    // The throttling watcher never ends on its own: the run is over when the work is.
-    let mut mailboxes = tokio::select! {
-        m = work => m,
+        .for_each(|s| {
+            finished.push(s);
+            std::future::ready(())
+        });
+    // The throttling watcher never ends on its own: the run is over when the work is, or at an
+    // abort, which drops the mailboxes' futures where they wait (see `cancel`).
+    tokio::select! {
+        () = work => {}
         () = watch_throttling(&connector, &events) => unreachable!("the watcher loops forever"),
-    };
+        () = cancel.aborted() => {}
+    }
+    let mut mailboxes = finished;
+    if cancel.is_aborted() {
+        let cut = cancel::cut_short(ledger, run, &selected, &mailboxes, &events);
+        mailboxes.extend(cut);
+    }
     mailboxes.sort_by(|a, b| a.mailbox.cmp(&b.mailbox));
     let summary = RunSummary {
         run_id: run,
@@ -290,12 +271,15 @@ async fn run_mailbox(
 }
 
 /// Turns the Graph governors' 429 counters into progress events, so the operator sees when and
-/// where Microsoft pushes back (and that mailferry is slowing down rather than failing).
+/// where Microsoft pushes back (and that mailferry is slowing down rather than failing), and
+/// the bytes of upload sessions in flight into upload progress.
 async fn watch_throttling(connector: &Connector<'_>, events: &Events) {
     let mut seen: std::collections::HashMap<String, u64> = std::collections::HashMap::new();
     let mut tick = tokio::time::interval(std::time::Duration::from_secs(2));
+    let mut uploads = uploads::UploadWatch::default();
     loop {
         tick.tick().await;
+        uploads.tick(&connector.graph_apps(), events);
         for app in connector.graph_apps() {
             for snap in app.governor_snapshot() {
                 let before = seen.insert(snap.scope.clone(), snap.throttled).unwrap_or(0);

@@ -315,18 +315,21 @@ fn compare_folder(
         detail,
     };
     let rows = match (ctx.ledger, ctx.mailbox_id) {
-        (Some(l), Some(mb)) => {
-            let frow = l.folder(mb, &ctx.folder.raw_name).map_err(lerr)?;
-            let now = l.folder_messages(frow.id, ctx.uid_validity).map_err(lerr)?;
-            match frow.uid_validity {
-                // The source renumbered since the last complete pass (the next migrate
-                // re-matches by content): the last pass's rows are what was copied.
-                Some(uv) if now.is_empty() && uv != ctx.uid_validity => {
-                    l.folder_messages(frow.id, uv).map_err(lerr)?
+        (Some(l), Some(mb)) => match l.find_folder(mb, &ctx.folder.raw_name).map_err(lerr)? {
+            Some(frow) => {
+                let now = l.folder_messages(frow.id, ctx.uid_validity).map_err(lerr)?;
+                match frow.uid_validity {
+                    // The source renumbered since the last complete pass (the next migrate
+                    // re-matches by content): the last pass's rows are what was copied.
+                    Some(uv) if now.is_empty() && uv != ctx.uid_validity => {
+                        l.folder_messages(frow.id, uv).map_err(lerr)?
+                    }
+                    _ => now,
                 }
-                _ => now,
             }
-        }
+            // Never passed: nothing recorded (verify reads the ledger, it never writes it).
+            None => HashMap::new(),
+        },
         _ => HashMap::new(),
     };
     for r in rows.values().filter(|r| !r.source_gone) {

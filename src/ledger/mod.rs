@@ -400,6 +400,18 @@ impl Ledger {
         })
     }
 
+    /// The folder row for a source folder, if a pass ever recorded it (never creates one).
+    pub fn find_folder(
+        &self,
+        mailbox: i64,
+        source_name: &str,
+    ) -> Result<Option<FolderRow>, LedgerError> {
+        Ok(self
+            .folders(mailbox)?
+            .into_iter()
+            .find(|f| f.source_name == source_name))
+    }
+
     /// All folder rows of a mailbox.
     pub fn folders(&self, mailbox: i64) -> Result<Vec<FolderRow>, LedgerError> {
         if let Some(pg) = self.pg() {

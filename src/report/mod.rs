@@ -55,6 +55,16 @@ pub enum Event {
     },
     /// The destination asked us to slow down.
     Throttled { mailbox: String, detail: String },
+    /// Large messages uploading in ranges (upload sessions): how far they are. Sent when it
+    /// changed; `messages: 0` once the last one ended.
+    Uploading {
+        mailbox: String,
+        messages: u64,
+        /// Bytes the destination has taken so far.
+        sent: u64,
+        /// Bytes of the sessions in flight.
+        total: u64,
+    },
     MailboxFinished {
         /// Boxed: a summary is far larger than the other events.
         summary: Box<MailboxSummary>,

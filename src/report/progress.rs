@@ -55,6 +55,8 @@ struct Active {
     /// Folders the pass will list (`None` until the folder list is known), and listed so far.
     folders: Option<u64>,
     folders_planned: u64,
+    /// Upload sessions in flight: messages, bytes sent, bytes in all.
+    uploading: (u64, u64, u64),
     bar: Option<ProgressBar>,
 }
 
@@ -188,12 +190,16 @@ pub async fn show_to<W: Write>(
                     a.bytes += b;
                     if let Some(bar) = &a.bar {
                         bar.set_position(a.copied);
-                        bar.set_message(rate_text(
-                            a.bytes,
-                            a.planned_bytes,
-                            a.throttled,
-                            started,
-                            a.listing_incomplete(),
+                        bar.set_message(format!(
+                            "{}{}",
+                            rate_text(
+                                a.bytes,
+                                a.planned_bytes,
+                                a.throttled,
+                                started,
+                                a.listing_incomplete(),
+                            ),
+                            uploading_text(a.uploading)
                         ));
                     }
                 }
@@ -205,6 +211,19 @@ pub async fn show_to<W: Write>(
                 }
             }
             Event::ItemProblem { .. } => {}
+            Event::Uploading {
+                mailbox,
+                messages,
+                sent,
+                total,
+            } => {
+                if let Some(a) = active.get_mut(&mailbox) {
+                    a.uploading = (messages, sent, total);
+                    if let Some(bar) = &a.bar {
+                        bar.set_message(uploading_text(a.uploading));
+                    }
+                }
+            }
             Event::MailboxFinished { summary } => {
                 if let Some(bar) = active.remove(&summary.mailbox).and_then(|a| a.bar) {
                     bar.finish_and_clear();
@@ -247,7 +266,7 @@ fn plain_lines(
         };
         let _ = writeln!(
             err,
-            "{name}: {}/{} msgs{listing}, {}",
+            "{name}: {}/{} msgs{listing}, {}{}",
             a.copied,
             a.planned,
             rate_text(
@@ -256,7 +275,8 @@ fn plain_lines(
                 a.throttled,
                 started,
                 a.listing_incomplete()
-            )
+            ),
+            uploading_text(a.uploading)
         );
     }
     let _ = writeln!(
@@ -265,6 +285,20 @@ fn plain_lines(
         bytes(total_bytes),
         started.elapsed().as_secs_f64()
     );
+}
+
+/// `, uploading 1 message, 37.5 of 140.0 MB sent` while upload sessions run, else nothing: the
+/// line moves while one large message takes minutes.
+fn uploading_text((messages, sent, total): (u64, u64, u64)) -> String {
+    if messages == 0 {
+        return String::new();
+    }
+    let s = if messages == 1 { "" } else { "s" };
+    format!(
+        ", uploading {messages} message{s}, {} of {} sent",
+        bytes(sent),
+        bytes(total)
+    )
 }
 
 fn rate_text(done: u64, planned: u64, throttled: u64, started: Instant, partial: bool) -> String {

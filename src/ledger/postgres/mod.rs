@@ -178,6 +178,10 @@ impl PgLedger {
             .dbname(&url.dbname)
             .port(url.port)
             .application_name("mailferry")
+            // A worker frozen (SIGSTOP, a stall) inside one of its short transactions would hold
+            // the lease row's lock, and `FOR UPDATE SKIP LOCKED` would skip that mailbox for
+            // as long: the server ends such a transaction after a few seconds instead.
+            .options("-c idle_in_transaction_session_timeout=5000")
             .connect_timeout(Duration::from_secs(10))
             .keepalives(true)
             .keepalives_idle(Duration::from_secs(30));

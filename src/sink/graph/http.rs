@@ -123,6 +123,8 @@ pub(crate) struct Http {
     pub(crate) policy: RetryPolicy,
     /// Throttle deadlines kept beyond this process.
     pub(crate) deadlines: Deadlines,
+    /// Asked right before each request is sent (fleet mode: is the mailbox's lease still held?).
+    pub(crate) gate: std::sync::OnceLock<Arc<dyn super::SendGate>>,
     /// Graph base without version, e.g. `https://graph.microsoft.com`.
     pub(crate) base: String,
 }
@@ -153,11 +155,11 @@ impl Http {
         let body_len = call.body.as_ref().map(|(b, _)| b.len() as u64).unwrap_or(0);
         loop {
             attempt.number += 1;
-            if let Some(left) = self.deadlines.restore(mailbox) {
+            if let Some(left) = self.deadlines.fresh(mailbox) {
                 tracing::info!(
                     mailbox,
                     wait_s = left.as_secs_f64(),
-                    "an earlier run was asked to hold off this mailbox: waiting for the end of that pause"
+                    "an earlier run or another process was asked to hold off this mailbox: waiting for the end of that pause"
                 );
                 self.gov.pause_mailbox(mailbox, left);
             }
@@ -171,11 +173,35 @@ impl Http {
                 Target::Upload(_) => None,
             };
             let client_request_id = uuid::Uuid::new_v4().to_string();
-            let mut permit = tokio::select! {
-                p = self.gov.acquire(mailbox, body_len) => p,
-                left = self.gov.pause_longer_than(mailbox, self.policy.max_retry_after) => {
+            let mut permit = loop {
+                let permit = tokio::select! {
+                    p = self.gov.acquire(mailbox, body_len) => p,
+                    left = self.gov.pause_longer_than(mailbox, self.policy.max_retry_after) => {
+                        return Err(self.too_long(&call, mailbox, left));
+                    }
+                };
+                // Another process may have been told to hold off while this one waited in the
+                // governor: look again right before sending, and wait for that deadline too.
+                let Some(left) = self.deadlines.fresh(mailbox) else {
+                    // The last moment before the request leaves: a worker that lost its
+                    // mailbox's lease (frozen past it) sends nothing more for it.
+                    if let Some(gate) = self.gate.get()
+                        && let Err(reason) = gate.may_send(mailbox)
+                    {
+                        return Err(self.internal(&call, mailbox, &reason));
+                    }
+                    break permit;
+                };
+                drop(permit);
+                tracing::info!(
+                    mailbox,
+                    wait_s = left.as_secs_f64(),
+                    "another process was asked to hold off this mailbox: waiting for the end of that pause"
+                );
+                if left > self.policy.max_retry_after {
                     return Err(self.too_long(&call, mailbox, left));
                 }
+                self.gov.pause_mailbox(mailbox, left);
             };
             let url = match &call.target {
                 Target::Graph(u) => u.as_str(),

@@ -11,7 +11,7 @@
 //!   request loop that joins them)
 //! - `folders` (tree reading, creation, well-known names), `write` (route choice, importMime,
 //!   JSON create, the post-create PATCH, lost-response resolution), `mime_to_json` (the JSON
-//!   message rebuilt from MIME), `upload` (attachments and upload sessions), `lookup` (resume and
+//!   message rebuilt from MIME), `upload` (attachments and upload sessions), `uploads` (their bytes in flight), `lookup` (resume and
 //!   verify queries), `resolve` (interrupted writes found by content), `flags` (flag mapping and
 //!   the identity stamp), `urls` (escaping).
 
@@ -32,6 +32,7 @@ pub mod retry;
 mod settings;
 pub(crate) mod skeleton;
 mod upload;
+mod uploads;
 mod urls;
 mod write;
 
@@ -39,13 +40,14 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
-pub use deadline::DeadlineStore;
+pub use deadline::{DeadlineStore, SendGate};
 pub use error::{GraphError, HttpFailure};
 pub use flags::{STAMP_GUID, STAMP_PROPERTY};
 pub use governor::GovernorSnapshot;
 pub use settings::{
     AssertionAlg, Cloud, GovernorSettings, GraphCredential, GraphSettings, ReceivedDate, Route,
 };
+pub use uploads::UploadProgress;
 
 use crate::engine::ports::{DestItem, OutgoingMessage};
 use crate::model::{Flags, SourceIdentity};
@@ -70,6 +72,8 @@ struct AppInner {
     mailboxes: Mutex<HashMap<String, Arc<folders::FolderCache>>>,
     /// Set once the tenant refused importMime: the rest of the run goes JSON.
     import_mime_refused: AtomicBool,
+    /// Upload sessions in flight, for progress output.
+    uploads: uploads::Uploads,
 }
 
 /// One mailbox of the app. Clone + Send + Sync; methods take `&self` and may run concurrently.
@@ -157,6 +161,7 @@ impl GraphApp {
             gov: Governor::new(settings.governor.clone()),
             policy,
             deadlines: Default::default(),
+            gate: Default::default(),
             base: settings.graph_base(),
         };
         Ok(GraphApp {
@@ -165,6 +170,7 @@ impl GraphApp {
                 http,
                 mailboxes: Mutex::new(HashMap::new()),
                 import_mime_refused: AtomicBool::new(false),
+                uploads: Default::default(),
             }),
         })
     }
@@ -209,15 +215,28 @@ impl GraphApp {
         }
     }
 
-    /// Keeps throttle deadlines in `store` from now on, and applies the deadlines it holds to
-    /// each mailbox's first request (the first store installed stays).
+    /// Keeps throttle deadlines in `store` from now on, and before each request applies a
+    /// deadline found there that this app has not paused for yet (an earlier run's, or another
+    /// process's on the same ledger). The first store installed stays.
     pub fn set_deadline_store(&self, store: std::sync::Arc<dyn DeadlineStore>) {
         self.inner.http.deadlines.set_store(store);
+    }
+
+    /// Asks `gate` right before every request whether it may still be sent (fleet mode's
+    /// lease check). The first gate installed stays.
+    pub fn set_send_gate(&self, gate: std::sync::Arc<dyn SendGate>) {
+        let _ = self.inner.http.gate.set(gate);
     }
 
     /// Governor state of the app and each mailbox, for progress output.
     pub fn governor_snapshot(&self) -> Vec<GovernorSnapshot> {
         self.inner.http.gov.snapshot()
+    }
+
+    /// Mailboxes (users) with upload sessions in flight and how far they are, for progress
+    /// output while a large message uploads.
+    pub fn uploads_in_flight(&self) -> Vec<(String, UploadProgress)> {
+        self.inner.uploads.snapshot()
     }
 
     /// True once the tenant refused importMime in this run.

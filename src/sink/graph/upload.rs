@@ -17,6 +17,7 @@ use super::decode;
 use super::error::GraphError;
 use super::http::{Call, Target};
 use super::mime_to_json::{Attachment, AttachmentData};
+use super::uploads::MessageUpload;
 use super::urls::seg;
 use crate::body::Body;
 use crate::secret::Secret;
@@ -37,6 +38,8 @@ pub(crate) async fn add_all(
 ) -> Result<(), GraphError> {
     let small =
         |len: u64| len < SMALL_ATTACHMENT as u64 && len.div_ceil(3) * 4 + 4096 <= max_request;
+    // Counted while this message's sessions run, for progress lines; dropped with the future.
+    let mut progress = mb.app.inner.uploads.message(&mb.user);
     for a in atts {
         match &a.data {
             AttachmentData::Memory(bytes) if small(bytes.len() as u64) => {
@@ -45,7 +48,15 @@ pub(crate) async fn add_all(
             // Only text attachments are this large in memory (under the request limit, see
             // `skeleton`): one copy to give the session a body to read its ranges from.
             AttachmentData::Memory(bytes) => {
-                upload_session(mb, item_id, a, &Body::Memory(bytes.to_vec()), max_request).await?
+                upload_session(
+                    mb,
+                    item_id,
+                    a,
+                    &Body::Memory(bytes.to_vec()),
+                    max_request,
+                    &mut progress,
+                )
+                .await?
             }
             AttachmentData::Part(part) => {
                 let data = Body::Spooled(decode::to_spool(message, part).map_err(|e| {
@@ -59,7 +70,7 @@ pub(crate) async fn add_all(
                     let bytes = read(mb, &data, 0, data.len())?;
                     post_small(mb, item_id, a, &bytes).await?;
                 } else {
-                    upload_session(mb, item_id, a, &data, max_request).await?;
+                    upload_session(mb, item_id, a, &data, max_request, &mut progress).await?;
                 }
             }
         }
@@ -145,6 +156,7 @@ async fn upload_session(
     a: &Attachment<'_>,
     data: &Body,
     max_request: u64,
+    progress: &mut MessageUpload<'_>,
 ) -> Result<(), GraphError> {
     let http = mb.app.http();
     let total = data.len();
@@ -181,6 +193,8 @@ async fn upload_session(
     })?);
     let chunk = (CHUNK as u64).min(max_request.max(320 * 1024));
     let mut start = next_expected(&v).unwrap_or(0);
+    progress.session(total);
+    progress.sent(start);
     let mut rounds = 0u64;
     while start < total {
         rounds += 1;
@@ -209,10 +223,13 @@ async fn upload_session(
         };
         let resp = http.send(&mb.user, call).await?;
         if resp.status == 201 {
+            progress.sent(total - start);
             return Ok(());
         }
         let v: Value = serde_json::from_slice(&resp.body).unwrap_or(Value::Null);
-        start = next_expected(&v).unwrap_or(end);
+        let next = next_expected(&v).unwrap_or(end);
+        progress.sent(next.saturating_sub(start));
+        start = next;
     }
     Ok(())
 }

@@ -1,6 +1,9 @@
 //! The reliability suite (issue 7): mailferry attacked with faults and bad input until it is clear
 //! nothing is lost or doubled. One file per area:
 //!
+//! - [`abort`]: a second stop request ends every wait at once (Retry-After, upload sessions);
+//! - [`verify_beside`]: verify and migrate on one mailbox at once share its budget and its
+//!   Retry-After deadlines through the ledger;
 //! - [`sigkill`]: the `mailferry migrate` binary SIGKILLed at seeded random points, Graph and IMAP
 //!   routes;
 //! - [`emulator_faults`]: responses lost after commit, 429 storms, 503 (with and without
@@ -18,6 +21,7 @@
 //! collects into `docs/reliability.md`. `RELIABILITY_SEED` and `RELIABILITY_ROUNDS` make a run
 //! reproducible and longer (the soak).
 
+mod abort;
 mod altered;
 mod bad_input;
 mod disk_full;
@@ -29,6 +33,7 @@ mod sigkill;
 mod source_faults;
 mod throttle_restart;
 mod unknown_outcomes;
+mod verify_beside;
 mod verify_extras;
 
 use std::collections::HashMap;
