@@ -11,6 +11,7 @@
 use std::borrow::Cow;
 use std::fs::File;
 use std::os::unix::fs::FileExt;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use serde::Deserialize;
@@ -38,10 +39,11 @@ pub enum BodiesMode {
     Digest,
 }
 
-/// Stored bytes, or where they went.
+/// Stored bytes, or where they went. In memory the bytes are shared: reading an item hands
+/// out a copy of its record (compact.rs), which must not copy a 150 MB attachment.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum Blob {
-    Memory(Vec<u8>),
+    Memory(Arc<Vec<u8>>),
     Disk { offset: u64, len: u64 },
     Digest { len: u64, sha256: [u8; 32] },
 }
@@ -128,14 +130,14 @@ impl Blobs {
                 len: data.len() as u64,
                 sha256: Sha256::digest(&data).into(),
             }),
-            _ => Ok(Blob::Memory(data)),
+            _ => Ok(Blob::Memory(Arc::new(data))),
         }
     }
 
     /// The bytes of a blob; a digest-only blob is an error that says so.
     pub fn read<'a>(&self, b: &'a Blob) -> Result<Cow<'a, [u8]>, ApiError> {
         match b {
-            Blob::Memory(v) => Ok(Cow::Borrowed(v)),
+            Blob::Memory(v) => Ok(Cow::Borrowed(v.as_slice())),
             Blob::Disk { offset, len } => {
                 let s = self.spill.as_ref().ok_or_else(|| {
                     ApiError::new(500, "ErrorInternalServerError", "no spill file")
@@ -158,13 +160,11 @@ impl Blobs {
             return Ok(());
         }
         if let Some(Blob::Memory(raw)) = &mut m.raw_mime {
-            let raw = std::mem::take(raw);
-            m.raw_mime = Some(self.put(raw)?);
+            m.raw_mime = Some(self.put(take(raw))?);
         }
         for a in &mut m.attachments {
             if let Blob::Memory(c) = &mut a.content {
-                let c = std::mem::take(c);
-                a.content = self.put(c)?;
+                a.content = self.put(take(c))?;
             }
         }
         let mut heavy = Map::new();
@@ -211,6 +211,12 @@ impl Blobs {
         m.props.extend(props);
         Ok(())
     }
+}
+
+/// The bytes of an in-memory blob, leaving it empty (copied only if still shared).
+pub(crate) fn take(shared: &mut Arc<Vec<u8>>) -> Vec<u8> {
+    let a = std::mem::take(shared);
+    Arc::try_unwrap(a).unwrap_or_else(|a| (*a).clone())
 }
 
 /// What `$value` and attachment contents answer in digest mode.

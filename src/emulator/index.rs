@@ -3,13 +3,22 @@
 //! the newest-first order per folder and for the whole mailbox (listings and paging),
 //! `internetMessageId` -> items, and stored extended property (id, value) -> items (the identity
 //! stamp lookup). Keys compare as `$filter` does: strings ignore case.
+//!
+//! Items are named by their creation order (`seq`, the key the mailbox keeps them under), and
+//! the lookup indexes hold a 64-bit hash of the key rather than the key: each entry is 16 bytes
+//! whatever the strings (issue 16, memory per item). A hash may name items the key does not
+//! (a collision); callers apply the whole filter to what a lookup returns, as they must anyway.
 
-use std::collections::{BTreeSet, HashMap, HashSet};
+use std::collections::{BTreeSet, HashMap};
+use std::hash::{DefaultHasher, Hash, Hasher};
 
+use super::compact::canonical_secs;
 use super::store::Message;
 
-/// Newest first when iterated in reverse: (receivedDateTime, creation order, id).
-pub(crate) type OrderKey = (String, u64, String);
+/// Newest first when iterated in reverse: (receivedDateTime in seconds, creation order). Every
+/// writer stores `receivedDateTime` in the canonical `YYYY-MM-DDTHH:MM:SSZ` form, whose seconds
+/// sort as the strings do.
+pub(crate) type OrderKey = (i64, u64);
 
 /// Item counts of one folder, and its listing order.
 #[derive(Debug, Default)]
@@ -31,8 +40,8 @@ pub(crate) struct Index {
     pub used_bytes: u64,
     pub folders: HashMap<String, FolderIndex>,
     pub all: BTreeSet<OrderKey>,
-    by_message_id: HashMap<String, HashSet<String>>,
-    by_ext: HashMap<(String, String), HashSet<String>>,
+    /// (hash of the key, seq): the items under a key are one range.
+    by_key: BTreeSet<(u64, u64)>,
 }
 
 /// Extended property ids compare without regard to case or repeated spaces.
@@ -44,11 +53,34 @@ pub(crate) fn norm_ext_id(s: &str) -> String {
 }
 
 pub(crate) fn order_key(m: &Message) -> OrderKey {
-    (
-        m.str_prop("receivedDateTime").unwrap_or("").to_owned(),
-        m.seq,
-        m.id.clone(),
-    )
+    let received = m
+        .str_prop("receivedDateTime")
+        .and_then(canonical_secs)
+        .unwrap_or(i64::MIN);
+    (received, m.seq)
+}
+
+/// A fixed hash (the same in every run) of what an index key compares.
+fn key_hash(key: &IndexKey) -> u64 {
+    let mut h = DefaultHasher::new();
+    match key {
+        IndexKey::MessageId(mid) => (0u8, mid.to_lowercase()).hash(&mut h),
+        IndexKey::Ext { id, value } => (1u8, norm_ext_id(id), value.to_lowercase()).hash(&mut h),
+    }
+    h.finish()
+}
+
+/// The index keys of an item.
+fn keys_of(m: &Message) -> impl Iterator<Item = u64> + '_ {
+    let mid = m
+        .str_prop("internetMessageId")
+        .map(|mid| key_hash(&IndexKey::MessageId(mid.to_owned())));
+    mid.into_iter().chain(m.ext.iter().map(|e| {
+        key_hash(&IndexKey::Ext {
+            id: e.id.clone(),
+            value: e.value.clone(),
+        })
+    }))
 }
 
 impl Index {
@@ -59,17 +91,8 @@ impl Index {
         f.unread += u64::from(!m.is_read());
         f.order.insert(order_key(m));
         self.all.insert(order_key(m));
-        if let Some(mid) = m.str_prop("internetMessageId") {
-            self.by_message_id
-                .entry(mid.to_lowercase())
-                .or_default()
-                .insert(m.id.clone());
-        }
-        for e in &m.ext {
-            self.by_ext
-                .entry((norm_ext_id(&e.id), e.value.to_lowercase()))
-                .or_default()
-                .insert(m.id.clone());
+        for h in keys_of(m) {
+            self.by_key.insert((h, m.seq));
         }
     }
 
@@ -81,34 +104,18 @@ impl Index {
             f.order.remove(&order_key(m));
         }
         self.all.remove(&order_key(m));
-        if let Some(mid) = m.str_prop("internetMessageId") {
-            let k = mid.to_lowercase();
-            if let Some(set) = self.by_message_id.get_mut(&k) {
-                set.remove(&m.id);
-                if set.is_empty() {
-                    self.by_message_id.remove(&k);
-                }
-            }
-        }
-        for e in &m.ext {
-            let k = (norm_ext_id(&e.id), e.value.to_lowercase());
-            if let Some(set) = self.by_ext.get_mut(&k) {
-                set.remove(&m.id);
-                if set.is_empty() {
-                    self.by_ext.remove(&k);
-                }
-            }
+        for h in keys_of(m) {
+            self.by_key.remove(&(h, m.seq));
         }
     }
 
-    /// Ids of the items an index key names (possibly more than match the whole filter).
-    pub fn lookup(&self, key: &IndexKey) -> Vec<String> {
-        let set = match key {
-            IndexKey::MessageId(mid) => self.by_message_id.get(&mid.to_lowercase()),
-            IndexKey::Ext { id, value } => {
-                self.by_ext.get(&(norm_ext_id(id), value.to_lowercase()))
-            }
-        };
-        set.map(|s| s.iter().cloned().collect()).unwrap_or_default()
+    /// Creation orders (`seq`) of the items an index key names (possibly more than match the
+    /// whole filter).
+    pub fn lookup(&self, key: &IndexKey) -> Vec<u64> {
+        let h = key_hash(key);
+        self.by_key
+            .range((h, 0)..=(h, u64::MAX))
+            .map(|(_, seq)| *seq)
+            .collect()
     }
 }

@@ -304,7 +304,7 @@ fn mailbox_view(blobs: &Blobs, mb: &Mailbox) -> MailboxView {
         items: mb
             .all_by_seq()
             .into_iter()
-            .map(|m| item_view(blobs, mb, m))
+            .map(|m| item_view(blobs, mb, &m))
             .collect(),
     }
 }
@@ -343,7 +343,7 @@ impl Inspector {
     pub fn item(&self, address: &str, id: &str) -> Option<ItemView> {
         let store = lock(&self.emu.store);
         let mb = store.mailboxes.get(&store.key_of(address)?)?;
-        mb.get(id).map(|m| item_view(&self.emu.blobs, mb, m))
+        mb.get(id).map(|m| item_view(&self.emu.blobs, mb, &m))
     }
 
     /// The stored bytes of an importMime item.

@@ -243,7 +243,7 @@ fn apply_ext(m: &mut Message, ext: Vec<ExtProp>, creating: bool) -> Result<(), A
 }
 
 /// A new item with Exchange's defaults (a draft, read, created now).
-fn new_message(mb: &mut Mailbox, folder_id: &str) -> Message {
+pub(crate) fn new_message(mb: &mut Mailbox, folder_id: &str) -> Message {
     let id = new_id("AAMkAD");
     let now = now_string();
     let props = json!({
@@ -387,7 +387,7 @@ pub(crate) fn import_mime(ctx: &Ctx<'_>, chain: &[String], call: &Call) -> Resul
     m.props.extend(props);
     m.props.insert("isDraft".into(), json!(false));
     m.props.insert("isRead".into(), json!(false));
-    m.raw_mime = Some(Blob::Memory(raw));
+    m.raw_mime = Some(Blob::Memory(raw.into()));
     m.attachments = atts;
     store_and_reply(ctx, mb, m)
 }
@@ -402,7 +402,7 @@ pub(crate) fn patch(
     let mut store = lock(&ctx.emu.store);
     let mb = store.mailbox_mut(&ctx.mailbox)?;
     // Work on a copy so a rejected property leaves the item untouched.
-    let mut m: Message = views::find(mb, folder, id)?.clone();
+    let mut m: Message = views::find(mb, folder, id)?;
     let touches_heavy = body
         .keys()
         .any(|k| super::blobs::HEAVY.contains(&k.as_str()));
@@ -502,7 +502,7 @@ pub(crate) fn attach(
     mb.check_quota(extra)?;
     let mut a = a;
     if let Blob::Memory(c) = &mut a.content {
-        a.content = ctx.emu.blobs.put(std::mem::take(c))?;
+        a.content = ctx.emu.blobs.put(super::blobs::take(c))?;
     }
     mb.update(msg_id, |m| {
         m.attachments.push(a);

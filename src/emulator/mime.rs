@@ -138,7 +138,7 @@ pub(crate) fn parse(
                 .content_type()
                 .map(|c| format!("{}/{}", c.ctype(), c.subtype().unwrap_or("octet-stream")))
                 .unwrap_or_else(|| "application/octet-stream".into()),
-            content: Blob::Memory(part.contents().to_vec()),
+            content: Blob::Memory(part.contents().to_vec().into()),
             is_inline: part.content_disposition().is_some_and(|d| d.is_inline()),
             content_id: part.content_id().map(str::to_owned),
             last_modified: now.clone(),
@@ -334,7 +334,7 @@ mod tests {
             id: "a".into(),
             name: "r.pdf".into(),
             content_type: "application/pdf".into(),
-            content: Blob::Memory(vec![1, 2, 3]),
+            content: Blob::Memory(vec![1, 2, 3].into()),
             is_inline: false,
             content_id: None,
             last_modified: now_string(),
@@ -346,6 +346,6 @@ mod tests {
         assert_eq!(p2["internetMessageId"], "<x1@example.org>");
         assert_eq!(p2["sentDateTime"], "2018-12-31T08:00:00Z");
         assert_eq!(atts2.len(), 1);
-        assert_eq!(atts2[0].content, Blob::Memory(vec![1, 2, 3]));
+        assert_eq!(atts2[0].content, Blob::Memory(vec![1, 2, 3].into()));
     }
 }

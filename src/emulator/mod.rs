@@ -11,18 +11,22 @@
 //! (one entry for HTTP and `$batch` items: faults, auth, throttling, routing), `auth` (token
 //! endpoint, bearer check), `routes` (URL grammar), `folders`, `messages`, `mime`, `views`,
 //! `upload` (attachments, upload sessions), `batch`, `throttle`, `faults`, `odata` (query
-//! options), `store` (data), `index` (incremental indexes and counters), `blobs` (bodies in
+//! options), `store` (data), `compact` (the stored form of an item), `index` (incremental indexes and
+//! counters), `blobs` (bodies in
 //! memory, on disk or as digests), [`Inspector`] (typed and HTTP inspection under `/_emulator`).
 
 mod auth;
 mod batch;
 mod blobs;
+mod compact;
 mod config;
 mod conn;
 mod dispatch;
 mod errors;
 mod faults;
 mod folders;
+#[cfg(test)]
+mod footprint;
 mod index;
 mod inspect;
 mod messages;

@@ -2,16 +2,20 @@
 //! with their Graph properties, extended properties, raw MIME and attachments, plus upload
 //! sessions. Pure data and lookups; HTTP handlers live in folders.rs, messages.rs and upload.rs.
 //! Items are reached only through [`Mailbox`]'s methods, which keep the indexes (index.rs) in
-//! step and count every item they touch (`visits`, shown per request under `/_emulator`).
+//! step and count every item they touch (`visits`, shown per request under `/_emulator`). A
+//! mailbox keeps each item in its compact stored form (compact.rs) and hands out rebuilt
+//! [`Message`]s: a change is made on the copy and stored back with [`Mailbox::insert`].
 
 use std::cell::Cell;
 use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
 
 use base64::Engine as _;
 use chrono::{DateTime, Utc};
 use serde_json::{Map, Value};
 
 use super::blobs::Blob;
+use super::compact::{Names, Stored};
 use super::errors::ApiError;
 use super::index::{FolderIndex, Index, IndexKey};
 
@@ -177,7 +181,11 @@ pub(crate) struct Mailbox {
     pub address: String,
     pub quota_bytes: u64,
     pub folders: BTreeMap<String, Folder>,
-    messages: HashMap<String, Message>,
+    /// Items by creation order (`seq`).
+    items: HashMap<u64, Stored>,
+    /// Item id -> creation order.
+    ids: HashMap<Arc<str>, u64>,
+    names: Names,
     index: Index,
     pub next_seq: u64,
     /// Items touched so far (a measure of work that does not depend on the clock).
@@ -191,7 +199,9 @@ impl Mailbox {
             address: address.to_owned(),
             quota_bytes,
             folders: BTreeMap::new(),
-            messages: HashMap::new(),
+            items: HashMap::new(),
+            ids: HashMap::new(),
+            names: Names::default(),
             index: Index::default(),
             next_seq: 1,
             visits: Cell::new(0),
@@ -280,31 +290,55 @@ impl Mailbox {
 
     /// Number of items.
     pub fn len(&self) -> usize {
-        self.messages.len()
+        self.items.len()
     }
 
-    /// One item by id.
-    pub fn get(&self, id: &str) -> Option<&Message> {
+    /// One item by id (a copy: store changes back with [`Mailbox::insert`]).
+    pub fn get(&self, id: &str) -> Option<Message> {
         self.visit(1);
-        self.messages.get(id)
+        let seq = self.ids.get(id)?;
+        Some(self.items.get(seq)?.to_message(*seq))
     }
 
     /// Stores an item (replacing one with the same id), keeping the indexes in step.
-    pub fn insert(&mut self, m: Message) {
+    pub fn insert(&mut self, mut m: Message) {
         self.visit(1);
-        if let Some(old) = self.messages.remove(&m.id) {
-            self.index.remove(&old);
+        if let Some(seq) = self.ids.remove(m.id.as_str())
+            && let Some(old) = self.items.remove(&seq)
+        {
+            self.index.remove(&old.into_message(seq));
+        }
+        if self.items.contains_key(&m.seq) {
+            // Another item holds this creation order (never the case for handlers' items,
+            // whose seq comes from take_seq): keep both.
+            m.seq = self.take_seq();
         }
         self.index.add(&m);
-        self.messages.insert(m.id.clone(), m);
+        let seq = m.seq;
+        let stored = Stored::new(m, &mut self.names);
+        self.ids.insert(stored.id.clone(), seq);
+        self.items.insert(seq, stored);
+    }
+
+    fn remove_seq(&mut self, seq: u64) -> Option<Message> {
+        let stored = self.items.remove(&seq)?;
+        self.ids.remove(&stored.id);
+        let m = stored.into_message(seq);
+        self.index.remove(&m);
+        Some(m)
     }
 
     /// Removes an item.
     pub fn remove(&mut self, id: &str) -> Option<Message> {
         self.visit(1);
-        let m = self.messages.remove(id)?;
-        self.index.remove(&m);
-        Some(m)
+        let seq = *self.ids.get(id)?;
+        self.remove_seq(seq)
+    }
+
+    /// The stored records (footprint tests).
+    #[cfg(test)]
+    pub fn stored(&self) -> impl Iterator<Item = &Stored> {
+        self.items.values()
     }
 
     /// Changes an item in place (through remove and insert, so the indexes follow).
@@ -329,7 +363,7 @@ impl Mailbox {
         &'a self,
         folder_id: Option<&str>,
         skip: usize,
-    ) -> Box<dyn Iterator<Item = &'a Message> + 'a> {
+    ) -> Box<dyn Iterator<Item = Message> + 'a> {
         let order = match folder_id {
             Some(f) => match self.index.folders.get(f) {
                 Some(FolderIndex { order, .. }) => order,
@@ -337,43 +371,49 @@ impl Mailbox {
             },
             None => &self.index.all,
         };
-        Box::new(order.iter().rev().skip(skip).filter_map(move |(_, _, id)| {
+        Box::new(order.iter().rev().skip(skip).filter_map(move |(_, seq)| {
             self.visit(1);
-            self.messages.get(id)
+            Some(self.items.get(seq)?.to_message(*seq))
         }))
     }
 
     /// Items an index key names, newest first (each one a visit).
-    pub fn by_index(&self, key: &IndexKey) -> Vec<&Message> {
-        let mut out: Vec<&Message> = self
+    pub fn by_index(&self, key: &IndexKey) -> Vec<Message> {
+        let mut out: Vec<Message> = self
             .index
             .lookup(key)
-            .iter()
-            .filter_map(|id| self.get(id))
+            .into_iter()
+            .filter_map(|seq| {
+                self.visit(1);
+                Some(self.items.get(&seq)?.to_message(seq))
+            })
             .collect();
         out.sort_by_key(|m| std::cmp::Reverse(super::index::order_key(m)));
         out
     }
 
     /// Every item, in creation order (inspection only).
-    pub fn all_by_seq(&self) -> Vec<&Message> {
-        self.visit(self.messages.len() as u64);
-        let mut v: Vec<&Message> = self.messages.values().collect();
-        v.sort_by_key(|m| m.seq);
-        v
+    pub fn all_by_seq(&self) -> Vec<Message> {
+        self.visit(self.items.len() as u64);
+        let mut seqs: Vec<u64> = self.items.keys().copied().collect();
+        seqs.sort_unstable();
+        seqs.iter()
+            .filter_map(|seq| Some(self.items.get(seq)?.to_message(*seq)))
+            .collect()
     }
 
     /// Removes every item of these folders (folder delete), visiting only those items.
     pub fn remove_items_in(&mut self, folder_ids: &[String]) {
         for f in folder_ids {
-            let ids: Vec<String> = self
+            let seqs: Vec<u64> = self
                 .index
                 .folders
                 .get(f)
-                .map(|fi| fi.order.iter().map(|(_, _, id)| id.clone()).collect())
+                .map(|fi| fi.order.iter().map(|(_, seq)| *seq).collect())
                 .unwrap_or_default();
-            for id in ids {
-                self.remove(&id);
+            for seq in seqs {
+                self.visit(1);
+                self.remove_seq(seq);
             }
             self.index.folders.remove(f);
         }
@@ -502,11 +542,8 @@ mod tests {
         mb.insert(b);
         assert_eq!(mb.used_bytes(), total);
         assert_eq!(mb.folder_counts(&inbox), (2, 1));
-        let order: Vec<&str> = mb
-            .newest_first(Some(&inbox), 0)
-            .map(|m| m.id.as_str())
-            .collect();
-        assert_eq!(order, [ida.as_str(), idb.as_str()], "newest first");
+        let order: Vec<String> = mb.newest_first(Some(&inbox), 0).map(|m| m.id).collect();
+        assert_eq!(order, [ida.clone(), idb.clone()], "newest first");
         let by_mid = mb.by_index(&IndexKey::MessageId("<A@X>".into()));
         assert_eq!(by_mid.len(), 1, "Message-IDs compare ignoring case");
         let key = IndexKey::Ext {

@@ -55,7 +55,7 @@ pub(crate) fn parse_file_attachment(a: &Map<String, Value>) -> Result<Attachment
             .and_then(Value::as_str)
             .unwrap_or("application/octet-stream")
             .to_owned(),
-        content: Blob::Memory(content),
+        content: Blob::Memory(content.into()),
         is_inline: a.get("isInline").and_then(Value::as_bool).unwrap_or(false),
         content_id: a
             .get("contentId")
@@ -122,7 +122,8 @@ pub(crate) fn get_attachment(
         .mailboxes
         .get(&ctx.mailbox)
         .ok_or_else(|| ApiError::not_found("mailbox"))?;
-    let a = find(mb, folder, id)?
+    let m = find(mb, folder, id)?;
+    let a = m
         .attachments
         .iter()
         .find(|a| a.id == aid)
@@ -358,7 +359,7 @@ pub(crate) async fn put_chunk(
         id: new_id("AAMkADAtt"),
         name: s.name,
         content_type: s.content_type,
-        content: Blob::Memory(s.data),
+        content: Blob::Memory(s.data.into()),
         is_inline: s.is_inline,
         content_id: s.content_id,
         last_modified: now_string(),

@@ -167,12 +167,8 @@ fn messages_context(ctx: &Ctx<'_>, entity: bool) -> String {
     ))
 }
 
-/// Finds a message, checking it lies in the folder the URL names (when it names one).
-pub(crate) fn find<'a>(
-    mb: &'a Mailbox,
-    folder: Option<&[String]>,
-    id: &str,
-) -> Result<&'a Message, ApiError> {
+/// Finds a message (a copy), checking it lies in the folder the URL names (when it names one).
+pub(crate) fn find(mb: &Mailbox, folder: Option<&[String]>, id: &str) -> Result<Message, ApiError> {
     let m = mb
         .get(id)
         .ok_or_else(|| ApiError::not_found(&format!("message {id}")))?;
@@ -208,7 +204,7 @@ pub(crate) fn list_messages(ctx: &Ctx<'_>, folder: Option<&[String]>) -> Result<
         });
     // Newest first, as Graph lists messages by default; one item past the page tells whether
     // another page follows.
-    let items: Vec<&Message> = match (&ctx.query.filter, key) {
+    let items: Vec<Message> = match (&ctx.query.filter, key) {
         (Some(f), Some(k)) => mb
             .by_index(&k)
             .into_iter()
@@ -251,7 +247,7 @@ pub(crate) fn get_message(
         .get(&ctx.mailbox)
         .ok_or_else(|| ApiError::not_found("mailbox"))?;
     let m = find(mb, folder, id)?;
-    let mut o = message_json(ctx, m)?;
+    let mut o = message_json(ctx, &m)?;
     o.insert(
         "@odata.context".into(),
         Value::String(messages_context(ctx, true)),
@@ -272,7 +268,7 @@ pub(crate) fn message_value(
     let m = find(mb, folder, id)?;
     let data = match &m.raw_mime {
         Some(raw) => ctx.emu.blobs.read(raw)?.into_owned(),
-        None => mime::generate(&ctx.emu.blobs, m)?,
+        None => mime::generate(&ctx.emu.blobs, &m)?,
     };
     Ok(Reply {
         status: 200,
