@@ -188,15 +188,7 @@ impl ImapDestSink {
     /// The destination's own folder for a well-known role: found by special-use attribute, or
     /// created under its conventional IMAP name.
     async fn ensure_well_known(&self, w: WellKnownFolder) -> Result<String, StepError> {
-        let name = match w {
-            WellKnownFolder::Inbox => "INBOX",
-            WellKnownFolder::SentItems => "Sent",
-            WellKnownFolder::Drafts => "Drafts",
-            WellKnownFolder::DeletedItems => "Trash",
-            WellKnownFolder::JunkEmail => "Junk",
-            WellKnownFolder::Archive => "Archive",
-        };
-        let path = FolderPath::parse(name, None).expect("non-empty literal");
+        let path = FolderPath::parse(w.imap_name(), None).expect("non-empty literal");
         let special = (w != WellKnownFolder::Inbox).then(|| w.special_use());
         self.sink
             .ensure_folder(&path, special)

@@ -10,7 +10,6 @@ use futures::StreamExt;
 use serde::Serialize;
 
 use super::connect::Connector;
-use super::mailbox::target_label;
 use super::ports::{MailSource, StepError};
 use crate::model::{MessageMeta, SourceFolder};
 use crate::plan::{Destination, Mailbox, Plan};
@@ -235,7 +234,7 @@ async fn survey_folders<S: MailSource>(
         for mapping in batch {
             let mut f = FolderSurvey {
                 source: mapping.source.path.to_string(),
-                target: mapping.target.as_ref().map(target_label),
+                target: mapping.target.as_ref().map(|t| t.label(mapper.kind())),
                 changes: mapping
                     .changes
                     .iter()

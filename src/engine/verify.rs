@@ -159,8 +159,15 @@ async fn verify_mailbox(
             if !mapping.source.selectable {
                 continue;
             }
-            let label = target_label(target);
             let dest: String = sink.ensure_folder(target).await?;
+            // The destination's own name where it has one to show (an IMAP server's folder;
+            // Graph answers with an id, so its well-known-name form is shown instead).
+            let label = match &sink {
+                super::adapters::AnySink::Imap(_) => {
+                    crate::utf7::decode(&dest).unwrap_or_else(|_| dest.clone())
+                }
+                super::adapters::AnySink::Graph(_) => target_label(target),
+            };
             let status = src.select(&mapping.source).await?;
             let metas: Vec<MessageMeta> = src.fetch_meta(&mapping.source, None).await?;
             let items: Vec<DestItem> = sink.list_items(&dest).await?;

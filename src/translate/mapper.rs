@@ -48,6 +48,11 @@ struct Node {
 type NodeKey = (Option<WellKnownFolder>, Option<usize>, String);
 
 impl FolderMapper {
+    /// The kind of destination this mapper names folders for.
+    pub fn kind(&self) -> TargetKind {
+        self.target
+    }
+
     /// A mapper for `target` with the plan's folder rules.
     pub fn new(rules: &FolderRules, target: TargetKind) -> FolderMapper {
         let default_depth = match target {

@@ -93,6 +93,27 @@ impl fmt::Display for Target {
     }
 }
 
+impl Target {
+    /// The folder as the destination names it: Graph's well-known names for Graph
+    /// (`sentitems`, `inbox/Receipts`, the [`Display`](fmt::Display) form); for an IMAP server
+    /// the name mailferry creates a special folder under when the server has none marked with
+    /// its special use (`Sent`, `INBOX/Receipts`), with the server's delimiter.
+    pub fn label(&self, kind: TargetKind) -> String {
+        let TargetKind::Imap { delimiter } = kind else {
+            return self.to_string();
+        };
+        let sep = delimiter.to_string();
+        match self {
+            Target::WellKnown(w) => w.imap_name().to_owned(),
+            Target::Path { under, path, .. } => {
+                let mut parts: Vec<&str> = under.map(|w| w.imap_name()).into_iter().collect();
+                parts.extend(path.segments().iter().map(String::as_str));
+                parts.join(&sep)
+            }
+        }
+    }
+}
+
 /// Exchange's well-known mail folders that imported mail may go to.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum WellKnownFolder {
@@ -128,6 +149,18 @@ impl WellKnownFolder {
         }
     }
     /// The matching RFC 6154 role, for IMAP destinations.
+    /// The IMAP folder this one becomes when the destination marks none with its special use.
+    pub fn imap_name(self) -> &'static str {
+        match self {
+            WellKnownFolder::Inbox => "INBOX",
+            WellKnownFolder::SentItems => "Sent",
+            WellKnownFolder::Drafts => "Drafts",
+            WellKnownFolder::DeletedItems => "Trash",
+            WellKnownFolder::JunkEmail => "Junk",
+            WellKnownFolder::Archive => "Archive",
+        }
+    }
+
     pub fn special_use(self) -> SpecialUse {
         match self {
             WellKnownFolder::Inbox => SpecialUse::Inbox,

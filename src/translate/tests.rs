@@ -370,3 +370,30 @@ fn implied_parents_are_reported_once_by_their_first_child() {
         Some("bad_name/c2")
     );
 }
+
+#[test]
+fn labels_name_folders_as_the_destination_does() {
+    use crate::model::FolderPath;
+    let sent = Target::WellKnown(WellKnownFolder::SentItems);
+    assert_eq!(sent.label(TargetKind::Graph), "sentitems");
+    assert_eq!(sent.label(TargetKind::Imap { delimiter: '/' }), "Sent");
+    let receipts = Target::Path {
+        under: Some(WellKnownFolder::Inbox),
+        path: FolderPath::parse("Receipts/2024", Some('/')).unwrap(),
+        special: None,
+    };
+    assert_eq!(receipts.label(TargetKind::Graph), "inbox/Receipts/2024");
+    assert_eq!(
+        receipts.label(TargetKind::Imap { delimiter: '.' }),
+        "INBOX.Receipts.2024"
+    );
+    let top = Target::Path {
+        under: None,
+        path: FolderPath::parse("Projects/2019", Some('/')).unwrap(),
+        special: None,
+    };
+    assert_eq!(
+        top.label(TargetKind::Imap { delimiter: '.' }),
+        "Projects.2019"
+    );
+}
