@@ -242,6 +242,8 @@ pub struct StatusOutcome {
 pub struct FleetStatus {
     /// One row per mailbox of the plan: its holder, heartbeat age and outcome.
     pub leases: Vec<LeaseRow>,
+    /// Every worker that ever registered: alive or not, heartbeat age, runs, mailboxes held.
+    pub workers: Vec<crate::ledger::postgres::WorkerRow>,
 }
 
 /// `status`: reads the ledger (never writes), limited to `mailboxes` when given.
@@ -268,12 +270,13 @@ pub async fn status(
             let db =
                 Arc::new(PgLedger::connect(url, crate::ledger::postgres::Clock::Database).await?);
             let leases = db.leases().await?;
+            let workers = db.workers().await?;
             let ledger = Ledger::postgres(db);
             (
                 ledger.progress().map_err(ledger_error)?,
                 ledger.failure_groups().map_err(ledger_error)?,
                 ledger.runs(10).map_err(ledger_error)?,
-                Some(FleetStatus { leases }),
+                Some(FleetStatus { leases, workers }),
             )
         }
     };

@@ -263,7 +263,7 @@ async fn status(args: &PlanArgs) -> u8 {
             &outcome.runs,
         ));
         if let Some(fleet) = &outcome.fleet {
-            stdout::write(&report::text::fleet_status(&fleet.leases));
+            stdout::write(&report::text::fleet_status(&fleet.leases, &fleet.workers));
         }
     }
     exit::OK

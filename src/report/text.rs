@@ -363,8 +363,12 @@ fn decoded_folder(raw: &str) -> String {
     crate::utf7::decode(raw).unwrap_or_else(|_| raw.to_owned())
 }
 
-/// Fleet mode's part of `status`: who holds each mailbox, and how fresh its heartbeat is.
-pub fn fleet_status(leases: &[crate::ledger::postgres::LeaseRow]) -> String {
+/// Fleet mode's part of `status`: who holds each mailbox, and how fresh its heartbeat is; then
+/// the workers.
+pub fn fleet_status(
+    leases: &[crate::ledger::postgres::LeaseRow],
+    workers: &[crate::ledger::postgres::WorkerRow],
+) -> String {
     let secs = |ms: Option<i64>| {
         ms.map(|ms| format!("{:.0}s", ms as f64 / 1000.0))
             .unwrap_or_else(|| "-".into())
@@ -402,6 +406,37 @@ pub fn fleet_status(leases: &[crate::ledger::postgres::LeaseRow]) -> String {
             "heartbeat age",
             "expires in",
             "generation",
+        ],
+        &rows,
+    ));
+    let rows: Vec<Vec<String>> = workers
+        .iter()
+        .map(|w| {
+            vec![
+                format!("{} {}", w.hostname, &w.id[..w.id.len().min(8)]),
+                w.pid.to_string(),
+                if w.alive {
+                    "alive".into()
+                } else if w.stopped {
+                    "stopped".into()
+                } else {
+                    "silent".into()
+                },
+                secs(Some(w.heartbeat_age_ms)),
+                w.runs.to_string(),
+                w.mailboxes_held.to_string(),
+            ]
+        })
+        .collect();
+    out.push_str("\nworkers:\n");
+    out.push_str(&render(
+        &[
+            "worker",
+            "pid",
+            "state",
+            "heartbeat age",
+            "runs",
+            "mailboxes held",
         ],
         &rows,
     ));

@@ -244,6 +244,15 @@ async fn three_workers_finish_a_twelve_mailbox_plan_exactly_once() {
     let leases = status["fleet"]["leases"].as_array().unwrap();
     assert_eq!(leases.len(), MAILBOXES);
     assert!(leases.iter().all(|l| l["outcome"] == "ok"), "{leases:#?}");
+    // Three workers registered, each said goodbye, and each recorded one run.
+    let workers = status["fleet"]["workers"].as_array().unwrap();
+    assert_eq!(workers.len(), 3, "{workers:#?}");
+    assert!(
+        workers
+            .iter()
+            .all(|w| w["stopped"] == true && w["alive"] == false && w["runs"] == 1),
+        "{workers:#?}"
+    );
     let done: u64 = status["mailboxes"]
         .as_array()
         .unwrap()
@@ -254,7 +263,10 @@ async fn three_workers_finish_a_twelve_mailbox_plan_exactly_once() {
     let (code, text, err) = run(&rig.plan_path, &pg, &["status"]).await;
     assert_eq!(code, 0, "{err}");
     assert!(
-        text.contains("fleet (PostgreSQL ledger)") && text.contains("finished (ok)"),
+        text.contains("fleet (PostgreSQL ledger)")
+            && text.contains("finished (ok)")
+            && text.contains("workers:")
+            && text.contains("stopped"),
         "{text}"
     );
 
