@@ -81,15 +81,8 @@ pub async fn migrate(
     let connector = Connector::new(plan)
         .with_deadlines(Arc::clone(&ledger))
         .with_send_gate(Arc::clone(&clocks) as Arc<dyn crate::sink::graph::SendGate>);
-    let eff = EffectiveOptions {
-        dry_run: false,
-        since: opts.since,
-        before: opts.before,
-        retry_failed: opts.retry_failed,
-        repair: opts.repair,
-        newest_first: opts.newest_first,
-        migrate_deleted: plan.folders.migrate_deleted,
-    };
+    // The application layer refuses --dry-run in fleet mode.
+    let eff = EffectiveOptions::new(opts, plan);
     let slot = Slot {
         plan,
         connector: &connector,
@@ -125,27 +118,18 @@ pub async fn migrate(
         leases_lost.extend(l);
         gave_up = gave_up.or(g);
     }
-    mailboxes.sort_by(|a, b| a.mailbox.cmp(&b.mailbox));
-    let summary = RunSummary {
-        run_id: run,
-        started_at,
-        seconds: started.elapsed().as_secs_f64(),
-        dry_run: false,
-        interrupted: cancel.is_cancelled(),
-        mailboxes,
-        plan_errors: plan.row_errors.iter().map(|e| e.to_string()).collect(),
-    };
-    let status = if summary.interrupted {
-        "interrupted"
-    } else if summary.has_failures() {
-        "failed"
-    } else {
-        "ok"
-    };
-    ledger.finish_run(
-        run,
-        status,
-        &serde_json::to_string(&summary).unwrap_or_default(),
+    let summary = super::finish_run(
+        plan,
+        &ledger,
+        RunSummary {
+            run_id: run,
+            started_at,
+            seconds: started.elapsed().as_secs_f64(),
+            dry_run: false,
+            interrupted: cancel.is_cancelled(),
+            mailboxes,
+            plan_errors: Vec::new(),
+        },
     )?;
     // Hands back anything still held (an interrupted pass releases its own; this is the net).
     if let Err(e) = db.stop_worker().await {

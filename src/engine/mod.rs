@@ -114,6 +114,20 @@ pub(crate) struct EffectiveOptions {
     pub migrate_deleted: bool,
 }
 
+impl EffectiveOptions {
+    fn new(opts: &MigrateOptions, plan: &Plan) -> EffectiveOptions {
+        EffectiveOptions {
+            dry_run: opts.dry_run,
+            since: opts.since,
+            before: opts.before,
+            retry_failed: opts.retry_failed,
+            repair: opts.repair,
+            newest_first: opts.newest_first,
+            migrate_deleted: plan.folders.migrate_deleted,
+        }
+    }
+}
+
 /// Runs (or resumes) the plan on a ledger opened under its run lock ([`RunLedger`]).
 pub async fn migrate(
     plan: &Plan,
@@ -137,15 +151,7 @@ pub async fn migrate(
     let run = ledger.start_run(command)?;
     let connector = Connector::new(plan).with_deadlines(Arc::clone(ledger));
     let budget = Budget::new(plan.limits.memory_budget_bytes);
-    let eff = EffectiveOptions {
-        dry_run: opts.dry_run,
-        since: opts.since,
-        before: opts.before,
-        retry_failed: opts.retry_failed,
-        repair: opts.repair,
-        newest_first: opts.newest_first,
-        migrate_deleted: plan.folders.migrate_deleted,
-    };
+    let eff = EffectiveOptions::new(opts, plan);
     let mut finished: Vec<MailboxSummary> = Vec::new();
     let work = futures::stream::iter(selected.iter().copied())
         .map(|mb| {
@@ -179,7 +185,6 @@ pub async fn migrate(
         let cut = cancel::cut_short(ledger, run, &selected, &mailboxes, &events);
         mailboxes.extend(cut);
     }
-    mailboxes.sort_by(|a, b| a.mailbox.cmp(&b.mailbox));
     let summary = RunSummary {
         run_id: run,
         started_at,
@@ -187,8 +192,20 @@ pub async fn migrate(
         dry_run: opts.dry_run,
         interrupted: cancel.is_cancelled(),
         mailboxes,
-        plan_errors: plan.row_errors.iter().map(|e| e.to_string()).collect(),
+        plan_errors: Vec::new(),
     };
+    finish_run(plan, ledger, summary)
+}
+
+/// Sorts the run's mailboxes, adds the plan's unusable rows, and records the run's end (`ok`,
+/// `failed` or `interrupted`) with its summary in the ledger.
+fn finish_run(
+    plan: &Plan,
+    ledger: &Ledger,
+    mut summary: RunSummary,
+) -> Result<RunSummary, EngineError> {
+    summary.mailboxes.sort_by(|a, b| a.mailbox.cmp(&b.mailbox));
+    summary.plan_errors = plan.row_errors.iter().map(|e| e.to_string()).collect();
     let status = if summary.interrupted {
         "interrupted"
     } else if summary.has_failures() {
@@ -197,7 +214,7 @@ pub async fn migrate(
         "ok"
     };
     ledger.finish_run(
-        run,
+        summary.run_id,
         status,
         &serde_json::to_string(&summary).unwrap_or_default(),
     )?;
