@@ -66,6 +66,7 @@ impl AppError {
                 | AppError::LedgerUrl(_)
                 | AppError::Usage(_)
                 | AppError::Fleet(PgLedgerError::PlanMismatch { .. })
+                | AppError::Fleet(PgLedgerError::Round { .. })
         )
     }
 }
@@ -148,6 +149,8 @@ pub struct FleetWorker {
     pub leases_lost: Vec<String>,
     /// Why it stopped claiming before the round ended, if it did.
     pub gave_up: Option<String>,
+    /// The round it worked.
+    pub round: i64,
 }
 
 /// `migrate`: takes the run lock, opens the ledger, runs the engine until done or `cancel`, and
@@ -161,6 +164,13 @@ pub async fn migrate(
 ) -> Result<MigrateOutcome, AppError> {
     let (summary, fleet) = match &workspace.fleet {
         None => {
+            if opts.round.is_some() {
+                return Err(AppError::Usage(
+                    "--round works on a PostgreSQL ledger (--ledger or the plan's [ledger]); on \
+                     a SQLite ledger every migrate is a new pass already"
+                        .into(),
+                ));
+            }
             let ledger = open_run_ledger(&workspace.state).await?;
             let summary = engine::migrate(plan, &ledger, opts, events, cancel)
                 .await
@@ -176,6 +186,9 @@ pub async fn migrate(
                 ));
             }
             let db = fleet::connect(url, plan).await?;
+            if let Some(round) = opts.round {
+                db.open_round(round).await?;
+            }
             let ledger = Arc::new(Ledger::postgres(db));
             let options = FleetOptions {
                 lease: std::time::Duration::from_secs(plan.ledger.lease_secs),
@@ -188,6 +201,7 @@ pub async fn migrate(
                 worker: run.worker,
                 leases_lost: run.leases_lost,
                 gave_up: run.gave_up,
+                round: run.round,
             };
             (run.summary, Some(worker))
         }
@@ -240,6 +254,8 @@ pub struct StatusOutcome {
 /// The fleet as the PostgreSQL ledger sees it.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct FleetStatus {
+    /// The newest round: the one workers started without `--round` work.
+    pub round: i64,
     /// One row per mailbox of the plan: its holder, heartbeat age and outcome.
     pub leases: Vec<LeaseRow>,
     /// Every worker that ever registered: alive or not, heartbeat age, runs, mailboxes held.
@@ -271,12 +287,17 @@ pub async fn status(
                 Arc::new(PgLedger::connect(url, crate::ledger::postgres::Clock::Database).await?);
             let leases = db.leases().await?;
             let workers = db.workers().await?;
+            let round = db.newest_round().await?;
             let ledger = Ledger::postgres(db);
             (
                 ledger.progress().map_err(ledger_error)?,
                 ledger.failure_groups().map_err(ledger_error)?,
                 ledger.runs(10).map_err(ledger_error)?,
-                Some(FleetStatus { leases, workers }),
+                Some(FleetStatus {
+                    round,
+                    leases,
+                    workers,
+                }),
             )
         }
     };

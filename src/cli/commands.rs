@@ -21,6 +21,7 @@ pub(super) async fn run(command: Command) -> u8 {
             since,
             before,
             retry_failed,
+            round,
             repair,
             oldest_first,
             report_dir,
@@ -42,6 +43,7 @@ pub(super) async fn run(command: Command) -> u8 {
                 newest_first: !oldest_first,
                 concurrency,
                 mailboxes: plan.mailboxes.clone(),
+                round,
             };
             migrate(&plan, opts, report_dir).await
         }
@@ -214,7 +216,10 @@ async fn migrate(args: &PlanArgs, opts: MigrateOptions, report_dir: Option<PathB
             return exit::FAILURES;
         }
         if !summary.interrupted {
-            eprintln!("mailferry: worker {}: nothing left to claim", fleet.worker);
+            eprintln!(
+                "mailferry: worker {}: nothing left to claim in round {}",
+                fleet.worker, fleet.round
+            );
         }
     }
     if summary.has_failures() {
@@ -263,7 +268,11 @@ async fn status(args: &PlanArgs) -> u8 {
             &outcome.runs,
         ));
         if let Some(fleet) = &outcome.fleet {
-            stdout::write(&report::text::fleet_status(&fleet.leases, &fleet.workers));
+            stdout::write(&report::text::fleet_status(
+                fleet.round,
+                &fleet.leases,
+                &fleet.workers,
+            ));
         }
     }
     exit::OK

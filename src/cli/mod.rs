@@ -80,9 +80,14 @@ pub enum Command {
         /// Only messages received before this date (YYYY-MM-DD or RFC 3339).
         #[arg(long, value_name = "DATE")]
         before: Option<String>,
-        /// Retry messages that failed or were skipped in earlier runs.
+        /// Retry messages that failed or were skipped in earlier runs. Fleet mode: also claim
+        /// once more each mailbox that failed in the round.
         #[arg(long)]
         retry_failed: bool,
+        /// Fleet mode: work round N. The next round number starts a new pass over every
+        /// mailbox (the incremental pass after the MX switch); without it, the newest round.
+        #[arg(long, value_name = "N", value_parser = clap::value_parser!(i64).range(1..))]
+        round: Option<i64>,
         /// Check every message recorded as copied against the destination; copy again the
         /// ones no longer there (deleted, lost in a restore, a wiped destination).
         #[arg(long)]

@@ -12,6 +12,10 @@
 //! A slot that finds nothing to claim keeps watching while other workers still hold leases: a
 //! worker that dies stops renewing, and its mailboxes must be taken over by whoever is left.
 //! When every mailbox of the round has an outcome, the slot ends ("nothing left to claim").
+//!
+//! The worker works one round ([`RoundSpec`]): the one `--round` named, or else the newest the
+//! ledger knows at each claim. With `--retry-failed` it also claims, once, each mailbox whose
+//! outcome in that round is `failed`.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -23,7 +27,7 @@ use super::budget::Budget;
 use super::connect::Connector;
 use super::{Cancel, EffectiveOptions, EngineError, MigrateOptions, run_mailbox};
 use crate::ledger::Ledger;
-use crate::ledger::postgres::{Lease, Outcome, PgLedger};
+use crate::ledger::postgres::{Lease, Outcome, PgLedger, RoundSpec};
 use crate::plan::{Plan, SourceKind};
 use crate::report::{Events, MailboxSummary, RunSummary};
 
@@ -47,6 +51,8 @@ pub struct FleetRun {
     /// Why a slot stopped claiming before the round ended (the ledger unreachable for a whole
     /// lease length), if one did.
     pub gave_up: Option<String>,
+    /// The round this worker worked (the newest when it ended, if `--round` was not given).
+    pub round: i64,
 }
 
 /// Runs mailboxes of the plan as one worker of a fleet until nothing is left to claim (or
@@ -96,6 +102,10 @@ pub async fn migrate(
         settle_from,
         lease: fleet.lease,
         clocks: Arc::clone(&clocks),
+        round: RoundSpec {
+            round: opts.round,
+            retry_failed: opts.retry_failed,
+        },
         host_cap: (plan.source.kind == SourceKind::Imap)
             .then(|| u32::try_from(plan.source.max_connections_per_host.max(1)).unwrap_or(1)),
     };
@@ -131,6 +141,10 @@ pub async fn migrate(
             plan_errors: Vec::new(),
         },
     )?;
+    let round = match opts.round {
+        Some(r) => r,
+        None => db.newest_round().await.unwrap_or(1),
+    };
     // Hands back anything still held (an interrupted pass releases its own; this is the net).
     if let Err(e) = db.stop_worker().await {
         tracing::warn!(error = %e, "cannot record this worker as stopped");
@@ -140,6 +154,7 @@ pub async fn migrate(
         worker: db.worker_id().to_owned(),
         leases_lost,
         gave_up,
+        round,
     })
 }
 
@@ -157,6 +172,7 @@ struct Slot<'a> {
     settle_from: tokio::time::Instant,
     lease: Duration,
     clocks: Arc<LeaseClocks>,
+    round: RoundSpec,
     host_cap: Option<u32>,
 }
 
@@ -190,20 +206,24 @@ impl Slot<'_> {
             }
             // Through the ledger's blocking call, never awaited here: see
             // `Ledger::block_on_postgres` (this task polls every slot of the worker).
-            let lease = match self
-                .ledger
-                .block_on_postgres(self.db.claim(self.lease_ms(), self.host_cap))
-            {
+            let lease = match self.ledger.block_on_postgres(self.db.claim_in(
+                self.round,
+                self.lease_ms(),
+                self.host_cap,
+            )) {
                 Ok(Some(lease)) => lease,
-                Ok(None) => match self.ledger.block_on_postgres(self.db.leases()) {
-                    // Leases still open elsewhere: their workers may die, and then their
-                    // mailboxes are ours to take over once the leases expire.
-                    Ok(rows) if rows.iter().any(|r| r.outcome.is_none()) => {
+                Ok(None) => match self
+                    .ledger
+                    .block_on_postgres(self.db.round_has_work(self.round))
+                {
+                    // Mailboxes of the round still held elsewhere: their workers may die, and
+                    // then their mailboxes are ours to take over once the leases expire.
+                    Ok(true) => {
                         failing = None;
                         tokio::time::sleep(self.poll()).await;
                         continue;
                     }
-                    Ok(_) => break,
+                    Ok(false) => break,
                     Err(e) => {
                         tracing::warn!(error = %e, "cannot read the fleet's leases; retrying");
                         failing.get_or_insert_with(Instant::now);

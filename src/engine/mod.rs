@@ -67,6 +67,8 @@ pub struct MigrateOptions {
     pub concurrency: usize,
     /// Only these mailboxes (by EmailAddress); empty means all.
     pub mailboxes: Vec<String>,
+    /// Fleet mode: the round to work (`--round`); `None` follows the newest round.
+    pub round: Option<i64>,
 }
 
 impl Default for MigrateOptions {
@@ -80,6 +82,7 @@ impl Default for MigrateOptions {
             newest_first: true,
             concurrency: 4,
             mailboxes: Vec::new(),
+            round: None,
         }
     }
 }

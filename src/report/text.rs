@@ -364,8 +364,9 @@ fn decoded_folder(raw: &str) -> String {
 }
 
 /// Fleet mode's part of `status`: who holds each mailbox, and how fresh its heartbeat is; then
-/// the workers.
+/// the workers. `round` is the newest round: a mailbox finished in an older one is waiting.
 pub fn fleet_status(
+    round: i64,
     leases: &[crate::ledger::postgres::LeaseRow],
     workers: &[crate::ledger::postgres::WorkerRow],
 ) -> String {
@@ -377,10 +378,15 @@ pub fn fleet_status(
         .iter()
         .map(|l| {
             let state = match (&l.outcome, &l.owner, l.expires_in_ms) {
-                (Some(o), _, _) => format!("finished ({o})"),
+                (Some(o), _, _) if l.round >= round => format!("finished ({o})"),
                 (None, Some(_), Some(ms)) if ms <= 0 => "lease expired".into(),
+                (None, Some(_), _) if l.round < round => format!("working (round {})", l.round),
                 (None, Some(_), _) => "working".into(),
-                (None, None, _) => "waiting".into(),
+                _ => "waiting".into(),
+            };
+            let last = match (&l.last_outcome, l.last_outcome_round) {
+                (Some(o), Some(r)) => format!("{o} (round {r})"),
+                _ => "-".into(),
             };
             let worker = match (&l.owner, &l.owner_hostname) {
                 (Some(id), Some(host)) => format!("{host} {}", &id[..id.len().min(8)]),
@@ -394,10 +400,11 @@ pub fn fleet_status(
                 secs(l.heartbeat_age_ms),
                 secs(l.expires_in_ms),
                 l.generation.to_string(),
+                last,
             ]
         })
         .collect();
-    let mut out = String::from("\nfleet (PostgreSQL ledger):\n");
+    let mut out = format!("\nfleet (PostgreSQL ledger), round {round}:\n");
     out.push_str(&render(
         &[
             "mailbox",
@@ -406,6 +413,7 @@ pub fn fleet_status(
             "heartbeat age",
             "expires in",
             "generation",
+            "last outcome",
         ],
         &rows,
     ));

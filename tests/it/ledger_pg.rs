@@ -115,7 +115,7 @@ async fn schema_migrates_from_empty_concurrently_and_idempotently() {
             "SELECT string_agg(table_name, ',' ORDER BY table_name) FROM information_schema.tables
              WHERE table_schema = 'public'"
         ),
-        "fleet_plan,folders,leases,mailboxes,messages,runs,schema_version,throttle,workers"
+        "fleet_plan,fleet_rounds,folders,leases,mailboxes,messages,runs,schema_version,throttle,workers"
     );
     // The migration 1 -> 2 column exists.
     assert_eq!(

@@ -7,6 +7,11 @@
 //! the fence. Renew and release match on (mailbox, generation, owner), so a worker whose lease
 //! was taken over learns it at its next call.
 //!
+//! Rounds (see [`super::rounds`]): a claim works in one round N. A mailbox is claimable in N
+//! when nobody holds a live lease on it and either its row's round is older than N (it has not
+//! been passed in N yet) or it is N and the mailbox has no outcome in N (or, with a retry, its
+//! outcome in N is `failed` and it was not retried in N yet). The claim moves the row to N.
+//!
 //! The host cap is a count over live leases (see docs/decisions.md): a mailbox whose source host
 //! already has `cap` live leases is not claimed. The count is re-checked under a
 //! transaction-scoped advisory lock per host, so two workers claiming at the same moment cannot
@@ -14,6 +19,7 @@
 
 use tokio_postgres::Transaction;
 
+use super::rounds::RoundSpec;
 use super::{Conn, LeaseLost, LostWhy, PgLedger, PgLedgerError, Statement, db_err, now_sql};
 
 /// A mailbox lease held by this worker: the fence that every write it records carries.
@@ -25,6 +31,8 @@ pub struct Lease {
     pub generation: i64,
     /// The source host this mailbox connects to (`None`: no host, e.g. Maildir).
     pub source_host: Option<String>,
+    /// The round this claim works in.
+    pub round: i64,
 }
 
 /// How a worker leaves a mailbox.
@@ -60,8 +68,15 @@ pub struct LeaseRow {
     pub expires_in_ms: Option<i64>,
     /// Milliseconds since the last claim or renewal; `None` when never claimed.
     pub heartbeat_age_ms: Option<i64>,
-    /// `ok` or `failed` once finished for this round.
+    /// `ok` or `failed` once finished in the row's `round`.
     pub outcome: Option<String>,
+    /// The round of the row's last claim (the round its lease and `outcome` belong to).
+    pub round: i64,
+    /// The mailbox's last outcome (`ok`, `failed`), kept across rounds: a claim in a newer round
+    /// clears `outcome` but not this.
+    pub last_outcome: Option<String>,
+    /// The round in which `last_outcome` was recorded.
+    pub last_outcome_round: Option<i64>,
 }
 
 /// A transaction under a held fence, with the connection's statement cache.
@@ -142,11 +157,23 @@ impl PgLedger {
         Ok(())
     }
 
-    /// Claims one mailbox for `lease_ms` milliseconds: the first not finished and not leased (or
-    /// whose lease expired) whose source host has fewer than `host_cap` live leases. `None`:
-    /// nothing left to claim now.
+    /// Claims one mailbox in the newest round, without retries: see [`PgLedger::claim_in`].
     pub async fn claim(
         &self,
+        lease_ms: i64,
+        host_cap: Option<u32>,
+    ) -> Result<Option<Lease>, PgLedgerError> {
+        self.claim_in(RoundSpec::default(), lease_ms, host_cap)
+            .await
+    }
+
+    /// Claims one mailbox for `lease_ms` milliseconds in the round `spec` names: the first that
+    /// is claimable in that round (module docs) and not leased (or whose lease expired), whose
+    /// source host has fewer than `host_cap` live leases. `None`: nothing to claim now, or the
+    /// round is superseded (a newer round was opened: its workers pass every mailbox again).
+    pub async fn claim_in(
+        &self,
+        spec: RoundSpec,
         lease_ms: i64,
         host_cap: Option<u32>,
     ) -> Result<Option<Lease>, PgLedgerError> {
@@ -159,10 +186,11 @@ impl PgLedger {
             let candidate_sql = concat!(
                 "SELECT l.mailbox_id, mb.key, l.source_host FROM leases l
                  JOIN mailboxes mb ON mb.id = l.mailbox_id
-                 WHERE l.outcome IS NULL
-                   AND (l.owner IS NULL OR l.expires_at <= ",
+                 WHERE (l.owner IS NULL OR l.expires_at <= ",
                 now_sql!(1),
                 ")
+                   AND (l.round < $4 OR (l.round = $4 AND (l.outcome IS NULL
+                     OR ($5::boolean AND l.outcome = 'failed' AND NOT l.retried))))
                    AND NOT (COALESCE(l.source_host, '') = ANY($2::text[]))
                    AND (l.source_host IS NULL OR $3::bigint IS NULL OR $3 > (
                      SELECT count(*) FROM leases o WHERE o.source_host = l.source_host
@@ -180,6 +208,8 @@ impl PgLedger {
                 " AND mailbox_id <> $3"
             );
             // The claim is a heartbeat of the worker too (`workers()` judges liveness by it).
+            // It moves the row to the claim's round; `retried` marks the round's one retry of a
+            // failed mailbox (every right-hand side reads the row as it was).
             let take_sql = concat!(
                 "WITH w AS (UPDATE workers SET heartbeat_at = ",
                 now_sql!(4),
@@ -190,15 +220,32 @@ impl PgLedger {
                 now_sql!(4),
                 ", expires_at = ",
                 now_sql!(4),
-                " + $2::bigint * interval '1 millisecond'
+                " + $2::bigint * interval '1 millisecond',
+                   retried = CASE WHEN round < $5 THEN false WHEN outcome IS NOT NULL THEN true
+                     ELSE retried END,
+                   round = $5, outcome = NULL, finished_at = NULL
                  WHERE mailbox_id = $1 RETURNING generation"
             );
             let candidate = guard.prepared(candidate_sql).await.map_err(err)?;
             let count = guard.prepared(count_sql).await.map_err(err)?;
             let take = guard.prepared(take_sql).await.map_err(err)?;
             let tx = guard.client.transaction().await.map_err(err)?;
+            let newest: i64 = tx
+                .query_one("SELECT COALESCE(max(round), 1) FROM fleet_rounds", &[])
+                .await
+                .map_err(err)?
+                .get(0);
+            let round = spec.round.unwrap_or(newest);
+            if round > newest {
+                return Err(self.round_refused(format!(
+                    "round {round} was never started (the newest round is {newest})"
+                )));
+            }
+            if round < newest {
+                return Ok(None);
+            }
             let Some(row) = tx
-                .query_opt(&candidate, &[&now, &full, &cap])
+                .query_opt(&candidate, &[&now, &full, &cap, &round, &spec.retry_failed])
                 .await
                 .map_err(err)?
             else {
@@ -227,7 +274,7 @@ impl PgLedger {
                 }
             }
             let generation: i64 = tx
-                .query_one(&take, &[&id, &lease_ms, &self.worker, &now])
+                .query_one(&take, &[&id, &lease_ms, &self.worker, &now, &round])
                 .await
                 .map_err(err)?
                 .get(0);
@@ -237,6 +284,7 @@ impl PgLedger {
                 mailbox: key,
                 generation,
                 source_host: host,
+                round,
             }));
         }
     }
@@ -289,7 +337,10 @@ impl PgLedger {
                 "UPDATE leases SET owner = NULL, expires_at = NULL, outcome = $4::text,
                  finished_at = CASE WHEN $4::text IS NULL THEN NULL ELSE ",
                 now_sql!(5),
-                " END
+                " END,
+                 last_outcome = COALESCE($4::text, last_outcome),
+                 last_outcome_round = CASE WHEN $4::text IS NULL THEN last_outcome_round
+                   ELSE round END
                  WHERE mailbox_id = $1 AND generation = $2 AND owner = $3 AND outcome IS NULL"
             ))
             .await
@@ -346,7 +397,7 @@ impl PgLedger {
                        (EXTRACT(EPOCH FROM (",
                     now_sql!(1),
                     " - l.heartbeat_at)) * 1000)::bigint,
-                       l.outcome
+                       l.outcome, l.round, l.last_outcome, l.last_outcome_round
                      FROM leases l JOIN mailboxes mb ON mb.id = l.mailbox_id
                      LEFT JOIN workers w ON w.id = l.owner
                      ORDER BY mb.key"
@@ -366,6 +417,9 @@ impl PgLedger {
                 expires_in_ms: r.get(5),
                 heartbeat_age_ms: r.get(6),
                 outcome: r.get(7),
+                round: r.get(8),
+                last_outcome: r.get(9),
+                last_outcome_round: r.get(10),
             })
             .collect())
     }

@@ -19,6 +19,7 @@ mod identity;
 mod lease;
 mod messages;
 mod queries;
+mod rounds;
 mod rows;
 mod schema;
 mod tls;
@@ -27,6 +28,7 @@ mod url;
 pub use identity::{PlanIdentity, PlanMailbox};
 pub use lease::{Lease, LeaseRow, Outcome};
 pub use queries::{WORKER_ALIVE_MS, WorkerRow};
+pub use rounds::RoundSpec;
 pub use schema::{FLEET_VERSION, LEDGER_VERSION};
 pub use url::{PgHost, PgUrl, SslMode, UrlError, UrlOrigin};
 
@@ -70,6 +72,9 @@ pub enum PgLedgerError {
     },
     #[error("ledger {target}: {what}")]
     Corrupt { target: String, what: String },
+    /// `--round` names a round that cannot be worked (over, or not the next one).
+    #[error("ledger {target}: {what}")]
+    Round { target: String, what: String },
 }
 
 impl PgLedgerError {

@@ -5,7 +5,7 @@
 //!   migration in PostgreSQL's dialect. Version N here is the same schema as SQLite's
 //!   `user_version` N, so an export/import between the two is a column-for-column copy. A new
 //!   SQLite migration must be mirrored here (a unit test compares the counts).
-//! - `fleet`: what only fleet mode needs (plan identity, workers, mailbox leases).
+//! - `fleet`: what only fleet mode needs (plan identity, workers, mailbox leases, rounds).
 //!
 //! Workers started at the same moment migrate under one transaction-scoped advisory lock, so
 //! exactly one of them applies each step. Never edit a released migration: append a new one.
@@ -127,6 +127,21 @@ const FLEET: &[&str] = &[
     // may be started before its worker registers.
     "ALTER TABLE runs ADD COLUMN worker TEXT;
     CREATE INDEX runs_by_worker ON runs (worker);",
+    // 2 -> 3: rounds (an incremental pass after the fleet finished). `fleet_rounds` lists the
+    // rounds opened (round 1 exists from the start); a lease row carries the round of its last
+    // claim, whether that claim was the round's one retry of a failed mailbox, and its last
+    // outcome with that outcome's round (which `outcome` alone forgets at the next claim).
+    // A ledger from before rounds finished everything it finished in round 1.
+    "CREATE TABLE fleet_rounds (
+        round BIGINT PRIMARY KEY CHECK (round >= 1),
+        started_at TIMESTAMPTZ NOT NULL
+    );
+    INSERT INTO fleet_rounds (round, started_at) VALUES (1, now());
+    ALTER TABLE leases ADD COLUMN round BIGINT NOT NULL DEFAULT 1;
+    ALTER TABLE leases ADD COLUMN retried BOOLEAN NOT NULL DEFAULT false;
+    ALTER TABLE leases ADD COLUMN last_outcome TEXT;
+    ALTER TABLE leases ADD COLUMN last_outcome_round BIGINT;
+    UPDATE leases SET last_outcome = outcome, last_outcome_round = 1 WHERE outcome IS NOT NULL;",
 ];
 
 /// The `ledger` track's version this build writes (equal to the SQLite ledger's).
