@@ -456,6 +456,40 @@ mod tests {
     use super::*;
 
     #[test]
+    fn fleet_status_shows_the_round_and_waits_for_mailboxes_finished_in_an_older_one() {
+        let row =
+            |mailbox: &str, outcome: Option<&str>, round: i64| crate::ledger::postgres::LeaseRow {
+                mailbox: mailbox.into(),
+                source_host: None,
+                owner: None,
+                owner_hostname: None,
+                generation: 1,
+                expires_in_ms: None,
+                heartbeat_age_ms: None,
+                outcome: outcome.map(Into::into),
+                round,
+                last_outcome: outcome.map(Into::into),
+                last_outcome_round: outcome.map(|_| round),
+            };
+        let text = fleet_status(
+            2,
+            &[row("a@x", Some("ok"), 1), row("b@x", Some("failed"), 2)],
+            &[],
+        );
+        assert!(text.contains("round 2:"), "{text}");
+        let line = |m: &str| text.lines().find(|l| l.contains(m)).unwrap().to_owned();
+        // Finished in round 1: still to pass in round 2.
+        assert!(
+            line("a@x").contains("waiting") && line("a@x").contains("ok (round 1)"),
+            "{text}"
+        );
+        assert!(
+            line("b@x").contains("finished (failed)") && line("b@x").contains("failed (round 2)"),
+            "{text}"
+        );
+    }
+
+    #[test]
     fn verify_csv_names_folders_decoded_beside_the_raw_name() {
         assert_eq!(decoded_folder("Entw&APw-rfe"), "Entwürfe");
         assert_eq!(decoded_folder("A&B"), "A&B");

@@ -475,4 +475,17 @@ async fn round_two_copies_what_arrived_since_the_first_pass_exactly_once() {
     assert_eq!(code, 2, "{err}");
     assert!(err.contains("the next is 3"), "{err}");
     assert_eq!(total_items(&rig), first + MAILBOXES * NEW);
+    // On the plan's SQLite ledger (no --ledger, no [ledger] url) --round means nothing.
+    let out = Command::new(env!("CARGO_BIN_EXE_mailferry"))
+        .args(["migrate", "--round", "2", "--plan"])
+        .arg(&rig.plan_path)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains("--round works on a PostgreSQL ledger"),
+        "{err}"
+    );
+    assert_eq!(total_items(&rig), first + MAILBOXES * NEW);
 }
