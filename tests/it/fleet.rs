@@ -489,3 +489,58 @@ async fn round_two_copies_what_arrived_since_the_first_pass_exactly_once() {
     );
     assert_eq!(total_items(&rig), first + MAILBOXES * NEW);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn retry_failed_passes_a_mailbox_that_failed_in_the_round_once_more() {
+    let pg = Postgres::start();
+    let (rig, names, expected) = rig(0).await;
+    // user03's Maildir is unreadable in the first pass (a file where its tree should be).
+    let tree = rig.tree("user03");
+    let aside = tree.with_extension("aside");
+    std::fs::rename(&tree, &aside).unwrap();
+    std::fs::write(&tree, "not a Maildir").unwrap();
+    let mut w = Workers::start(&rig.plan_path, &pg, rig.dir.path(), 1);
+    let codes = wait_all(&mut w.children, Duration::from_secs(240)).await;
+    assert_eq!(codes, vec![1], "{}", w.stderr(0));
+    let outcome = |status: &serde_json::Value, key: &str| {
+        status["fleet"]["leases"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|l| l["mailbox"] == key)
+            .map(|l| (l["outcome"].clone(), l["round"].clone()))
+            .unwrap()
+    };
+    let (code, out, err) = run(&rig.plan_path, &pg, &["status", "--json"]).await;
+    assert_eq!(code, 0, "{err}");
+    let status: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(
+        outcome(&status, "user03@contoso.example"),
+        ("failed".into(), 1.into())
+    );
+    assert_eq!(rig.items("user03").len(), 0);
+    // Failed finishes the mailbox for the round: a plain worker leaves it.
+    let (code, _, err) = run(&rig.plan_path, &pg, &["migrate"]).await;
+    assert_eq!(code, 0, "{err}");
+    assert!(err.contains("nothing left to claim in round 1"), "{err}");
+    assert_eq!(rig.items("user03").len(), 0);
+
+    // Fixed: --retry-failed passes it once more, in the same round, and nothing else.
+    std::fs::remove_file(&tree).unwrap();
+    std::fs::rename(&aside, &tree).unwrap();
+    let before = total_items(&rig);
+    let (code, _, err) = run(&rig.plan_path, &pg, &["migrate", "--retry-failed"]).await;
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(total_items(&rig), before + 2 * PER_FOLDER);
+    assert_eq!(lost_and_duplicated(&rig, &names, &expected), (0, 0));
+    let (code, out, err) = run(&rig.plan_path, &pg, &["status", "--json"]).await;
+    assert_eq!(code, 0, "{err}");
+    let status: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(status["fleet"]["round"], 1);
+    assert_eq!(
+        outcome(&status, "user03@contoso.example"),
+        ("ok".into(), 1.into())
+    );
+    let (code, out, err) = run(&rig.plan_path, &pg, &["verify", "--deep"]).await;
+    assert_eq!(code, 0, "verify --deep:\n{out}\n{err}");
+}
