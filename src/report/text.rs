@@ -368,6 +368,7 @@ fn decoded_folder(raw: &str) -> String {
 pub fn fleet_status(
     leases: &[crate::ledger::postgres::LeaseRow],
     workers: &[crate::ledger::postgres::WorkerRow],
+    rates: &[(&str, f64)],
 ) -> String {
     let secs = |ms: Option<i64>| {
         ms.map(|ms| format!("{:.0}s", ms as f64 / 1000.0))
@@ -394,6 +395,11 @@ pub fn fleet_status(
                 secs(l.heartbeat_age_ms),
                 secs(l.expires_in_ms),
                 l.generation.to_string(),
+                rates
+                    .iter()
+                    .find(|(m, _)| *m == l.mailbox)
+                    .map(|(_, r)| rate(*r))
+                    .unwrap_or_else(|| "-".into()),
             ]
         })
         .collect();
@@ -406,6 +412,7 @@ pub fn fleet_status(
             "heartbeat age",
             "expires in",
             "generation",
+            "rate",
         ],
         &rows,
     ));
@@ -441,6 +448,15 @@ pub fn fleet_status(
         &rows,
     ));
     out
+}
+
+/// Messages per second, as `status` shows it: `12.3 msg/s`; below 1, per minute.
+fn rate(per_second: f64) -> String {
+    if per_second >= 1.0 || per_second == 0.0 {
+        format!("{per_second:.1} msg/s")
+    } else {
+        format!("{:.1} msg/min", per_second * 60.0)
+    }
 }
 
 #[cfg(test)]
@@ -483,5 +499,12 @@ mod tests {
         assert!(out.contains("1 of 3 folders listed"), "{out}");
         let out = status(&[progress(Some(1), 1)], &[], &[]);
         assert!(out.contains("100.0%") && !out.contains("partial"), "{out}");
+    }
+
+    #[test]
+    fn rates_read_per_second_or_per_minute() {
+        assert_eq!(rate(12.34), "12.3 msg/s");
+        assert_eq!(rate(0.0), "0.0 msg/s");
+        assert_eq!(rate(0.05), "3.0 msg/min");
     }
 }
