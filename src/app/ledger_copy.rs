@@ -107,7 +107,9 @@ pub async fn ledger_copy(
                 .await?
                 .iter()
                 .filter(|l| {
-                    l.outcome.is_none() && l.owner.is_some() && l.expires_in_ms.is_some_and(|ms| ms > 0)
+                    l.outcome.is_none()
+                        && l.owner.is_some()
+                        && l.expires_in_ms.is_some_and(|ms| ms > 0)
                 })
                 .count();
             // The target's run lock, taken before the file is created: no run can start on

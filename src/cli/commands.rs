@@ -385,7 +385,10 @@ async fn doctor(args: &PlanArgs) -> u8 {
 }
 
 async fn ledger_copy(from: &str, to: &str, plan: Option<&std::path::Path>, json: bool) -> u8 {
-    let (from, to) = match (app::LedgerLocation::parse(from), app::LedgerLocation::parse(to)) {
+    let (from, to) = match (
+        app::LedgerLocation::parse(from),
+        app::LedgerLocation::parse(to),
+    ) {
         (Ok(f), Ok(t)) => (f, t),
         (Err(e), _) | (_, Err(e)) => return fail(&AppError::LedgerUrl(e)),
     };

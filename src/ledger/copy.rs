@@ -339,9 +339,8 @@ mod tests {
         let ledger = Ledger::open(&dir.path().join("l.db")).unwrap();
         let tables: Vec<String> = ledger
             .with(|c| {
-                let mut st = c.prepare(
-                    "SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name",
-                )?;
+                let mut st =
+                    c.prepare("SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name")?;
                 st.query_map([], |r| r.get(0))?.collect()
             })
             .unwrap();
@@ -369,7 +368,8 @@ mod tests {
         let mb = from.mailbox("a@x", "exo").unwrap();
         from.set_mailbox_state(mb, run, "ok", None).unwrap();
         let folder = from.folder(mb, "INBOX").unwrap();
-        from.set_folder_target(folder.id, "Inbox", "dest-1").unwrap();
+        from.set_folder_target(folder.id, "Inbox", "dest-1")
+            .unwrap();
         from.with(|c| {
             for uid in 1..=3i64 {
                 c.execute(

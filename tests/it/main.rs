@@ -14,6 +14,7 @@ mod graph_sink;
 mod hostile;
 mod imap_sink;
 mod imap_source;
+mod ledger_copy;
 mod ledger_pg;
 mod ledger_pg_fleet;
 mod ledger_pg_parity;

@@ -29,7 +29,11 @@ impl PgLedger {
     pub async fn table_counts(&self) -> Result<Vec<TableCount>, PgLedgerError> {
         let conn = self.conn.lock().await;
         let mut out = Vec::new();
-        for name in TABLES.iter().map(|t| t.name).chain(FLEET_TABLES.iter().copied()) {
+        for name in TABLES
+            .iter()
+            .map(|t| t.name)
+            .chain(FLEET_TABLES.iter().copied())
+        {
             let row = conn
                 .client
                 .query_one(&format!("SELECT count(*) FROM {name}"), &[])
@@ -59,7 +63,11 @@ impl PgLedger {
             .await
             .map_err(err)?;
         let mut found = Vec::new();
-        for name in TABLES.iter().map(|t| t.name).chain(FLEET_TABLES.iter().copied()) {
+        for name in TABLES
+            .iter()
+            .map(|t| t.name)
+            .chain(FLEET_TABLES.iter().copied())
+        {
             let row = tx
                 .query_one(&format!("SELECT count(*) FROM {name}"), &[])
                 .await
