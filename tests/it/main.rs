@@ -6,6 +6,7 @@ mod cli_exits;
 mod completeness;
 mod cyrus;
 mod demo;
+mod deploy;
 mod doctor;
 mod emulator;
 mod fidelity;
