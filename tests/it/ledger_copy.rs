@@ -307,3 +307,114 @@ async fn a_postgres_ledger_copied_back_to_sqlite_shows_the_same_status() {
     assert_eq!(uploaded(&rig), before);
     assert_eq!(lost_and_duplicated(&rig, &expected), (0, 0));
 }
+
+/// Every row of every ledger table of a SQLite file, as SQLite values, in id order.
+fn dump(path: &Path) -> Vec<(String, Vec<Vec<rusqlite::types::Value>>)> {
+    let c = rusqlite::Connection::open(path).unwrap();
+    ["runs", "mailboxes", "folders", "messages", "throttle"]
+        .iter()
+        .map(|t| {
+            let mut st = c
+                .prepare(&format!("SELECT * FROM {t} ORDER BY 1, 2"))
+                .unwrap();
+            let n = st.column_count();
+            let rows = st
+                .query_map([], |r| (0..n).map(|i| r.get(i)).collect())
+                .unwrap()
+                .collect::<Result<Vec<Vec<_>>, _>>()
+                .unwrap();
+            (t.to_string(), rows)
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn more_rows_than_one_batch_go_there_and_back_value_for_value() {
+    use mailferry::ledger::postgres::{Clock, PgLedger, PgUrl, UrlOrigin};
+    let pg = Postgres::start();
+    let dir = tempfile::tempdir().unwrap();
+    let (from, back) = (dir.path().join("from.db"), dir.path().join("back.db"));
+    let source = Ledger::open(&from).unwrap();
+    let run = source.start_run("migrate").unwrap();
+    let mb = source.mailbox("ann@x", "exo").unwrap();
+    source.set_mailbox_state(mb, run, "ok", None).unwrap();
+    let folders = [
+        source.folder(mb, "INBOX").unwrap().id,
+        source.folder(mb, "Archive").unwrap().id,
+    ];
+    drop(source);
+    // 4,500 messages: three batches, the last one partial. Extreme values where the types are
+    // widest (UIDVALIDITY 2^32 - 1, a 63-bit MODSEQ), NULLs and non-ASCII text.
+    {
+        let mut c = rusqlite::Connection::open(&from).unwrap();
+        let tx = c.transaction().unwrap();
+        tx.execute(
+            "UPDATE folders SET uid_validity = 4294967295, highest_modseq = 9223372036854775807,
+             uid_next = 4294967295, source_messages = 4500, source_bytes = 123456789012",
+            [],
+        )
+        .unwrap();
+        for i in 0..4500i64 {
+            let done = i % 3 != 0;
+            tx.execute(
+                "INSERT INTO messages (folder_id, uid_validity, uid, size, sha256, message_id,
+                 internal_date, flags, state, dest_id, attempts, last_error, error_class,
+                 source_gone, updated_run, recheck)
+                 VALUES (?1, 4294967295, ?2, ?3, ?4, ?5, '2024-05-01T00:00:00Z', ?6, ?7, ?8, ?9,
+                 ?10, ?11, ?12, ?13, ?14)",
+                rusqlite::params![
+                    folders[(i % 2) as usize],
+                    i + 1,
+                    i * 1000,
+                    format!("{i:064x}"),
+                    (i % 5 != 0).then(|| format!("<m{i}@x>")),
+                    if i % 2 == 0 { "\\Seen" } else { "" },
+                    if done { "done" } else { "failed" },
+                    done.then(|| format!("AAMk{i}")),
+                    i % 4,
+                    (!done).then_some("Grösse überschritten"),
+                    (!done).then_some("item"),
+                    i % 7 == 0,
+                    run,
+                    i % 11 == 0,
+                ],
+            )
+            .unwrap();
+        }
+        tx.execute(
+            "INSERT INTO throttle (destination, mailbox, until_ms) VALUES
+             ('exo', 'ann@x', 1700000000000), ('exo', 'bob@x', 5)",
+            [],
+        )
+        .unwrap();
+        tx.commit().unwrap();
+    }
+    let url = PgUrl::parse(&pg.url(), UrlOrigin::CommandLine, Some(PASSWORD.into())).unwrap();
+    let db = PgLedger::connect(&url, Clock::Database).await.unwrap();
+    let counts = db
+        .import_ledger(&Ledger::open(&from).unwrap())
+        .await
+        .unwrap();
+    let rows: Vec<(&str, u64)> = counts.iter().map(|c| (c.table.as_str(), c.rows)).collect();
+    assert_eq!(
+        rows,
+        vec![
+            ("runs", 1),
+            ("mailboxes", 1),
+            ("folders", 2),
+            ("messages", 4500),
+            ("throttle", 2)
+        ]
+    );
+    // The sequences are past the copied ids: the next run is 2.
+    assert_eq!(db.start_run("migrate").await.unwrap(), 2);
+    pg.psql("DELETE FROM runs WHERE id = 2");
+    let back_ledger = Ledger::open(&back).unwrap();
+    let counts = db.export_ledger(&back_ledger).await.unwrap();
+    assert_eq!(
+        counts.iter().find(|c| c.table == "messages").unwrap().rows,
+        4500
+    );
+    drop(back_ledger);
+    assert_eq!(dump(&back), dump(&from));
+}
