@@ -278,9 +278,20 @@ async fn a_postgres_ledger_copied_back_to_sqlite_shows_the_same_status() {
     let back = rig.dir.path().join("back.db");
     let args = copy(&url, back.to_str().unwrap());
     let refs: Vec<&str> = args.iter().map(String::as_str).collect();
-    let (code, out, err) = mailferry(&refs[..6]).await;
+    let mut json_args = refs[..6].to_vec();
+    json_args.push("--json");
+    let (code, out, err) = mailferry(&json_args).await;
     assert_eq!(code, 0, "{err}");
-    assert!(out.contains("messages") && out.contains("48"), "{out}");
+    let outcome: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let messages = outcome["tables"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["table"] == "messages")
+        .unwrap();
+    assert_eq!(messages["rows"], 48, "{outcome:#}");
+    assert_eq!(outcome["mailboxes_in_flight"], 0, "{outcome:#}");
+    assert!(!out.contains(PASSWORD), "{out}");
     // Into a SQLite file that holds data: refused, and the file is unchanged.
     let (code, _, err) = mailferry(&refs[..6]).await;
     assert_eq!(code, 2, "{err}");
