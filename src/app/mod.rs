@@ -6,12 +6,14 @@
 //! before it opens the ledger, so two scheduled runs never overlap, whoever the caller is.
 
 mod fleet;
+mod ledger_copy;
 mod signals;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 pub use fleet::{hostname, ledger_url, plan_identity};
+pub use ledger_copy::{CopyOutcome, LedgerLocation, ledger_copy};
 pub use signals::watch_signals;
 
 use crate::engine::fleet::FleetOptions;
@@ -52,6 +54,9 @@ pub enum AppError {
     /// An option that does not apply here (exit 2).
     #[error("{0}")]
     Usage(String),
+    /// `ledger copy` refused (the target holds data: exit 2) or met a value it cannot copy.
+    #[error(transparent)]
+    Copy(crate::ledger::CopyError),
 }
 
 impl AppError {
@@ -67,6 +72,7 @@ impl AppError {
                 | AppError::Usage(_)
                 | AppError::Fleet(PgLedgerError::PlanMismatch { .. })
                 | AppError::Fleet(PgLedgerError::Round { .. })
+                | AppError::Copy(crate::ledger::CopyError::NotEmpty { .. })
         )
     }
 }
@@ -260,6 +266,16 @@ pub struct FleetStatus {
     pub leases: Vec<LeaseRow>,
     /// Every worker that ever registered: alive or not, heartbeat age, runs, mailboxes held.
     pub workers: Vec<crate::ledger::postgres::WorkerRow>,
+    /// Messages per second of each mailbox being worked on (its current pass) or finished
+    /// (its last pass); mailboxes never claimed have none (`PgLedger::mailbox_rates`).
+    pub rates: Vec<MailboxRate>,
+}
+
+/// One mailbox's copy rate, for `status --ledger URL`.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct MailboxRate {
+    pub mailbox: String,
+    pub messages_per_second: f64,
 }
 
 /// `status`: reads the ledger (never writes), limited to `mailboxes` when given.
@@ -288,6 +304,15 @@ pub async fn status(
             let leases = db.leases().await?;
             let workers = db.workers().await?;
             let round = db.newest_round().await?;
+            let rates = db
+                .mailbox_rates()
+                .await?
+                .into_iter()
+                .map(|(mailbox, messages_per_second)| MailboxRate {
+                    mailbox,
+                    messages_per_second,
+                })
+                .collect();
             let ledger = Ledger::postgres(db);
             (
                 ledger.progress().map_err(ledger_error)?,
@@ -297,6 +322,7 @@ pub async fn status(
                     round,
                     leases,
                     workers,
+                    rates,
                 }),
             )
         }
@@ -308,6 +334,7 @@ pub async fn status(
         failures.retain(|f| wanted.contains(&f.mailbox));
         if let Some(f) = fleet.as_mut() {
             f.leases.retain(|l| wanted.contains(&l.mailbox));
+            f.rates.retain(|r| wanted.contains(&r.mailbox));
         }
     }
     Ok(StatusOutcome {

@@ -4,7 +4,7 @@ use std::path::PathBuf;
 
 use chrono::{DateTime, NaiveDate, Utc};
 
-use super::{Command, PlanArgs, exit};
+use super::{Command, LedgerCommand, PlanArgs, exit};
 use crate::app::{self, AppError, Workspace};
 use crate::engine::{Cancel, MigrateOptions};
 use crate::plan::Plan;
@@ -54,6 +54,15 @@ pub(super) async fn run(command: Command) -> u8 {
             concurrency,
             report_dir,
         } => verify(&plan, deep, concurrency, report_dir).await,
+        Command::Ledger {
+            command:
+                LedgerCommand::Copy {
+                    from,
+                    to,
+                    plan,
+                    json,
+                },
+        } => ledger_copy(&from, &to, plan.as_deref(), json).await,
         Command::Emulator {
             listen,
             config,
@@ -81,7 +90,11 @@ pub(super) async fn run(command: Command) -> u8 {
 
 /// Loads the plan, printing its warnings; `None` (after printing why) on a plan error.
 fn load_plan(args: &PlanArgs) -> Option<Plan> {
-    match Plan::load(&args.plan) {
+    load_plan_file(&args.plan)
+}
+
+fn load_plan_file(path: &std::path::Path) -> Option<Plan> {
+    match Plan::load(path) {
         Ok(plan) => {
             for w in &plan.warnings {
                 eprintln!("mailferry: warning: {w}");
@@ -268,10 +281,16 @@ async fn status(args: &PlanArgs) -> u8 {
             &outcome.runs,
         ));
         if let Some(fleet) = &outcome.fleet {
+            let rates: Vec<(&str, f64)> = fleet
+                .rates
+                .iter()
+                .map(|r| (r.mailbox.as_str(), r.messages_per_second))
+                .collect();
             stdout::write(&report::text::fleet_status(
                 fleet.round,
                 &fleet.leases,
                 &fleet.workers,
+                &rates,
             ));
         }
     }
@@ -369,4 +388,55 @@ async fn doctor(args: &PlanArgs) -> u8 {
     } else {
         exit::OK
     }
+}
+
+async fn ledger_copy(from: &str, to: &str, plan: Option<&std::path::Path>, json: bool) -> u8 {
+    let (from, to) = match (
+        app::LedgerLocation::parse(from),
+        app::LedgerLocation::parse(to),
+    ) {
+        (Ok(f), Ok(t)) => (f, t),
+        (Err(e), _) | (_, Err(e)) => return fail(&AppError::LedgerUrl(e)),
+    };
+    let plan = match plan {
+        Some(path) => match load_plan_file(path) {
+            Some(p) => Some(p),
+            None => return exit::USAGE,
+        },
+        None => None,
+    };
+    let outcome = match app::ledger_copy(&from, &to, plan.as_ref()).await {
+        Ok(o) => o,
+        Err(e) => return fail(&e),
+    };
+    if json {
+        print_json(&outcome);
+    } else {
+        stdout::write(&copy_text(&outcome));
+    }
+    exit::OK
+}
+
+/// `ledger copy`'s summary: rows per table, then what the target needs next.
+fn copy_text(o: &app::CopyOutcome) -> String {
+    let rows: Vec<Vec<String>> = o
+        .tables
+        .iter()
+        .map(|t| vec![t.table.clone(), t.rows.to_string()])
+        .collect();
+    let mut out = format!("copied the ledger {} to {}\n", o.from, o.to);
+    out.push_str(&report::table::render(&["table", "rows"], &rows));
+    if let Some(n) = o.plan_mailboxes {
+        out.push_str(&format!(
+            "registered the plan: {n} mailboxes, each claimable by fleet workers \
+             (mailferry migrate --ledger URL)\n"
+        ));
+    }
+    if let Some(n) = o.mailboxes_in_flight.filter(|n| *n > 0) {
+        out.push_str(&format!(
+            "note: {n} mailboxes were being worked on by fleet workers; the copy holds their \
+             progress up to that moment\n"
+        ));
+    }
+    out
 }

@@ -118,6 +118,11 @@ pub enum Command {
         #[command(flatten)]
         plan: PlanArgs,
     },
+    /// Work on a ledger as a whole (see `mailferry ledger copy --help`).
+    Ledger {
+        #[command(subcommand)]
+        command: LedgerCommand,
+    },
     /// Serve the Graph emulator for rehearsals.
     Emulator {
         /// Address to listen on.
@@ -146,6 +151,29 @@ pub enum Command {
         /// Work in this new or empty directory and keep it (plan, ledger, reports).
         #[arg(long, value_name = "DIR")]
         keep: Option<PathBuf>,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum LedgerCommand {
+    /// Copy a project's ledger between SQLite and PostgreSQL, every table and id kept: into
+    /// fleet mode mid-project (SQLite -> PostgreSQL, the plan registered for the workers), or
+    /// out of it / as a backup (PostgreSQL -> SQLite). The target must be new or empty; a run
+    /// holding the SQLite ledger's lock is refused (exit 3).
+    Copy {
+        /// The ledger to read: a SQLite file, or postgres://user@host/db (the password from
+        /// PGPASSWORD).
+        #[arg(long, value_name = "FILE|URL")]
+        from: String,
+        /// The ledger to write: a new or empty SQLite file, or an empty PostgreSQL database.
+        #[arg(long, value_name = "FILE|URL")]
+        to: String,
+        /// The plan file: required into PostgreSQL, where it is registered for fleet workers.
+        #[arg(long, value_name = "FILE")]
+        plan: Option<PathBuf>,
+        /// Machine-readable output on stdout.
+        #[arg(long)]
+        json: bool,
     },
 }
 

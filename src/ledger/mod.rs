@@ -11,6 +11,7 @@
 //! opened by operators with `sqlite3`.
 
 mod backend;
+mod copy;
 mod messages;
 pub mod postgres;
 mod queries;
@@ -18,6 +19,7 @@ mod schema;
 mod throttle;
 mod totals;
 
+pub use copy::{CopyError, TableCount};
 pub use messages::{MessageRow, MessageState, NewMessage};
 pub use queries::{FailureGroup, FolderCounts, MailboxProgress, RunRow};
 

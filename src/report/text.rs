@@ -369,6 +369,7 @@ pub fn fleet_status(
     round: i64,
     leases: &[crate::ledger::postgres::LeaseRow],
     workers: &[crate::ledger::postgres::WorkerRow],
+    rates: &[(&str, f64)],
 ) -> String {
     let secs = |ms: Option<i64>| {
         ms.map(|ms| format!("{:.0}s", ms as f64 / 1000.0))
@@ -401,6 +402,11 @@ pub fn fleet_status(
                 secs(l.expires_in_ms),
                 l.generation.to_string(),
                 last,
+                rates
+                    .iter()
+                    .find(|(m, _)| *m == l.mailbox)
+                    .map(|(_, r)| rate(*r))
+                    .unwrap_or_else(|| "-".into()),
             ]
         })
         .collect();
@@ -414,6 +420,7 @@ pub fn fleet_status(
             "expires in",
             "generation",
             "last outcome",
+            "rate",
         ],
         &rows,
     ));
@@ -451,6 +458,15 @@ pub fn fleet_status(
     out
 }
 
+/// Messages per second, as `status` shows it: `12.3 msg/s`; below 1, per minute.
+fn rate(per_second: f64) -> String {
+    if per_second >= 1.0 || per_second == 0.0 {
+        format!("{per_second:.1} msg/s")
+    } else {
+        format!("{:.1} msg/min", per_second * 60.0)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -475,12 +491,15 @@ mod tests {
             2,
             &[row("a@x", Some("ok"), 1), row("b@x", Some("failed"), 2)],
             &[],
+            &[("a@x", 2.5)],
         );
         assert!(text.contains("round 2:"), "{text}");
         let line = |m: &str| text.lines().find(|l| l.contains(m)).unwrap().to_owned();
         // Finished in round 1: still to pass in round 2.
         assert!(
-            line("a@x").contains("waiting") && line("a@x").contains("ok (round 1)"),
+            line("a@x").contains("waiting")
+                && line("a@x").contains("ok (round 1)")
+                && line("a@x").contains("2.5 msg/s"),
             "{text}"
         );
         assert!(
@@ -525,5 +544,12 @@ mod tests {
         assert!(out.contains("1 of 3 folders listed"), "{out}");
         let out = status(&[progress(Some(1), 1)], &[], &[]);
         assert!(out.contains("100.0%") && !out.contains("partial"), "{out}");
+    }
+
+    #[test]
+    fn rates_read_per_second_or_per_minute() {
+        assert_eq!(rate(12.34), "12.3 msg/s");
+        assert_eq!(rate(0.0), "0.0 msg/s");
+        assert_eq!(rate(0.05), "3.0 msg/min");
     }
 }

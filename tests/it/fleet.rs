@@ -267,10 +267,19 @@ async fn three_workers_finish_a_twelve_mailbox_plan_exactly_once() {
         .map(|m| m["done"].as_u64().unwrap())
         .sum();
     assert_eq!(done as usize, MAILBOXES * 2 * PER_FOLDER);
+    // Each mailbox's rate over its (only) pass: 24 messages copied, so above 0; and no more
+    // than 24 in a millisecond (the shortest duration the rate divides by).
+    let rates = status["fleet"]["rates"].as_array().unwrap();
+    assert_eq!(rates.len(), MAILBOXES, "{rates:#?}");
+    for r in rates {
+        let rate = r["messages_per_second"].as_f64().unwrap();
+        assert!(rate > 0.0 && rate <= 24_000.0, "{r}");
+    }
     let (code, text, err) = run(&rig.plan_path, &pg, &["status"]).await;
     assert_eq!(code, 0, "{err}");
     assert!(
         text.contains("fleet (PostgreSQL ledger)")
+            && text.contains(" msg/")
             && text.contains("finished (ok)")
             && text.contains("workers:")
             && text.contains("stopped"),

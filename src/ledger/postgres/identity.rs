@@ -14,7 +14,7 @@ use sha2::{Digest, Sha256};
 use super::{PgLedger, PgLedgerError, db_err, now_sql};
 
 /// Key of the transaction-scoped advisory lock held while registering a plan ("mfplan").
-const PLAN_LOCK: i64 = 0x6d66_706c_616e;
+pub(super) const PLAN_LOCK: i64 = 0x6d66_706c_616e;
 /// How many names a difference lists before "and N more".
 const NAMES_SHOWN: usize = 5;
 

@@ -15,6 +15,7 @@
 //! What exists here is the foundation: the application layer that chooses this backend and the
 //! engine wiring are not built yet (docs/fleet.md says what remains).
 
+mod copy;
 mod identity;
 mod lease;
 mod messages;

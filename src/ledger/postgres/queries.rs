@@ -255,26 +255,47 @@ impl PgLedger {
             .collect())
     }
 
-    /// Per mailbox being worked on now (an unexpired, unfinished lease), by key: messages done
-    /// per second by its lease holder since it claimed the mailbox. "Done by the holder" means
-    /// `done` rows of the mailbox whose `updated_run` is one of the holder's runs (rows it
-    /// finished in an earlier claim of the same mailbox count too); the time is from the lease's
-    /// `claimed_at` to now, at least one second so a fresh claim does not divide by nearly zero.
+    /// Messages done per second, by mailbox key: for a mailbox being worked on now (an
+    /// unexpired, unfinished lease), by its lease holder since it claimed the mailbox; for a
+    /// finished one, by its last pass.
+    ///
+    /// - Being worked on: `done` rows of the mailbox whose `updated_run` is one of the holder's
+    ///   runs (rows it finished in an earlier claim of the same mailbox count too), over the
+    ///   time from the lease's `claimed_at` to now, at least one second so a fresh claim does
+    ///   not divide by nearly zero.
+    /// - Finished (`ok` or `failed`): `done` rows whose `updated_run` is the run that recorded
+    ///   the mailbox's outcome (`mailboxes.last_run`), over `claimed_at` to `finished_at`. A
+    ///   pass that found everything already copied has a rate of 0.
+    ///
+    /// A mailbox never claimed, or whose holder's lease expired unfinished, has no rate.
     pub async fn mailbox_rates(&self) -> Result<Vec<(String, f64)>, PgLedgerError> {
         let rows = self
             .read(
                 concat!(
                     "SELECT mb.key,
-                       (SELECT count(*) FROM folders f JOIN messages m ON m.folder_id = f.id
+                       CASE WHEN l.outcome IS NULL THEN
+                         (SELECT count(*) FROM folders f JOIN messages m ON m.folder_id = f.id
                           WHERE f.mailbox_id = l.mailbox_id AND m.state = 'done'
-                            AND m.updated_run IN (SELECT r.id FROM runs r WHERE r.worker = l.owner)),
-                       GREATEST(EXTRACT(EPOCH FROM (",
+                            AND m.updated_run IN (SELECT r.id FROM runs r WHERE r.worker = l.owner))
+                       ELSE
+                         (SELECT count(*) FROM folders f JOIN messages m ON m.folder_id = f.id
+                          WHERE f.mailbox_id = l.mailbox_id AND m.state = 'done'
+                            AND m.updated_run = mb.last_run)
+                       END,
+                       CASE WHEN l.outcome IS NULL THEN
+                         GREATEST(EXTRACT(EPOCH FROM (",
                     now_sql!(1),
                     " - l.claimed_at))::float8, 1.0)
+                       ELSE
+                         GREATEST(EXTRACT(EPOCH FROM (l.finished_at - l.claimed_at))::float8, 0.001)
+                       END
                      FROM leases l JOIN mailboxes mb ON mb.id = l.mailbox_id
-                     WHERE l.owner IS NOT NULL AND l.outcome IS NULL AND l.expires_at > ",
+                     WHERE (l.owner IS NOT NULL AND l.outcome IS NULL AND l.expires_at > ",
                     now_sql!(1),
-                    " ORDER BY mb.key"
+                    ")
+                        OR (l.outcome IS NOT NULL AND l.claimed_at IS NOT NULL
+                            AND l.finished_at IS NOT NULL)
+                     ORDER BY mb.key"
                 ),
                 &[&self.clock.param()],
             )
