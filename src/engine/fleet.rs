@@ -27,6 +27,11 @@ use crate::ledger::postgres::{Lease, Outcome, PgLedger};
 use crate::plan::{Plan, SourceKind};
 use crate::report::{Events, MailboxSummary, RunSummary};
 
+/// How many lease lengths the worker waits for a lost database before its calls fail. Past one
+/// lease length other workers may take its mailboxes over (the renewal after the reconnect then
+/// says so and the worker stops them); past this many the database is taken for gone.
+pub const OUTAGE_LEASES: u32 = 5;
+
 /// How this worker takes part in the fleet.
 #[derive(Debug, Clone)]
 pub struct FleetOptions {
@@ -68,6 +73,9 @@ pub async fn migrate(
     let settle_from = tokio::time::Instant::now();
     let started_at = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
     let pg = |e| EngineError::Ledger(crate::ledger::LedgerError::Postgres(e));
+    // Calls wait this long for a lost database to come back (docs/fleet.md, "PostgreSQL
+    // restarted or unreachable").
+    db.set_outage_limit(fleet.lease * OUTAGE_LEASES);
     db.register_worker(&fleet.hostname, std::process::id())
         .await
         .map_err(pg)?;
@@ -174,8 +182,9 @@ impl Slot<'_> {
     async fn run(&self) -> (Vec<MailboxSummary>, Vec<String>, Option<String>) {
         let mut done = Vec::new();
         let mut lost = Vec::new();
-        // Since when the ledger has been failing this slot (reconnecting is not built yet: a
-        // connection the server closed stays closed, so the slot stops after a lease length).
+        // Since when the ledger has been failing this slot. A lost connection does not count
+        // here until it has been gone for the outage limit (calls wait for the reconnect), so
+        // this is a lease length more than that, or a lease length of other failures.
         let mut failing: Option<Instant> = None;
         let mut gave_up = None;
         while !self.cancel.is_cancelled() {
@@ -316,14 +325,21 @@ async fn renew(
     let length = held.length;
     let ms = i64::try_from(length.as_millis()).unwrap_or(i64::MAX);
     let mut renewed = tokio::time::Instant::now();
+    let mut pause = length / 3;
     loop {
-        tokio::time::sleep(length / 3).await;
+        tokio::time::sleep(pause).await;
+        pause = length / 3;
         // Taken before the request: the database's expiry is at least this plus the length.
         let asked = Instant::now();
         match db.renew(&lease, ms).await {
             Ok(()) => {
                 renewed = tokio::time::Instant::now();
                 held.renewed(asked);
+                // A renewal that waited for a reconnect proves only the old instant: renew
+                // again at once, so the send gate sees the lease as fresh as it is.
+                if asked.elapsed() > length / 6 {
+                    pause = Duration::ZERO;
+                }
             }
             Err(e) if e.is_lease_lost() => {
                 tracing::warn!(mailbox = lease.mailbox, error = %e, "lease lost");

@@ -17,6 +17,7 @@ mod imap_source;
 mod ledger_pg;
 mod ledger_pg_fleet;
 mod ledger_pg_parity;
+mod ledger_pg_reconnect;
 mod maildir_source;
 mod migrate;
 mod migrate_imap;
