@@ -262,7 +262,10 @@ impl Slot<'_> {
         );
         let cancel = self.cancel.child();
         let lost = Arc::new(AtomicBool::new(false));
-        let held = Arc::new(LeaseClock::new(self.lease));
+        let held = Arc::new(LeaseClock::new(
+            self.lease,
+            Some((Arc::clone(self.db), lease.clone())),
+        ));
         let user = mb.destination_user.to_ascii_lowercase();
         self.clocks.insert(&user, Arc::clone(&held));
         let renewer = tokio::spawn(renew(
@@ -365,17 +368,29 @@ async fn renew(
 /// instant, so it is surely held until that instant plus (most of) its length. Measured on the
 /// monotonic clock, which keeps running while the process is frozen: a worker thawed after
 /// SIGSTOP sees at once that its lease may be gone, before any renewal could tell it.
-#[derive(Debug)]
 pub(crate) struct LeaseClock {
     length: Duration,
     state: std::sync::Mutex<Option<Instant>>,
+    /// The ledger that renews the lease on its own after a reconnect (before the renewer
+    /// below can), and the lease.
+    ledger: Option<(Arc<PgLedger>, Lease)>,
+}
+
+impl std::fmt::Debug for LeaseClock {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LeaseClock")
+            .field("length", &self.length)
+            .field("state", &self.state)
+            .finish_non_exhaustive()
+    }
 }
 
 impl LeaseClock {
-    fn new(length: Duration) -> LeaseClock {
+    fn new(length: Duration, ledger: Option<(Arc<PgLedger>, Lease)>) -> LeaseClock {
         LeaseClock {
             length,
             state: std::sync::Mutex::new(Some(Instant::now())),
+            ledger,
         }
     }
 
@@ -394,7 +409,13 @@ impl LeaseClock {
     /// for the clocks' drift and the request's own travel).
     fn held(&self) -> bool {
         let s = *self.state.lock().unwrap_or_else(|p| p.into_inner());
-        s.is_some_and(|at| at.elapsed() < self.length * 5 / 6)
+        let Some(mut at) = s else {
+            return false;
+        };
+        if let Some(by_ledger) = self.ledger.as_ref().and_then(|(db, l)| db.renewed_at(l)) {
+            at = at.max(by_ledger);
+        }
+        at.elapsed() < self.length * 5 / 6
     }
 }
 

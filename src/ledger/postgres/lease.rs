@@ -150,6 +150,7 @@ impl PgLedger {
         lease_ms: i64,
         host_cap: Option<u32>,
     ) -> Result<Option<Lease>, PgLedgerError> {
+        let asked = std::time::Instant::now();
         let cap = host_cap.map(i64::from);
         let mut full: Vec<String> = Vec::new();
         let mut guard = self.conn().await?;
@@ -238,7 +239,7 @@ impl PgLedger {
                 generation,
                 source_host: host,
             };
-            self.hold(&lease, lease_ms);
+            self.hold(&lease, lease_ms, asked);
             return Ok(Some(lease));
         }
     }
@@ -252,6 +253,7 @@ impl PgLedger {
         lease_ms: i64,
     ) -> Result<(), PgLedgerError> {
         let mut conn = self.conn().await?;
+        let asked = std::time::Instant::now();
         let st = conn
             .prepared(concat!(
                 "WITH w AS (UPDATE workers SET heartbeat_at = ",
@@ -281,7 +283,7 @@ impl PgLedger {
             .await
             .map_err(|e| db_err(&self.url, e))?;
         if n == 1 {
-            self.hold(lease, lease_ms);
+            self.hold(lease, lease_ms, asked);
             return Ok(());
         }
         Err(self.lost(&mut conn, lease).await)

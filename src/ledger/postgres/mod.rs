@@ -10,10 +10,9 @@
 //!
 //! Times that decide leases come from the database's clock (one clock for the whole fleet), or
 //! from a [`Clock::Manual`] that tests move by hand. The connection is one `tokio-postgres`
-//! client behind an async lock; TLS goes through tokio-rustls ([`tls`]).
-//!
-//! What exists here is the foundation: the application layer that chooses this backend and the
-//! engine wiring are not built yet (docs/fleet.md says what remains).
+//! client behind an async lock, replaced when it breaks ([`reconnect`]: the held leases are
+//! renewed on the new one before anything else; [`retry`] lists which calls are repeated); TLS
+//! goes through tokio-rustls ([`tls`]).
 
 mod identity;
 mod lease;
@@ -29,7 +28,7 @@ mod url;
 pub use identity::{PlanIdentity, PlanMailbox};
 pub use lease::{Lease, LeaseRow, Outcome};
 pub use queries::{WORKER_ALIVE_MS, WorkerRow};
-pub use reconnect::DEFAULT_OUTAGE_LIMIT;
+pub use reconnect::{CLAIM_GRACE, DEFAULT_OUTAGE_LIMIT};
 pub use schema::{FLEET_VERSION, LEDGER_VERSION};
 pub use url::{PgHost, PgUrl, SslMode, UrlError, UrlOrigin};
 
@@ -173,7 +172,7 @@ pub struct PgLedger {
     dialer: reconnect::Dialer,
     outage: std::sync::Mutex<reconnect::Outage>,
     /// The leases this worker holds (with their length in ms), renewed after a reconnect.
-    held: std::sync::Mutex<HashMap<i64, (Lease, i64)>>,
+    held: std::sync::Mutex<HashMap<i64, reconnect::Held>>,
     clock: Clock,
     worker: String,
 }

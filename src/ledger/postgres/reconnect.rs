@@ -162,12 +162,21 @@ impl Conn {
     }
 }
 
+/// The longest a worker back from an outage waits before claiming mailboxes (see
+/// [`PgLedger::claim`]): a little over the longest pause between two reconnect attempts, so
+/// the other workers, reconnecting at their own pace, renew their leases first.
+pub const CLAIM_GRACE: Duration = Duration::from_secs(5);
+
 /// The outage state shared by every call of one ledger.
 #[derive(Debug)]
 pub(super) struct Outage {
     /// When the current outage began (`None`: connected).
     since: Option<Instant>,
     limit: Duration,
+    /// When the last outage ended, and how long it lasted.
+    resumed: Option<(Instant, Duration)>,
+    /// Connections made since the ledger was opened (which one a failed call used).
+    epoch: u64,
 }
 
 impl Default for Outage {
@@ -175,8 +184,20 @@ impl Default for Outage {
         Outage {
             since: None,
             limit: DEFAULT_OUTAGE_LIMIT,
+            resumed: None,
+            epoch: 0,
         }
     }
+}
+
+/// A lease this worker holds: renewed again after a reconnect.
+#[derive(Debug, Clone)]
+pub(super) struct Held {
+    lease: Lease,
+    /// Its length, in milliseconds.
+    ms: i64,
+    /// Taken before the last request that renewed it (claim, renew or the reconnect's).
+    renewed: Instant,
 }
 
 impl PgLedger {
@@ -209,7 +230,7 @@ impl PgLedger {
         };
         let mut delays = ExponentialBuilder::new()
             .with_min_delay(Duration::from_millis(200))
-            .with_max_delay(Duration::from_secs(5))
+            .with_max_delay(Duration::from_secs(2))
             .with_jitter()
             .without_max_times()
             .build();
@@ -219,7 +240,11 @@ impl PgLedger {
                     *conn = fresh;
                     match self.renew_held(conn).await {
                         Ok(()) => {
-                            self.outage.lock().unwrap_or_else(|p| p.into_inner()).since = None;
+                            let mut o = self.outage.lock().unwrap_or_else(|p| p.into_inner());
+                            o.since = None;
+                            o.resumed = Some((Instant::now(), since.elapsed()));
+                            o.epoch += 1;
+                            drop(o);
                             tracing::warn!(
                                 "ledger {target}: reconnected after {:.1} s",
                                 since.elapsed().as_secs_f64()
@@ -252,14 +277,15 @@ impl PgLedger {
     /// server was away is forgotten with a warning: the fence refuses its mailbox's writes and
     /// the worker's renewer stops that mailbox.
     async fn renew_held(&self, conn: &mut Conn) -> Result<(), tokio_postgres::Error> {
-        let held: Vec<(Lease, i64)> = self
+        let held: Vec<Held> = self
             .held
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .values()
             .cloned()
             .collect();
-        for (lease, ms) in held {
+        for Held { lease, ms, .. } in held {
+            let asked = Instant::now();
             let n = conn
                 .client
                 .execute(
@@ -289,17 +315,46 @@ impl PgLedger {
                     lease.generation
                 );
                 self.forget(&lease);
+            } else {
+                self.hold(&lease, ms, asked);
             }
         }
         Ok(())
     }
 
-    /// Remembers a lease this worker holds, to renew after a reconnect.
-    pub(super) fn hold(&self, lease: &Lease, ms: i64) {
+    /// Remembers a lease this worker holds, renewed by a request sent after `asked`, to renew
+    /// after a reconnect.
+    pub(super) fn hold(&self, lease: &Lease, ms: i64, asked: Instant) {
+        self.held.lock().unwrap_or_else(|p| p.into_inner()).insert(
+            lease.mailbox_id,
+            Held {
+                lease: lease.clone(),
+                ms,
+                renewed: asked,
+            },
+        );
+    }
+
+    /// When `lease` was last renewed by this worker (taken before the request), if it still
+    /// holds it: a reconnect renews every held lease, before the worker's own renewer can.
+    pub fn renewed_at(&self, lease: &Lease) -> Option<Instant> {
         self.held
             .lock()
             .unwrap_or_else(|p| p.into_inner())
-            .insert(lease.mailbox_id, (lease.clone(), ms));
+            .get(&lease.mailbox_id)
+            .filter(|h| h.lease.generation == lease.generation)
+            .map(|h| h.renewed)
+    }
+
+    /// How long a claim should wait now: after an outage, up to [`CLAIM_GRACE`] (no longer
+    /// than the outage lasted) from its end.
+    pub(super) fn claim_grace(&self) -> Option<Duration> {
+        let o = self.outage.lock().unwrap_or_else(|p| p.into_inner());
+        let (at, lasted) = o.resumed?;
+        lasted
+            .min(CLAIM_GRACE)
+            .checked_sub(at.elapsed())
+            .filter(|d| !d.is_zero())
     }
 
     /// Forgets a lease released or lost.
@@ -307,26 +362,32 @@ impl PgLedger {
         let mut held = self.held.lock().unwrap_or_else(|p| p.into_inner());
         if held
             .get(&lease.mailbox_id)
-            .is_some_and(|(l, _)| l.generation == lease.generation)
+            .is_some_and(|h| h.lease.generation == lease.generation)
         {
             held.remove(&lease.mailbox_id);
         }
     }
 
-    /// Marks the connection broken after a call failed with `e`, a connection-class error (the
-    /// connection's own task may not have noticed yet), so the next call reconnects.
-    pub(super) async fn mark_broken(&self, e: &PgLedgerError) {
+    /// Which connection calls use now (see [`PgLedger::mark_broken`]).
+    pub(super) fn epoch(&self) -> u64 {
+        self.outage.lock().unwrap_or_else(|p| p.into_inner()).epoch
+    }
+
+    /// Marks the connection broken after a call made on connection `epoch` failed with `e`, a
+    /// connection-class error (the connection's own task may not have noticed yet), so the next
+    /// call reconnects. A connection made since (another call reconnected first) is left alone.
+    pub(super) async fn mark_broken(&self, e: &PgLedgerError, epoch: u64) {
         let why = match e {
             PgLedgerError::Db { detail, .. } => detail.clone(),
             other => other.to_string(),
         };
-        self.conn
-            .lock()
-            .await
-            .broken
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .get_or_insert(why);
+        let conn = self.conn.lock().await;
+        if self.epoch() == epoch {
+            conn.broken
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .get_or_insert(why);
+        }
     }
 
     /// Whether a call that failed with `e` may run again after a reconnect: a connection-class

@@ -31,9 +31,10 @@ impl PgLedger {
     {
         let first = Instant::now();
         loop {
+            let epoch = self.epoch();
             match call().await {
                 Err(e) if e.is_connection() && self.may_wait(first) => {
-                    self.mark_broken(&e).await;
+                    self.mark_broken(&e, epoch).await;
                 }
                 other => return other,
             }
@@ -48,11 +49,18 @@ impl PgLedger {
     /// Claims one mailbox for `lease_ms` milliseconds: the first not finished and not leased (or
     /// whose lease expired) whose source host has fewer than `host_cap` live leases. `None`:
     /// nothing left to claim now.
+    ///
+    /// Right after an outage it first waits a little (up to [`super::CLAIM_GRACE`]): every
+    /// lease of the fleet may have expired meanwhile, and the workers that held them renew them
+    /// as soon as they are back; claiming at once would take their mailboxes from them.
     pub async fn claim(
         &self,
         lease_ms: i64,
         host_cap: Option<u32>,
     ) -> Result<Option<Lease>, PgLedgerError> {
+        if let Some(wait) = self.claim_grace() {
+            tokio::time::sleep(wait).await;
+        }
         self.retrying(move || self.claim_once(lease_ms, host_cap))
             .await
     }
@@ -68,9 +76,10 @@ impl PgLedger {
     /// Gives the mailbox back: finished for this round (`Ok`, `Failed`) or free to claim again
     /// (`Interrupted`). Fails with [`LeaseLost`] if the lease is no longer this worker's.
     pub async fn release(&self, lease: &Lease, outcome: Outcome) -> Result<(), PgLedgerError> {
+        let epoch = self.epoch();
         match self.release_once(lease, outcome).await {
             Err(e) if e.is_connection() => {
-                self.mark_broken(&e).await;
+                self.mark_broken(&e, epoch).await;
                 match self.release_once(lease, outcome).await {
                     // The first release went through before the connection broke.
                     Err(PgLedgerError::LeaseLost(LeaseLost {
