@@ -115,10 +115,18 @@ where
         .get_or_insert(why);
 }
 
-/// True for errors that mean the connection itself failed (closed, I/O, the server shutting
-/// down or refusing connections for now, SQLSTATE class 08), as opposed to a statement's own.
+/// True for errors that mean the connection itself failed (closed, I/O, a FATAL error, the
+/// server shutting down or refusing connections for now, SQLSTATE class 08), as opposed to a
+/// statement's own.
 pub(super) fn is_connection_error(e: &tokio_postgres::Error) -> bool {
     if e.is_closed() {
+        return true;
+    }
+    // A FATAL error ends the session whatever its code (e.g. 25P03, a transaction left idle
+    // too long by a worker that was frozen).
+    if e.as_db_error()
+        .is_some_and(|db| matches!(db.severity(), "FATAL" | "PANIC"))
+    {
         return true;
     }
     if let Some(code) = e.code() {
