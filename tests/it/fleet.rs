@@ -4,7 +4,8 @@
 //! once, whatever happened to the workers.
 //!
 //! Progress is watched by polling the destination and the ledger, never by fixed sleeps; the
-//! waits that remain are the lease expiries under test (the plan's minimum, 10 s).
+//! waits that remain are the lease expiries under test (the plan's minimum, 10 s) and a
+//! PostgreSQL outage longer than one.
 
 use std::collections::HashMap;
 use std::path::Path;
