@@ -31,6 +31,11 @@ use crate::ledger::postgres::{Lease, Outcome, PgLedger, RoundSpec};
 use crate::plan::{Plan, SourceKind};
 use crate::report::{Events, MailboxSummary, RunSummary};
 
+/// How many lease lengths the worker waits for a lost database before its calls fail. Past one
+/// lease length other workers may take its mailboxes over (the renewal after the reconnect then
+/// says so and the worker stops them); past this many the database is taken for gone.
+pub const OUTAGE_LEASES: u32 = 5;
+
 /// How this worker takes part in the fleet.
 #[derive(Debug, Clone)]
 pub struct FleetOptions {
@@ -74,6 +79,9 @@ pub async fn migrate(
     let settle_from = tokio::time::Instant::now();
     let started_at = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
     let pg = |e| EngineError::Ledger(crate::ledger::LedgerError::Postgres(e));
+    // Calls wait this long for a lost database to come back (docs/fleet.md, "PostgreSQL
+    // restarted or unreachable").
+    db.set_outage_limit(fleet.lease * OUTAGE_LEASES);
     db.register_worker(&fleet.hostname, std::process::id())
         .await
         .map_err(pg)?;
@@ -190,8 +198,9 @@ impl Slot<'_> {
     async fn run(&self) -> (Vec<MailboxSummary>, Vec<String>, Option<String>) {
         let mut done = Vec::new();
         let mut lost = Vec::new();
-        // Since when the ledger has been failing this slot (reconnecting is not built yet: a
-        // connection the server closed stays closed, so the slot stops after a lease length).
+        // Since when the ledger has been failing this slot. A lost connection does not count
+        // here until it has been gone for the outage limit (calls wait for the reconnect), so
+        // this is a lease length more than that, or a lease length of other failures.
         let mut failing: Option<Instant> = None;
         let mut gave_up = None;
         while !self.cancel.is_cancelled() {
@@ -273,7 +282,10 @@ impl Slot<'_> {
         );
         let cancel = self.cancel.child();
         let lost = Arc::new(AtomicBool::new(false));
-        let held = Arc::new(LeaseClock::new(self.lease));
+        let held = Arc::new(LeaseClock::new(
+            self.lease,
+            Some((Arc::clone(self.db), lease.clone())),
+        ));
         let user = mb.destination_user.to_ascii_lowercase();
         self.clocks.insert(&user, Arc::clone(&held));
         let renewer = tokio::spawn(renew(
@@ -336,14 +348,21 @@ async fn renew(
     let length = held.length;
     let ms = i64::try_from(length.as_millis()).unwrap_or(i64::MAX);
     let mut renewed = tokio::time::Instant::now();
+    let mut pause = length / 3;
     loop {
-        tokio::time::sleep(length / 3).await;
+        tokio::time::sleep(pause).await;
+        pause = length / 3;
         // Taken before the request: the database's expiry is at least this plus the length.
         let asked = Instant::now();
         match db.renew(&lease, ms).await {
             Ok(()) => {
                 renewed = tokio::time::Instant::now();
                 held.renewed(asked);
+                // A renewal that waited for a reconnect proves only the old instant: renew
+                // again at once, so the send gate sees the lease as fresh as it is.
+                if asked.elapsed() > length / 6 {
+                    pause = Duration::ZERO;
+                }
             }
             Err(e) if e.is_lease_lost() => {
                 tracing::warn!(mailbox = lease.mailbox, error = %e, "lease lost");
@@ -369,17 +388,29 @@ async fn renew(
 /// instant, so it is surely held until that instant plus (most of) its length. Measured on the
 /// monotonic clock, which keeps running while the process is frozen: a worker thawed after
 /// SIGSTOP sees at once that its lease may be gone, before any renewal could tell it.
-#[derive(Debug)]
 pub(crate) struct LeaseClock {
     length: Duration,
     state: std::sync::Mutex<Option<Instant>>,
+    /// The ledger that renews the lease on its own after a reconnect (before the renewer
+    /// below can), and the lease.
+    ledger: Option<(Arc<PgLedger>, Lease)>,
+}
+
+impl std::fmt::Debug for LeaseClock {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LeaseClock")
+            .field("length", &self.length)
+            .field("state", &self.state)
+            .finish_non_exhaustive()
+    }
 }
 
 impl LeaseClock {
-    fn new(length: Duration) -> LeaseClock {
+    fn new(length: Duration, ledger: Option<(Arc<PgLedger>, Lease)>) -> LeaseClock {
         LeaseClock {
             length,
             state: std::sync::Mutex::new(Some(Instant::now())),
+            ledger,
         }
     }
 
@@ -398,7 +429,13 @@ impl LeaseClock {
     /// for the clocks' drift and the request's own travel).
     fn held(&self) -> bool {
         let s = *self.state.lock().unwrap_or_else(|p| p.into_inner());
-        s.is_some_and(|at| at.elapsed() < self.length * 5 / 6)
+        let Some(mut at) = s else {
+            return false;
+        };
+        if let Some(by_ledger) = self.ledger.as_ref().and_then(|(db, l)| db.renewed_at(l)) {
+            at = at.max(by_ledger);
+        }
+        at.elapsed() < self.length * 5 / 6
     }
 }
 

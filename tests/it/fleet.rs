@@ -4,7 +4,8 @@
 //! once, whatever happened to the workers.
 //!
 //! Progress is watched by polling the destination and the ledger, never by fixed sleeps; the
-//! waits that remain are the lease expiries under test (the plan's minimum, 10 s).
+//! waits that remain are the lease expiries under test (the plan's minimum, 10 s) and a
+//! PostgreSQL outage longer than one.
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -396,6 +397,101 @@ async fn a_worker_frozen_past_its_lease_records_nothing_when_it_wakes() {
     );
     assert_eq!(codes[1], 0, "{}", w.stderr(1));
     assert_eq!(lost_and_duplicated(&rig, &names, &expected), (0, 0));
+    let (code, out, err) = run(&rig.plan_path, &pg, &["verify", "--deep"]).await;
+    assert_eq!(code, 0, "verify --deep:\n{out}\n{err}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_restarted_mid_run_workers_reconnect_and_finish_exactly_once() {
+    let pg = Postgres::start();
+    let (rig, names, expected) = rig(60).await;
+    let mut w = Workers::start(&rig.plan_path, &pg, rig.dir.path(), 2);
+    let pids: Vec<u32> = w.children.iter().map(Child::id).collect();
+    // Restart while both workers hold leases and have written something.
+    until(
+        Duration::from_secs(120),
+        "both workers to hold a lease",
+        || total_items(&rig) >= 10 && pids.iter().all(|p| !held_by(&pg, *p).is_empty()),
+    )
+    .await;
+    let before = total_items(&rig);
+    tokio::task::block_in_place(|| pg.restart());
+    until(
+        Duration::from_secs(120),
+        "progress after the restart",
+        || total_items(&rig) > before,
+    )
+    .await;
+    let codes = wait_all(&mut w.children, Duration::from_secs(240)).await;
+    let stderr: Vec<String> = (0..2).map(|i| w.stderr(i)).collect();
+    assert_eq!(codes, vec![0, 0], "{stderr:#?}");
+    // Each worker said it lost the connection and got it back, and lost no lease to the pause.
+    for err in &stderr {
+        assert!(
+            err.contains("connection lost") && err.contains("reconnected after"),
+            "{err}"
+        );
+        assert!(!err.contains("lease lost"), "{err}");
+        for line in err
+            .lines()
+            .filter(|l| l.contains("connection lost") || l.contains("reconnected"))
+        {
+            println!("FLEET restart: {line}");
+        }
+    }
+    assert_eq!(lost_and_duplicated(&rig, &names, &expected), (0, 0));
+    let (code, out, err) = run(&rig.plan_path, &pg, &["status", "--json"]).await;
+    assert_eq!(code, 0, "{err}");
+    let status: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let leases = status["fleet"]["leases"].as_array().unwrap();
+    assert!(leases.iter().all(|l| l["outcome"] == "ok"), "{leases:#?}");
+    let (code, out, err) = run(&rig.plan_path, &pg, &["verify", "--deep"]).await;
+    assert_eq!(code, 0, "verify --deep:\n{out}\n{err}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_down_longer_than_the_lease_workers_wait_and_finish_exactly_once() {
+    let pg = Postgres::start();
+    let (rig, names, expected) = rig(60).await;
+    let mut w = Workers::start(&rig.plan_path, &pg, rig.dir.path(), 2);
+    let pids: Vec<u32> = w.children.iter().map(Child::id).collect();
+    until(
+        Duration::from_secs(120),
+        "both workers to hold a lease",
+        || total_items(&rig) >= 10 && pids.iter().all(|p| !held_by(&pg, *p).is_empty()),
+    )
+    .await;
+    tokio::task::block_in_place(|| pg.stop());
+    let stopped = Instant::now();
+    // Down for longer than the lease (10 s): every lease expires while the workers wait. The
+    // wait is the outage under test, as the lease expiries in the tests above.
+    until(
+        Duration::from_secs(30),
+        "both workers to notice the outage",
+        || {
+            stopped.elapsed() > Duration::from_secs(12)
+                && (0..2).all(|i| w.stderr(i).contains("connection lost"))
+        },
+    )
+    .await;
+    let before = total_items(&rig);
+    tokio::task::block_in_place(|| pg.restart());
+    let codes = wait_all(&mut w.children, Duration::from_secs(240)).await;
+    let stderr: Vec<String> = (0..2).map(|i| w.stderr(i)).collect();
+    assert_eq!(codes, vec![0, 0], "{stderr:#?}");
+    assert!(total_items(&rig) > before, "work went on after the outage");
+    // Both came back and kept their own mailboxes: the first back waited before claiming, so
+    // the other renewed its expired leases first.
+    for err in &stderr {
+        assert!(err.contains("reconnected after"), "{err}");
+        assert!(!err.contains("lease lost"), "{err}");
+    }
+    assert_eq!(lost_and_duplicated(&rig, &names, &expected), (0, 0));
+    let (code, out, err) = run(&rig.plan_path, &pg, &["status", "--json"]).await;
+    assert_eq!(code, 0, "{err}");
+    let status: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let leases = status["fleet"]["leases"].as_array().unwrap();
+    assert!(leases.iter().all(|l| l["outcome"] == "ok"), "{leases:#?}");
     let (code, out, err) = run(&rig.plan_path, &pg, &["verify", "--deep"]).await;
     assert_eq!(code, 0, "verify --deep:\n{out}\n{err}");
 }

@@ -19,6 +19,7 @@ mod ledger_copy;
 mod ledger_pg;
 mod ledger_pg_fleet;
 mod ledger_pg_parity;
+mod ledger_pg_reconnect;
 mod ledger_pg_rounds;
 mod maildir_source;
 mod migrate;

@@ -27,7 +27,7 @@ const FLEET_TABLES: &[&str] = &["fleet_plan", "workers", "leases"];
 impl PgLedger {
     /// Rows per table: the `ledger` schema's, then fleet mode's own.
     pub async fn table_counts(&self) -> Result<Vec<TableCount>, PgLedgerError> {
-        let conn = self.conn.lock().await;
+        let conn = self.conn().await?;
         let mut out = Vec::new();
         for name in TABLES
             .iter()
@@ -52,7 +52,7 @@ impl PgLedger {
     /// Rows copied per table. Registering the plan is the caller's next step.
     pub async fn import_ledger(&self, from: &Ledger) -> Result<Vec<TableCount>, CopyError> {
         let err = |e| CopyError::from(db_err(&self.url, e));
-        let mut conn = self.conn.lock().await;
+        let mut conn = self.conn().await?;
         let tx = conn.client.transaction().await.map_err(err)?;
         tx.execute("SELECT pg_advisory_xact_lock($1)", &[&PLAN_LOCK])
             .await
@@ -126,7 +126,7 @@ impl PgLedger {
     /// empty (its caller holds its run lock), from one consistent snapshot. Rows per table.
     pub async fn export_ledger(&self, to: &Ledger) -> Result<Vec<TableCount>, CopyError> {
         let err = |e| CopyError::from(db_err(&self.url, e));
-        let mut conn = self.conn.lock().await;
+        let mut conn = self.conn().await?;
         let tx = conn
             .client
             .build_transaction()

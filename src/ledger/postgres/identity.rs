@@ -75,7 +75,7 @@ impl PgLedger {
         let destinations =
             serde_json::to_string(&plan.destinations).map_err(|e| self.corrupt(e.to_string()))?;
         let hash = plan.mailboxes_sha256();
-        let mut conn = self.conn.lock().await;
+        let mut conn = self.conn().await?;
         let tx = conn.client.transaction().await.map_err(err)?;
         tx.execute("SELECT pg_advisory_xact_lock($1)", &[&PLAN_LOCK])
             .await

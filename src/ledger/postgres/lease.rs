@@ -115,7 +115,7 @@ impl From<tokio_postgres::Error> for Fail {
 impl PgLedger {
     /// Records this worker (host name and process id, for `status`).
     pub async fn register_worker(&self, hostname: &str, pid: u32) -> Result<(), PgLedgerError> {
-        let conn = self.conn.lock().await;
+        let conn = self.conn().await?;
         conn.client
             .execute(
                 concat!(
@@ -139,8 +139,8 @@ impl PgLedger {
     }
 
     /// Marks this worker stopped and hands back any lease it still holds (as interrupted).
-    pub async fn stop_worker(&self) -> Result<(), PgLedgerError> {
-        let conn = self.conn.lock().await;
+    pub(super) async fn stop_worker_once(&self) -> Result<(), PgLedgerError> {
+        let conn = self.conn().await?;
         conn.client
             .execute(
                 concat!(
@@ -157,29 +157,21 @@ impl PgLedger {
         Ok(())
     }
 
-    /// Claims one mailbox in the newest round, without retries: see [`PgLedger::claim_in`].
-    pub async fn claim(
-        &self,
-        lease_ms: i64,
-        host_cap: Option<u32>,
-    ) -> Result<Option<Lease>, PgLedgerError> {
-        self.claim_in(RoundSpec::default(), lease_ms, host_cap)
-            .await
-    }
-
-    /// Claims one mailbox for `lease_ms` milliseconds in the round `spec` names: the first that
-    /// is claimable in that round (module docs) and not leased (or whose lease expired), whose
-    /// source host has fewer than `host_cap` live leases. `None`: nothing to claim now, or the
-    /// round is superseded (a newer round was opened: its workers pass every mailbox again).
-    pub async fn claim_in(
+    /// Claims one mailbox for `lease_ms` milliseconds in the round `spec` names, once (no
+    /// retry; the public `claim_in` in `retry.rs` repeats it after a lost connection): the first
+    /// that is claimable in that round (module docs) and not leased (or whose lease expired),
+    /// whose source host has fewer than `host_cap` live leases. `None`: nothing to claim now, or
+    /// the round is superseded (a newer round was opened: its workers pass every mailbox again).
+    pub(super) async fn claim_in_once(
         &self,
         spec: RoundSpec,
         lease_ms: i64,
         host_cap: Option<u32>,
     ) -> Result<Option<Lease>, PgLedgerError> {
+        let asked = std::time::Instant::now();
         let cap = host_cap.map(i64::from);
         let mut full: Vec<String> = Vec::new();
-        let mut guard = self.conn.lock().await;
+        let mut guard = self.conn().await?;
         let err = |e| db_err(&self.url, e);
         loop {
             let now = self.clock.param();
@@ -279,21 +271,28 @@ impl PgLedger {
                 .map_err(err)?
                 .get(0);
             tx.commit().await.map_err(err)?;
-            return Ok(Some(Lease {
+            let lease = Lease {
                 mailbox_id: id,
                 mailbox: key,
                 generation,
                 source_host: host,
                 round,
-            }));
+            };
+            self.hold(&lease, lease_ms, asked);
+            return Ok(Some(lease));
         }
     }
 
     /// Extends the lease by `lease_ms` from now and records a heartbeat. Fails with
     /// [`LeaseLost`] if the generation changed or the lease was released. A lease that expired
     /// but that nobody took over is renewed: no other worker has touched the mailbox.
-    pub async fn renew(&self, lease: &Lease, lease_ms: i64) -> Result<(), PgLedgerError> {
-        let mut conn = self.conn.lock().await;
+    pub(super) async fn renew_once(
+        &self,
+        lease: &Lease,
+        lease_ms: i64,
+    ) -> Result<(), PgLedgerError> {
+        let mut conn = self.conn().await?;
+        let asked = std::time::Instant::now();
         let st = conn
             .prepared(concat!(
                 "WITH w AS (UPDATE workers SET heartbeat_at = ",
@@ -323,6 +322,7 @@ impl PgLedger {
             .await
             .map_err(|e| db_err(&self.url, e))?;
         if n == 1 {
+            self.hold(lease, lease_ms, asked);
             return Ok(());
         }
         Err(self.lost(&mut conn, lease).await)
@@ -330,8 +330,12 @@ impl PgLedger {
 
     /// Gives the mailbox back: finished for this round (`Ok`, `Failed`) or free to claim again
     /// (`Interrupted`). Fails with [`LeaseLost`] if the lease is no longer this worker's.
-    pub async fn release(&self, lease: &Lease, outcome: Outcome) -> Result<(), PgLedgerError> {
-        let mut conn = self.conn.lock().await;
+    pub(super) async fn release_once(
+        &self,
+        lease: &Lease,
+        outcome: Outcome,
+    ) -> Result<(), PgLedgerError> {
+        let mut conn = self.conn().await?;
         let st = conn
             .prepared(concat!(
                 "UPDATE leases SET owner = NULL, expires_at = NULL, outcome = $4::text,
@@ -360,14 +364,15 @@ impl PgLedger {
             .await
             .map_err(|e| db_err(&self.url, e))?;
         if n == 1 {
+            self.forget(lease);
             return Ok(());
         }
         Err(self.lost(&mut conn, lease).await)
     }
 
     /// Live leases on one source host right now (what the host cap counts).
-    pub async fn host_leases(&self, host: &str) -> Result<i64, PgLedgerError> {
-        let conn = self.conn.lock().await;
+    pub(super) async fn host_leases_once(&self, host: &str) -> Result<i64, PgLedgerError> {
+        let conn = self.conn().await?;
         let row = conn
             .client
             .query_one(
@@ -384,8 +389,8 @@ impl PgLedger {
     }
 
     /// Every mailbox's lease, by mailbox key.
-    pub async fn leases(&self) -> Result<Vec<LeaseRow>, PgLedgerError> {
-        let conn = self.conn.lock().await;
+    pub(super) async fn leases_once(&self) -> Result<Vec<LeaseRow>, PgLedgerError> {
+        let conn = self.conn().await?;
         let rows = conn
             .client
             .query(
@@ -428,66 +433,121 @@ impl PgLedger {
     /// `lease` is still this worker's, current and unexpired. The lock keeps a concurrent claim
     /// from raising the generation until the transaction ends, so the check holds for every
     /// statement of `body`. A refused fence changes nothing.
+    ///
+    /// If the connection breaks, the whole transaction (fence check included) runs again on a
+    /// new connection: before the commit was sent nothing was recorded, and every fenced write
+    /// but one sets rows to values that do not depend on whether it ran before, so even a
+    /// commit whose outcome is unknown may be repeated. The exception uses
+    /// [`PgLedger::fenced_once`].
     pub(super) async fn fenced<T>(
         &self,
         lease: &Lease,
-        body: impl AsyncFnOnce(&mut Tx<'_>) -> Result<T, Fail>,
+        body: impl AsyncFn(&mut Tx<'_>) -> Result<T, Fail>,
     ) -> Result<T, PgLedgerError> {
-        let mut guard = self.conn.lock().await;
-        let conn: &mut Conn = &mut guard;
-        let result = async {
-            let check = conn
-                .prepared(concat!(
-                    "SELECT generation, owner, outcome, expires_at > ",
-                    now_sql!(2),
-                    " FROM leases WHERE mailbox_id = $1 FOR SHARE"
-                ))
-                .await?;
-            let tx = conn.client.transaction().await?;
-            let row = tx
-                .query_opt(&check, &[&lease.mailbox_id, &self.clock.param()])
-                .await?;
-            let Some(row) = row else {
-                return Err(Fail::Ledger(
-                    self.corrupt(format!("mailbox {} has no lease row", lease.mailbox)),
-                ));
-            };
-            let (generation, owner, outcome, live): (
-                i64,
-                Option<String>,
-                Option<String>,
-                Option<bool>,
-            ) = (row.get(0), row.get(1), row.get(2), row.get(3));
-            let why = if generation != lease.generation {
-                Some(LostWhy::TakenOver { generation })
-            } else if owner.as_deref() != Some(self.worker.as_str()) || outcome.is_some() {
-                Some(LostWhy::Released)
-            } else if live != Some(true) {
-                Some(LostWhy::Expired)
-            } else {
-                None
-            };
-            if let Some(why) = why {
-                tx.rollback().await?;
-                return Err(Fail::Ledger(PgLedgerError::LeaseLost(LeaseLost {
-                    mailbox: lease.mailbox.clone(),
-                    generation: lease.generation,
-                    why,
-                })));
+        self.fenced_as(lease, true, body).await
+    }
+
+    /// [`PgLedger::fenced`] for a write whose repetition after a commit that did happen would
+    /// change what it does (`claim_by_hash`): repeated only when the connection broke before the
+    /// commit was sent; an unknown commit surfaces as an error (the engine leaves the message
+    /// for the next pass, which finds it by its identity, never sends it twice).
+    pub(super) async fn fenced_once<T>(
+        &self,
+        lease: &Lease,
+        body: impl AsyncFn(&mut Tx<'_>) -> Result<T, Fail>,
+    ) -> Result<T, PgLedgerError> {
+        self.fenced_as(lease, false, body).await
+    }
+
+    async fn fenced_as<T>(
+        &self,
+        lease: &Lease,
+        repeatable: bool,
+        body: impl AsyncFn(&mut Tx<'_>) -> Result<T, Fail>,
+    ) -> Result<T, PgLedgerError> {
+        let first = std::time::Instant::now();
+        loop {
+            let mut guard = self.conn().await?;
+            let mut committing = false;
+            let result = self
+                .fenced_try(&mut guard, lease, &body, &mut committing)
+                .await;
+            match result {
+                Ok(v) => return Ok(v),
+                Err(Fail::Db(e))
+                    if (repeatable || !committing) && self.again(&guard, &e, first) =>
+                {
+                    tracing::debug!(
+                        mailbox = lease.mailbox,
+                        "fenced write cut by a lost connection; running it again"
+                    );
+                }
+                Err(Fail::Db(e)) => {
+                    if committing {
+                        guard.mark_broken(&e);
+                    }
+                    return Err(db_err(&self.url, e));
+                }
+                Err(Fail::Ledger(e)) => return Err(e),
             }
-            let mut t = Tx {
-                tx,
-                stmts: &mut conn.stmts,
-            };
-            let value = body(&mut t).await?;
-            t.tx.commit().await?;
-            Ok(value)
         }
-        .await;
-        result.map_err(|f| match f {
-            Fail::Db(e) => db_err(&self.url, e),
-            Fail::Ledger(e) => e,
-        })
+    }
+
+    /// One try of a fenced transaction; `committing` is set once the commit is on its way.
+    async fn fenced_try<T>(
+        &self,
+        conn: &mut Conn,
+        lease: &Lease,
+        body: &impl AsyncFn(&mut Tx<'_>) -> Result<T, Fail>,
+        committing: &mut bool,
+    ) -> Result<T, Fail> {
+        let check = conn
+            .prepared(concat!(
+                "SELECT generation, owner, outcome, expires_at > ",
+                now_sql!(2),
+                " FROM leases WHERE mailbox_id = $1 FOR SHARE"
+            ))
+            .await?;
+        let tx = conn.client.transaction().await?;
+        let row = tx
+            .query_opt(&check, &[&lease.mailbox_id, &self.clock.param()])
+            .await?;
+        let Some(row) = row else {
+            return Err(Fail::Ledger(
+                self.corrupt(format!("mailbox {} has no lease row", lease.mailbox)),
+            ));
+        };
+        let (generation, owner, outcome, live): (
+            i64,
+            Option<String>,
+            Option<String>,
+            Option<bool>,
+        ) = (row.get(0), row.get(1), row.get(2), row.get(3));
+        let why = if generation != lease.generation {
+            Some(LostWhy::TakenOver { generation })
+        } else if owner.as_deref() != Some(self.worker.as_str()) || outcome.is_some() {
+            Some(LostWhy::Released)
+        } else if live != Some(true) {
+            Some(LostWhy::Expired)
+        } else {
+            None
+        };
+        if let Some(why) = why {
+            tx.rollback().await?;
+            return Err(Fail::Ledger(PgLedgerError::LeaseLost(LeaseLost {
+                mailbox: lease.mailbox.clone(),
+                generation: lease.generation,
+                why,
+            })));
+        }
+        let mut t = Tx {
+            tx,
+            stmts: &mut conn.stmts,
+        };
+        let value = body(&mut t).await?;
+        *committing = true;
+        t.tx.commit().await?;
+        Ok(value)
     }
 
     /// Works out why a lease matched no row (after a renew or release touched nothing).
@@ -509,6 +569,7 @@ impl PgLedger {
             },
             Ok(Some(_)) => LostWhy::Released,
         };
+        self.forget(lease);
         tracing::warn!(
             "mailbox {}: lease generation {} lost ({why})",
             lease.mailbox,

@@ -266,11 +266,16 @@ impl PgLedger {
         sql: &str,
         params: &[&(dyn tokio_postgres::types::ToSql + Sync)],
     ) -> Result<Vec<Row>, PgLedgerError> {
-        let conn = self.conn.lock().await;
-        conn.client
-            .query(sql, params)
-            .await
-            .map_err(|e| db_err(&self.url, e))
+        // A read changes nothing: after a lost connection it simply runs again.
+        let first = std::time::Instant::now();
+        loop {
+            let conn = self.conn().await?;
+            match conn.client.query(sql, params).await {
+                Ok(rows) => return Ok(rows),
+                Err(e) if self.again(&conn, &e, first) => continue,
+                Err(e) => return Err(db_err(&self.url, e)),
+            }
+        }
     }
 
     /// Fails unless `folder` belongs to the leased mailbox.

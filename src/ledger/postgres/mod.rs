@@ -10,16 +10,17 @@
 //!
 //! Times that decide leases come from the database's clock (one clock for the whole fleet), or
 //! from a [`Clock::Manual`] that tests move by hand. The connection is one `tokio-postgres`
-//! client behind an async lock; TLS goes through tokio-rustls ([`tls`]).
-//!
-//! What exists here is the foundation: the application layer that chooses this backend and the
-//! engine wiring are not built yet (docs/fleet.md says what remains).
+//! client behind an async lock, replaced when it breaks ([`reconnect`]: the held leases are
+//! renewed on the new one before anything else; [`retry`] lists which calls are repeated); TLS
+//! goes through tokio-rustls ([`tls`]).
 
 mod copy;
 mod identity;
 mod lease;
 mod messages;
 mod queries;
+mod reconnect;
+mod retry;
 mod rounds;
 mod rows;
 mod schema;
@@ -29,6 +30,7 @@ mod url;
 pub use identity::{PlanIdentity, PlanMailbox};
 pub use lease::{Lease, LeaseRow, Outcome};
 pub use queries::{WORKER_ALIVE_MS, WorkerRow};
+pub use reconnect::{CLAIM_GRACE, DEFAULT_OUTAGE_LIMIT};
 pub use rounds::RoundSpec;
 pub use schema::{FLEET_VERSION, LEDGER_VERSION};
 pub use url::{PgHost, PgUrl, SslMode, UrlError, UrlOrigin};
@@ -38,7 +40,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::Duration;
 
-use tokio_postgres::{Client, NoTls, Statement};
+use tokio_postgres::{Client, Statement};
 
 /// Errors from the PostgreSQL ledger: each names the server (never the password).
 #[derive(Debug, thiserror::Error)]
@@ -165,12 +167,18 @@ pub(crate) use now_sql;
 pub(crate) struct Conn {
     client: Client,
     stmts: HashMap<&'static str, Statement>,
+    /// Why the connection broke, once it has (see [`reconnect`]).
+    broken: reconnect::Broken,
 }
 
 /// An open PostgreSQL ledger for one worker. Share it behind an `Arc`.
 pub struct PgLedger {
     url: PgUrl,
     conn: tokio::sync::Mutex<Conn>,
+    dialer: reconnect::Dialer,
+    outage: std::sync::Mutex<reconnect::Outage>,
+    /// The leases this worker holds (with their length in ms), renewed after a reconnect.
+    held: std::sync::Mutex<HashMap<i64, reconnect::Held>>,
     clock: Clock,
     worker: String,
 }
@@ -179,57 +187,15 @@ impl PgLedger {
     /// Connects to `url`, migrates the schema, and takes a fresh worker id (not yet registered:
     /// see [`PgLedger::register_worker`]).
     pub async fn connect(url: &PgUrl, clock: Clock) -> Result<PgLedger, PgLedgerError> {
-        let mut cfg = tokio_postgres::Config::new();
-        cfg.user(&url.user)
-            .dbname(&url.dbname)
-            .port(url.port)
-            .application_name("mailferry")
-            // A worker frozen (SIGSTOP, a stall) inside one of its short transactions would hold
-            // the lease row's lock, and `FOR UPDATE SKIP LOCKED` would skip that mailbox for
-            // as long: the server ends such a transaction after a few seconds instead.
-            .options("-c idle_in_transaction_session_timeout=5000")
-            .connect_timeout(Duration::from_secs(10))
-            .keepalives(true)
-            .keepalives_idle(Duration::from_secs(30));
-        match &url.host {
-            PgHost::Tcp(h) => cfg.host(h),
-            PgHost::Socket(dir) => cfg.host_path(dir),
-        };
-        if let Some(pw) = &url.password {
-            cfg.password(pw.expose().as_bytes());
-        }
-        let tls = tls::client_config(url.sslmode, url.sslrootcert.as_deref()).map_err(|what| {
-            PgLedgerError::Tls {
-                target: url.to_string(),
-                what,
-            }
-        })?;
-        let target = url.to_string();
-        let client = match tls {
-            None => {
-                cfg.ssl_mode(tokio_postgres::config::SslMode::Disable);
-                let (client, connection) = cfg.connect(NoTls).await.map_err(|e| db_err(url, e))?;
-                tokio::spawn(drive(connection, target));
-                client
-            }
-            Some(config) => {
-                cfg.ssl_mode(tokio_postgres::config::SslMode::Require);
-                let (client, connection) = cfg
-                    .connect(tls::MakeRustls(config))
-                    .await
-                    .map_err(|e| db_err(url, e))?;
-                tokio::spawn(drive(connection, target));
-                client
-            }
-        };
-        let mut conn = Conn {
-            client,
-            stmts: HashMap::new(),
-        };
+        let dialer = reconnect::Dialer::new(url)?;
+        let mut conn = dialer.dial().await.map_err(|e| db_err(url, e))?;
         schema::migrate(&mut conn.client, url).await?;
         Ok(PgLedger {
             url: url.clone(),
             conn: tokio::sync::Mutex::new(conn),
+            dialer,
+            outage: std::sync::Mutex::default(),
+            held: std::sync::Mutex::default(),
             clock,
             worker: uuid::Uuid::new_v4().to_string(),
         })
@@ -247,7 +213,7 @@ impl PgLedger {
 
     /// The schema versions the database is at, by track (`ledger`, `fleet`).
     pub async fn schema_versions(&self) -> Result<Vec<(String, i64)>, PgLedgerError> {
-        let conn = self.conn.lock().await;
+        let conn = self.conn().await?;
         let rows = conn
             .client
             .query(
@@ -262,7 +228,7 @@ impl PgLedger {
     /// Records the start of a run by this worker; returns its id. Runs are per worker and not
     /// fenced: they belong to no mailbox.
     pub async fn start_run(&self, command: &str) -> Result<i64, PgLedgerError> {
-        let mut conn = self.conn.lock().await;
+        let mut conn = self.conn().await?;
         let st = conn
             .prepared(
                 "INSERT INTO runs (command, started_at, status, worker)
@@ -279,13 +245,13 @@ impl PgLedger {
     }
 
     /// Records the end of a run.
-    pub async fn finish_run(
+    pub(super) async fn finish_run_once(
         &self,
         run: i64,
         status: &str,
         summary_json: &str,
     ) -> Result<(), PgLedgerError> {
-        let mut conn = self.conn.lock().await;
+        let mut conn = self.conn().await?;
         let st = conn
             .prepared("UPDATE runs SET finished_at = $2, status = $3, summary = $4 WHERE id = $1")
             .await
@@ -299,8 +265,8 @@ impl PgLedger {
 
     /// Looks up a mailbox id without creating it (mailboxes are created by
     /// [`PgLedger::register_plan`]).
-    pub async fn find_mailbox(&self, key: &str) -> Result<Option<i64>, PgLedgerError> {
-        let mut conn = self.conn.lock().await;
+    pub(super) async fn find_mailbox_once(&self, key: &str) -> Result<Option<i64>, PgLedgerError> {
+        let mut conn = self.conn().await?;
         let st = conn
             .prepared("SELECT id FROM mailboxes WHERE key = $1")
             .await
@@ -333,17 +299,6 @@ impl Conn {
         let st = self.client.prepare(sql).await?;
         self.stmts.insert(sql, st.clone());
         Ok(st)
-    }
-}
-
-/// Runs the connection's I/O until the client is dropped or the server goes away.
-async fn drive<S, T>(connection: tokio_postgres::Connection<S, T>, target: String)
-where
-    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
-    T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
-{
-    if let Err(e) = connection.await {
-        tracing::warn!("ledger {target}: connection ended: {}", describe(&e));
     }
 }
 

@@ -193,8 +193,8 @@ impl PgLedger {
 
     /// Records a heartbeat of this worker without touching any lease: for a worker that holds
     /// nothing (waiting for a host slot) and must still count as alive.
-    pub async fn heartbeat(&self) -> Result<(), PgLedgerError> {
-        let conn = self.conn.lock().await;
+    pub(super) async fn heartbeat_once(&self) -> Result<(), PgLedgerError> {
+        let conn = self.conn().await?;
         conn.client
             .execute(
                 concat!(

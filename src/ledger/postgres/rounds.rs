@@ -35,8 +35,14 @@ impl PgLedger {
     /// error) when it is older than the newest (that round is over: its mailboxes are claimed
     /// in the newer one) or more than one past it (a typo there would make every later round
     /// number "older"). Workers opening the same round at once all succeed.
+    ///
+    /// Repeated after a lost connection: joining or opening the same round twice is one open.
     pub async fn open_round(&self, round: i64) -> Result<(), PgLedgerError> {
-        let mut conn = self.conn.lock().await;
+        self.retrying(move || self.open_round_once(round)).await
+    }
+
+    async fn open_round_once(&self, round: i64) -> Result<(), PgLedgerError> {
+        let mut conn = self.conn().await?;
         let err = |e| db_err(&self.url, e);
         let tx = conn.client.transaction().await.map_err(err)?;
         // Serialises openers (claims only read the table and are not held up).

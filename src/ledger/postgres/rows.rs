@@ -82,7 +82,7 @@ impl PgLedger {
         let uid_i = i64::from(uid.get());
         let hex = hash.to_hex();
         let found = self
-            .fenced(lease, async |t| {
+            .fenced_once(lease, async |t| {
                 self.own_folder(t, lease, folder).await?;
                 let find = t
                     .st(
@@ -272,13 +272,13 @@ impl PgLedger {
 
     /// Records that `mailbox` at `destination` must not be sent anything before `until`. A
     /// later deadline already recorded is kept (deadlines only move forward). Not fenced.
-    pub async fn set_throttle_deadline(
+    pub(super) async fn set_throttle_deadline_once(
         &self,
         destination: &str,
         mailbox: &str,
         until: SystemTime,
     ) -> Result<(), PgLedgerError> {
-        let mut conn = self.conn.lock().await;
+        let mut conn = self.conn().await?;
         let st = conn
             .prepared(
                 "INSERT INTO throttle (destination, mailbox, until_ms) VALUES ($1, $2, $3)
@@ -297,12 +297,12 @@ impl PgLedger {
     /// The recorded deadline of `mailbox` at `destination`, if one is still in the future (by
     /// this machine's clock, as the SQLite ledger: the deadline is compared with the instant
     /// the caller will sleep until).
-    pub async fn throttle_deadline(
+    pub(super) async fn throttle_deadline_once(
         &self,
         destination: &str,
         mailbox: &str,
     ) -> Result<Option<SystemTime>, PgLedgerError> {
-        let mut conn = self.conn.lock().await;
+        let mut conn = self.conn().await?;
         let st = conn
             .prepared("SELECT until_ms FROM throttle WHERE destination = $1 AND mailbox = $2")
             .await
