@@ -20,6 +20,7 @@ mod ledger_pg;
 mod ledger_pg_fleet;
 mod ledger_pg_parity;
 mod ledger_pg_rounds;
+mod ledger_suite;
 mod maildir_source;
 mod migrate;
 mod migrate_imap;
