@@ -378,8 +378,8 @@ pub async fn verify(
 ) -> Result<VerifyOutcome, AppError> {
     let selected = plan.select(mailboxes)?;
     // On a PostgreSQL ledger, mailboxes are verified one at a time: with several in flight in
-    // one task, a ledger call made while another mailbox's request was pending stalled the
-    // command for good in the fleet tests (cause not yet found; docs/fleet.md).
+    // one task, the command stalled for good in the fleet tests under load (every thread idle,
+    // the database idle, no request pending: a wake-up lost, cause not yet found; docs/fleet.md).
     let concurrency = if workspace.fleet.is_some() {
         1
     } else {

@@ -59,31 +59,3 @@ impl Ledger {
             .filter(|t| *t > SystemTime::now()))
     }
 }
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn deadlines_survive_reopening_and_only_move_forward() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("state.db");
-        let later = SystemTime::now() + Duration::from_secs(300);
-        {
-            let l = Ledger::open(&path).unwrap();
-            assert_eq!(l.throttle_deadline("exo", "a@x").unwrap(), None);
-            l.set_throttle_deadline("exo", "a@x", later).unwrap();
-            // An earlier deadline never shortens a recorded one.
-            l.set_throttle_deadline("exo", "a@x", SystemTime::now() + Duration::from_secs(1))
-                .unwrap();
-            // A deadline in the past is no deadline.
-            l.set_throttle_deadline("exo", "b@x", SystemTime::now() - Duration::from_secs(1))
-                .unwrap();
-        }
-        let l = Ledger::open(&path).unwrap();
-        let got = l.throttle_deadline("exo", "a@x").unwrap().unwrap();
-        assert_eq!(to_ms(got), to_ms(later));
-        assert_eq!(l.throttle_deadline("exo", "b@x").unwrap(), None);
-        assert_eq!(l.throttle_deadline("other", "a@x").unwrap(), None);
-    }
-}

@@ -19,12 +19,12 @@ use crate::reliability::tally;
 use crate::support::corpus::generated_message;
 use crate::support::postgres::{PASSWORD, Postgres};
 
-const MAILBOXES: usize = 12;
-const PER_FOLDER: usize = 12;
+pub(crate) const MAILBOXES: usize = 12;
+pub(crate) const PER_FOLDER: usize = 12;
 
 /// A 12-mailbox plan (INBOX and Archive, 24 messages each) into an emulator whose requests
 /// take `latency_ms`, with `[ledger] lease_secs = 10`.
-async fn rig(latency_ms: u64) -> (Rig, Vec<String>, HashMap<String, Vec<Vec<u8>>>) {
+pub(crate) async fn rig(latency_ms: u64) -> (Rig, Vec<String>, HashMap<String, Vec<Vec<u8>>>) {
     let names: Vec<String> = (0..MAILBOXES).map(|i| format!("user{i:02}")).collect();
     let refs: Vec<&str> = names.iter().map(String::as_str).collect();
     let cfg = EmulatorConfig {
@@ -60,13 +60,13 @@ async fn rig(latency_ms: u64) -> (Rig, Vec<String>, HashMap<String, Vec<Vec<u8>>
 
 /// Worker processes: killed when the test ends (a failed test must not leave them running),
 /// and their stderr printed if it failed.
-struct Workers {
-    children: Vec<Child>,
+pub(crate) struct Workers {
+    pub(crate) children: Vec<Child>,
     logs: Vec<std::path::PathBuf>,
 }
 
 impl Workers {
-    fn start(plan: &Path, pg: &Postgres, dir: &Path, n: usize) -> Workers {
+    pub(crate) fn start(plan: &Path, pg: &Postgres, dir: &Path, n: usize) -> Workers {
         Workers::start_with(plan, pg, dir, n, &[])
     }
 
@@ -78,7 +78,7 @@ impl Workers {
         Workers { children, logs }
     }
 
-    fn stderr(&self, i: usize) -> String {
+    pub(crate) fn stderr(&self, i: usize) -> String {
         std::fs::read_to_string(&self.logs[i]).unwrap_or_default()
     }
 }
@@ -113,7 +113,18 @@ fn worker(plan: &Path, pg: &Postgres, log: &Path, extra: &[&str]) -> Child {
 }
 
 /// Runs one command to completion (within 2 minutes): exit code, stdout, stderr.
-async fn run(plan: &Path, pg: &Postgres, args: &[&str]) -> (i32, String, String) {
+pub(crate) async fn run(plan: &Path, pg: &Postgres, args: &[&str]) -> (i32, String, String) {
+    run_within(plan, pg, args, Duration::from_secs(120)).await
+}
+
+/// Runs one command to completion: exit code, stdout, stderr. Kills it and fails the test when
+/// it runs longer than `limit` (a hung command fails rather than hangs the suite).
+pub(crate) async fn run_within(
+    plan: &Path,
+    pg: &Postgres,
+    args: &[&str],
+    limit: Duration,
+) -> (i32, String, String) {
     let dir = tempfile::tempdir().unwrap();
     let (out_path, err_path) = (dir.path().join("out"), dir.path().join("err"));
     let mut child = Command::new(env!("CARGO_BIN_EXE_mailferry"))
@@ -133,11 +144,11 @@ async fn run(plan: &Path, pg: &Postgres, args: &[&str]) -> (i32, String, String)
         if let Some(s) = child.try_wait().unwrap() {
             break s.code().unwrap_or(-1);
         }
-        if start.elapsed() > Duration::from_secs(120) {
+        if start.elapsed() > limit {
             let _ = child.kill();
             let _ = child.wait();
             panic!(
-                "mailferry {args:?} still running after 2 minutes; stderr:\n{}",
+                "mailferry {args:?} still running after {limit:?}; stderr:\n{}",
                 std::fs::read_to_string(&err_path).unwrap_or_default()
             );
         }
@@ -151,7 +162,7 @@ async fn run(plan: &Path, pg: &Postgres, args: &[&str]) -> (i32, String, String)
 }
 
 /// Waits for every child (polling, so the runtime keeps serving the emulator); their exit codes.
-async fn wait_all(children: &mut [Child], limit: Duration) -> Vec<i32> {
+pub(crate) async fn wait_all(children: &mut [Child], limit: Duration) -> Vec<i32> {
     let start = Instant::now();
     let mut codes = vec![None; children.len()];
     while codes.iter().any(Option::is_none) {
@@ -181,7 +192,7 @@ async fn until(limit: Duration, what: &str, mut cond: impl FnMut() -> bool) {
 }
 
 /// Lost and duplicated messages over the whole plan, from the emulator's own listing.
-fn lost_and_duplicated(
+pub(crate) fn lost_and_duplicated(
     rig: &Rig,
     names: &[String],
     expected: &HashMap<String, Vec<Vec<u8>>>,
