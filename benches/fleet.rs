@@ -9,7 +9,8 @@
 //! mailboxes in flight. Prints per run: wall time from the first worker's start to the last
 //! one's end, aggregate messages/s, worker CPU seconds per 1,000 messages (all workers together,
 //! and each worker over the messages it copied), each worker's peak RSS, the emulator's and the
-//! PostgreSQL server's CPU per 1,000 messages, and the cores busy (all those CPU seconds over the
+//! PostgreSQL server's CPU per 1,000 messages, the transactions it counted per message (each
+//! autocommit statement is one: about the ledger round trips), and the cores busy (all those CPU seconds over the
 //! wall time: 2.0 is everything this 2-core machine has). Then the PostgreSQL/SQLite CPU ratio
 //! against the goal (at most +10%), and the takeover delay against lease_secs + 5 s.
 //!
@@ -57,6 +58,9 @@ struct Outcome {
     each: Vec<(Measured, u64)>,
     emulator_cpu: f64,
     postgres_cpu: Option<f64>,
+    /// Transactions the server counted in the ledger database (each autocommit statement is
+    /// one), the benchmark's own polling included.
+    postgres_xacts: Option<u64>,
     takeover: Option<Takeover>,
 }
 
@@ -113,6 +117,13 @@ fn generation(pg: &Postgres, key: &str) -> i64 {
     .unwrap_or(0)
 }
 
+fn xacts(pg: &Postgres) -> u64 {
+    pg.psql("SELECT xact_commit + xact_rollback FROM pg_stat_database WHERE datname = current_database()")
+        .trim()
+        .parse()
+        .unwrap_or(0)
+}
+
 fn done_rows(pg: &Postgres) -> u64 {
     pg.psql("SELECT count(*) FROM messages WHERE state = 'done'")
         .trim()
@@ -163,6 +174,7 @@ fn run(s: &Setup, name: &str, workers: usize, pg: bool, kill: bool) -> Outcome {
         ("RUST_LOG", ""),
     ];
 
+    let x0 = pg.as_ref().map(xacts).unwrap_or(0);
     let pg0 = pg.as_ref().map(postgres_cpu).unwrap_or(0.0);
     let e0 = emu.cpu();
     let start = Instant::now();
@@ -228,6 +240,7 @@ fn run(s: &Setup, name: &str, workers: usize, pg: bool, kill: bool) -> Outcome {
     std::thread::sleep(Duration::from_millis(500));
     let emulator_cpu = emu.cpu() - e0;
     let postgres_cpu = pg.as_ref().map(|p| postgres_cpu(p) - pg0);
+    let postgres_xacts = pg.as_ref().map(|p| xacts(p) - x0);
     // The server runs on this machine: its clock is ours.
     let to_last_release = pg.as_ref().and_then(|p| {
         p.psql("SELECT extract(epoch FROM max(finished_at)) FROM leases")
@@ -278,6 +291,7 @@ fn run(s: &Setup, name: &str, workers: usize, pg: bool, kill: bool) -> Outcome {
         each,
         emulator_cpu,
         postgres_cpu,
+        postgres_xacts,
         takeover,
     }
 }
@@ -307,7 +321,7 @@ fn print_row(o: &Outcome) {
         }
     }));
     println!(
-        "| {} | {} | {:.1} s | {:.1} s | {:.0} | {:.2} | {per_worker} | {} | {:.2} | {} | {:.2} |",
+        "| {} | {} | {:.1} s | {:.1} s | {:.0} | {:.2} | {per_worker} | {} | {:.2} | {} | {} | {:.2} |",
         o.name,
         o.workers,
         o.wall,
@@ -318,6 +332,9 @@ fn print_row(o: &Outcome) {
         o.per_1000(o.emulator_cpu),
         o.postgres_cpu
             .map(|c| format!("{:.2}", o.per_1000(c)))
+            .unwrap_or_else(|| "-".into()),
+        o.postgres_xacts
+            .map(|x| format!("{:.2}", x as f64 / o.messages as f64))
             .unwrap_or_else(|| "-".into()),
         busy / copying,
     );
@@ -379,9 +396,9 @@ fn main() {
     );
     println!();
     println!(
-        "| run | workers | wall (last exit) | to the last mailbox's end | aggregate msg/s (over the latter) | worker CPU s / 1,000 msgs (all workers) | per worker (CPU s / 1,000 of its msgs) | peak RSS per worker (MiB) | emulator CPU s / 1,000 | PostgreSQL server CPU s / 1,000 | cores busy |"
+        "| run | workers | wall (last exit) | to the last mailbox's end | aggregate msg/s (over the latter) | worker CPU s / 1,000 msgs (all workers) | per worker (CPU s / 1,000 of its msgs) | peak RSS per worker (MiB) | emulator CPU s / 1,000 | PostgreSQL server CPU s / 1,000 | PostgreSQL transactions / msg | cores busy |"
     );
-    println!("|---|---|---|---|---|---|---|---|---|---|---|");
+    println!("|---|---|---|---|---|---|---|---|---|---|---|---|");
     for o in runs.iter().chain([&takeover]) {
         print_row(o);
     }
