@@ -1,7 +1,9 @@
 //! What the `migrate` and `imap_to_imap` benchmarks share: the generated mailbox (a realistic size
 //! mix, loaded into a real Dovecot with the test harness's APPEND loader), plans written into a
 //! temp dir, and running the release `mailferry` binary under `/usr/bin/time` so peak RSS and CPU
-//! are the real process's, not the benchmark's.
+//! are the real process's, not the benchmark's. The `rehearsal` and `fleet` benchmarks' generated
+//! Maildir++ mailboxes and emulator are in [`rehearsal`]; the fleet benchmark's private
+//! PostgreSQL is the test harness's.
 //!
 //! Benchmarks print tables; they never assert speed. They do check correctness (every message
 //! arrived, nothing failed), because a fast wrong run is not a result.
@@ -17,6 +19,9 @@ use std::time::Instant;
 pub mod corpus;
 #[path = "../../tests/support/dovecot.rs"]
 pub mod dovecot;
+#[path = "../../tests/support/postgres.rs"]
+pub mod postgres;
+pub mod rehearsal;
 
 use chrono::{DateTime, FixedOffset};
 use mailferry::model::Flags;
@@ -201,14 +206,7 @@ pub fn count_messages(d: &dovecot::Dovecot, user: &str) -> usize {
 /// its children's counters once they log out).
 pub fn dovecot_cpu(d: &dovecot::Dovecot) -> f64 {
     let pid = std::fs::read_to_string(d.dir().join("run/master.pid")).unwrap_or_default();
-    let stat = std::fs::read_to_string(format!("/proc/{}/stat", pid.trim())).unwrap_or_default();
-    let after = stat.rfind(')').map(|i| &stat[i + 2..]).unwrap_or("");
-    let f: Vec<&str> = after.split(' ').collect();
-    // utime, stime, cutime, cstime are fields 14-17 of stat, 11-14 after the command.
-    (11..=14)
-        .filter_map(|i| f.get(i).and_then(|v| v.parse::<f64>().ok()))
-        .sum::<f64>()
-        / 100.0
+    pid.trim().parse().map(|p| proc_cpu(p, true)).unwrap_or(0.0)
 }
 
 /// Peak RSS, CPU and wall time of one process, from `/usr/bin/time`.
@@ -232,45 +230,133 @@ impl Measured {
 /// Runs `program args` under `/usr/bin/time -f` (GNU time: install the `time` package) with
 /// extra environment variables, and returns its figures.
 pub fn run_measured(program: &Path, args: &[&str], env: &[(&str, &str)]) -> Measured {
+    spawn_measured(program, args, env).wait()
+}
+
+/// A process started under GNU time, its output going to temp files (several run at once).
+pub struct Running {
+    child: std::process::Child,
+    figures: tempfile::NamedTempFile,
+    stdout: tempfile::NamedTempFile,
+    stderr: tempfile::NamedTempFile,
+}
+
+/// Starts `program args` under `/usr/bin/time -f` without waiting for it.
+pub fn spawn_measured(program: &Path, args: &[&str], env: &[(&str, &str)]) -> Running {
     let time = Path::new("/usr/bin/time");
     assert!(
         time.exists(),
         "GNU time is required: apt-get install -y time (scripts/bench does it)"
     );
-    let out_file = tempfile::NamedTempFile::new().expect("temp file");
+    let figures = tempfile::NamedTempFile::new().expect("temp file");
+    let stdout = tempfile::NamedTempFile::new().expect("temp file");
+    let stderr = tempfile::NamedTempFile::new().expect("temp file");
     let mut cmd = Command::new(time);
     cmd.arg("-f")
         .arg("%e %U %S %M %x")
         .arg("-o")
-        .arg(out_file.path())
+        .arg(figures.path())
         .arg(program)
         .args(args)
         .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
+        .stdout(stdout.reopen().expect("stdout file"))
+        .stderr(stderr.reopen().expect("stderr file"));
     for (k, v) in env {
         cmd.env(k, v);
     }
-    let out = cmd.output().expect("run /usr/bin/time");
-    let figures = std::fs::read_to_string(out_file.path()).unwrap_or_default();
-    // The last line holds the figures (a killed process adds a "Command terminated" line first).
-    let f: Vec<f64> = figures
-        .lines()
-        .last()
-        .unwrap_or("")
-        .split_whitespace()
-        .map(|v| v.parse().unwrap_or(0.0))
-        .collect();
-    let get = |i: usize| f.get(i).copied().unwrap_or(0.0);
-    Measured {
-        wall: get(0),
-        user: get(1),
-        sys: get(2),
-        peak_rss_mib: get(3) / 1024.0,
-        exit: get(4) as i32,
-        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    let child = cmd.spawn().expect("run /usr/bin/time");
+    Running {
+        child,
+        figures,
+        stdout,
+        stderr,
     }
+}
+
+impl Running {
+    /// The measured program's own process id (GNU time's only child), once it has started.
+    pub fn program_pid(&self) -> Option<u32> {
+        let pid = self.child.id();
+        std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children"))
+            .ok()?
+            .split_whitespace()
+            .next()?
+            .parse()
+            .ok()
+    }
+
+    /// Exited already?
+    pub fn finished(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(Some(_)))
+    }
+
+    /// Waits for the end and reads the figures.
+    pub fn wait(mut self) -> Measured {
+        let _ = self.child.wait();
+        let figures = std::fs::read_to_string(self.figures.path()).unwrap_or_default();
+        // The last line holds the figures (a killed process adds a "Command terminated" line first).
+        let f: Vec<f64> = figures
+            .lines()
+            .last()
+            .unwrap_or("")
+            .split_whitespace()
+            .map(|v| v.parse().unwrap_or(0.0))
+            .collect();
+        let get = |i: usize| f.get(i).copied().unwrap_or(0.0);
+        let read =
+            |p: &Path| String::from_utf8_lossy(&std::fs::read(p).unwrap_or_default()).into_owned();
+        Measured {
+            wall: get(0),
+            user: get(1),
+            sys: get(2),
+            peak_rss_mib: get(3) / 1024.0,
+            exit: get(4) as i32,
+            stdout: read(self.stdout.path()),
+            stderr: read(self.stderr.path()),
+        }
+    }
+}
+
+/// CPU seconds process `pid` has used (user + system), with its reaped children's when
+/// `children` (a server whose finished workers it waited for); 0 if it is gone.
+pub fn proc_cpu(pid: u32, children: bool) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    let after = stat.rfind(')').map(|i| &stat[i + 2..]).unwrap_or("");
+    let f: Vec<&str> = after.split(' ').collect();
+    // utime, stime, cutime, cstime are fields 14-17 of stat, 11-14 after the command.
+    let last = if children { 14 } else { 12 };
+    (11..=last)
+        .filter_map(|i| f.get(i).and_then(|v| v.parse::<f64>().ok()))
+        .sum::<f64>()
+        / 100.0
+}
+
+/// Process `pid`'s live children (from `/proc/PID/task/*/children`).
+pub fn proc_children(pid: u32) -> Vec<u32> {
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+        return Vec::new();
+    };
+    tasks
+        .flatten()
+        .filter_map(|t| std::fs::read_to_string(t.path().join("children")).ok())
+        .flat_map(|c| {
+            c.split_whitespace()
+                .filter_map(|p| p.parse().ok())
+                .collect::<Vec<u32>>()
+        })
+        .collect()
+}
+
+/// Peak resident set (VmHWM) of a live process, MiB.
+pub fn peak_rss_mib(pid: u32) -> f64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .unwrap_or_default()
+        .lines()
+        .find(|l| l.starts_with("VmHWM:"))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|v| v.parse::<f64>().ok())
+        .unwrap_or(0.0)
+        / 1024.0
 }
 
 /// The `run_finished` summary's single mailbox from `migrate --json` output.
@@ -288,6 +374,14 @@ pub fn mailbox_summary(m: &Measured) -> serde_json::Value {
         });
     let v: serde_json::Value = serde_json::from_str(last).expect("summary JSON");
     v["summary"]["mailboxes"][0].clone()
+}
+
+/// A setting from the environment, or `default` when unset or unparsable.
+pub fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
 }
 
 /// A number out of a summary.
