@@ -377,14 +377,6 @@ pub async fn verify(
     report_dir: Option<&Path>,
 ) -> Result<VerifyOutcome, AppError> {
     let selected = plan.select(mailboxes)?;
-    // On a PostgreSQL ledger, mailboxes are verified one at a time: with several in flight in
-    // one task, the command stalled for good in the fleet tests under load (every thread idle,
-    // the database idle, no request pending: a wake-up lost, cause not yet found; docs/fleet.md).
-    let concurrency = if workspace.fleet.is_some() {
-        1
-    } else {
-        concurrency
-    };
     let ledger = match &workspace.fleet {
         Some(url) => Some(Ledger::postgres(Arc::new(
             PgLedger::connect(url, crate::ledger::postgres::Clock::Database).await?,

@@ -1,10 +1,10 @@
 //! `verify` on a PostgreSQL ledger with several mailboxes in flight at once, as on SQLite.
 //!
-//! Verify runs mailboxes one at a time on PostgreSQL today (`app::verify`): with several in one
-//! task the command stalled for good under load. This test is the one to turn on with the fix
-//! (`cargo test --test it fleet_verify -- --ignored`; it fails while the cap is in place, and
-//! hung without it in about half the runs on a loaded machine). The command runs under a time
-//! limit, so a stall fails the test instead of hanging it.
+//! With several mailboxes in one task, the command once stalled for good under load: each
+//! PostgreSQL ledger call ran its future with tokio's `block_on` nested on the thread that
+//! drives the command, whose park took the wake-ups meant for the other mailboxes
+//! (`ledger::backend::complete_here`). The command runs under a time limit, so a stall fails
+//! the test instead of hanging it.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -16,7 +16,6 @@ use crate::fleet::{
 use crate::support::postgres::Postgres;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "verify runs one mailbox at a time on PostgreSQL until the stall is found (docs/fleet.md)"]
 async fn verify_checks_several_mailboxes_at_once_on_postgresql() {
     let pg = Postgres::start();
     // Every Graph request takes 40-60 ms: mailboxes verified at once overlap for certain.
