@@ -124,10 +124,11 @@ fn xacts(pg: &Postgres) -> u64 {
         .unwrap_or(0)
 }
 
+/// The ledger's `done` rows; 0 before the first worker has created the schema.
 fn done_rows(pg: &Postgres) -> u64 {
-    pg.psql("SELECT count(*) FROM messages WHERE state = 'done'")
-        .trim()
-        .parse()
+    pg.try_psql("SELECT count(*) FROM messages WHERE state = 'done'")
+        .ok()
+        .and_then(|n| n.trim().parse().ok())
         .unwrap_or(0)
 }
 

@@ -116,6 +116,7 @@ pub async fn migrate(
         },
         host_cap: (plan.source.kind == SourceKind::Imap)
             .then(|| u32::try_from(plan.source.max_connections_per_host.max(1)).unwrap_or(1)),
+        released: tokio::sync::Notify::new(),
     };
     let work = futures::stream::iter(0..opts.concurrency.max(1))
         .map(|_| slot.run())
@@ -182,6 +183,10 @@ struct Slot<'a> {
     clocks: Arc<LeaseClocks>,
     round: RoundSpec,
     host_cap: Option<u32>,
+    /// Signalled when a slot of this worker hands a lease back: a slot waiting for work looks
+    /// again at once (the worker's last mailbox done, a host slot freed) instead of at its
+    /// next poll.
+    released: tokio::sync::Notify,
 }
 
 impl Slot<'_> {
@@ -213,6 +218,11 @@ impl Slot<'_> {
                 ));
                 break;
             }
+            // Registered before the claim, so a release between the claim and the wait below
+            // still wakes it.
+            let released = self.released.notified();
+            tokio::pin!(released);
+            released.as_mut().enable();
             // Through the ledger's blocking call, never awaited here: see
             // `Ledger::block_on_postgres` (this task polls every slot of the worker).
             let lease = match self.ledger.block_on_postgres(self.db.claim_in(
@@ -229,7 +239,10 @@ impl Slot<'_> {
                     // then their mailboxes are ours to take over once the leases expire.
                     Ok(true) => {
                         failing = None;
-                        tokio::time::sleep(self.poll()).await;
+                        tokio::select! {
+                            () = &mut released => {}
+                            () = tokio::time::sleep(self.poll()) => {}
+                        }
                         continue;
                     }
                     Ok(false) => break,
@@ -273,6 +286,7 @@ impl Slot<'_> {
             let _ = self
                 .ledger
                 .block_on_postgres(self.db.release(&lease, Outcome::Failed));
+            self.released.notify_waiters();
             return None;
         };
         let ledger = Arc::new(
@@ -318,6 +332,7 @@ impl Slot<'_> {
                  the mailbox and recorded nothing more"
                     .into()
             });
+            self.released.notify_waiters();
             return Some((summary, true));
         }
         let outcome = match summary.status.as_str() {
@@ -331,6 +346,7 @@ impl Slot<'_> {
         {
             tracing::warn!(mailbox = lease.mailbox, error = %e, "cannot release the lease");
         }
+        self.released.notify_waiters();
         Some((summary, false))
     }
 }

@@ -11,6 +11,7 @@ mod doctor;
 mod emulator;
 mod fidelity;
 mod fleet;
+mod fleet_rounds;
 mod fleet_verify;
 mod graph_sink;
 mod hostile;

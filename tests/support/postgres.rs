@@ -126,6 +126,14 @@ impl Postgres {
 
     /// Runs SQL as the superuser over the Unix socket; returns psql's unaligned output.
     pub fn psql(&self, sql: &str) -> String {
+        self.try_psql(sql)
+            .unwrap_or_else(|err| panic!("psql {sql:?}: {err}"))
+    }
+
+    /// [`psql`](Self::psql), with the server's error returned (a table a worker has not
+    /// created yet, for one) instead of panicking.
+    #[allow(dead_code)] // used by the fleet benchmark, not by every test binary
+    pub fn try_psql(&self, sql: &str) -> Result<String, String> {
         let out = Command::new(self.bin.join("psql"))
             .args([
                 "-X",
@@ -145,12 +153,10 @@ impl Postgres {
             .arg(sql)
             .output()
             .unwrap_or_else(|e| panic!("{INSTALL_HINT} ({e})"));
-        assert!(
-            out.status.success(),
-            "psql {sql:?}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8_lossy(&out.stdout).trim().to_owned()
+        if !out.status.success() {
+            return Err(String::from_utf8_lossy(&out.stderr).into_owned());
+        }
+        Ok(String::from_utf8_lossy(&out.stdout).trim().to_owned())
     }
 
     /// Fast shutdown (sessions are ended, as when an operator stops the server), waiting until

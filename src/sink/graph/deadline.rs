@@ -21,6 +21,10 @@ pub trait DeadlineStore: Send + Sync {
     fn load(&self, mailbox: &str) -> Option<SystemTime>;
     /// Records that nothing may be sent for `mailbox` before `until`.
     fn save(&self, mailbox: &str, until: SystemTime);
+    /// The shortest time between two reads of one mailbox's deadline from this store.
+    fn recheck(&self) -> Duration {
+        RECHECK
+    }
 }
 
 /// Asked right before each request is sent: may this process still write for `mailbox`? Fleet
@@ -31,9 +35,10 @@ pub trait SendGate: Send + Sync {
     fn may_send(&self, mailbox: &str) -> Result<(), String>;
 }
 
-/// The shortest time between two reads of one mailbox's recorded deadline. Well under any
-/// Retry-After Graph gives (seconds); a request sent within it after another process recorded a
-/// deadline is the same race as one that was already on its way.
+/// The shortest time between two reads of one mailbox's recorded deadline, unless the store
+/// says otherwise. Well under any Retry-After Graph gives (seconds); a request sent within it
+/// after another process recorded a deadline is the same race as one that was already on its
+/// way.
 pub(crate) const RECHECK: Duration = Duration::from_millis(10);
 
 /// What this process knows of one mailbox's deadline.
@@ -69,7 +74,7 @@ impl Deadlines {
         let due = self.known(|k| {
             k.get(mailbox)
                 .and_then(|e| e.read)
-                .is_none_or(|r| now.saturating_duration_since(r) >= RECHECK)
+                .is_none_or(|r| now.saturating_duration_since(r) >= store.recheck())
         });
         if !due {
             return None;

@@ -40,6 +40,7 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
+pub(crate) use deadline::RECHECK;
 pub use deadline::{DeadlineStore, SendGate};
 pub use error::{GraphError, HttpFailure};
 pub use flags::{STAMP_GUID, STAMP_PROPERTY};
