@@ -25,7 +25,8 @@ pub struct Connector<'p> {
     apps: Mutex<HashMap<String, GraphApp>>,
     /// Where Graph apps keep throttle deadlines between runs (none: this process only).
     deadlines: Option<Arc<crate::ledger::Ledger>>,
-    /// Asked before every Graph request (fleet mode: the mailbox's lease still held).
+    /// Asked before every Graph request and IMAP APPEND (fleet mode: the mailbox's lease still
+    /// held).
     gate: Option<Arc<dyn crate::sink::graph::SendGate>>,
 }
 
@@ -47,7 +48,7 @@ impl<'p> Connector<'p> {
         self
     }
 
-    /// Graph apps built from now on ask `gate` before every request.
+    /// Graph apps and IMAP destinations built from now on ask `gate` before every write.
     pub fn with_send_gate(mut self, gate: Arc<dyn crate::sink::graph::SendGate>) -> Self {
         self.gate = Some(gate);
         self
@@ -133,6 +134,15 @@ impl<'p> Connector<'p> {
                 )
                 .await
                 .map_err(|e| StepError::caused_by(FailureClass::Mailbox, e))?;
+                let sink = match &self.gate {
+                    Some(gate) => {
+                        let (gate, user) = (Arc::clone(gate), mb.destination_user.clone());
+                        sink.with_send_gate(crate::sink::imap::SendGate::new(move || {
+                            gate.may_send(&user)
+                        }))
+                    }
+                    None => sink,
+                };
                 Ok(AnySink::Imap(Box::new(ImapDestSink::new(
                     sink,
                     self.plan.limits.max_message_bytes,

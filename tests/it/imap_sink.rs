@@ -1,7 +1,8 @@
 //! The IMAP sink against real Dovecot: a copy between the two layouts arrives byte-identical with
 //! flags and INTERNALDATE, APPENDUID ids are right, find() resolves with and without Message-ID
 //! and with shared Message-IDs, set_flags works (with UNCHANGEDSINCE), and a server without
-//! UIDPLUS / MULTIAPPEND / LITERAL+ still gets every message and an id for it.
+//! UIDPLUS / MULTIAPPEND / LITERAL+ still gets every message and an id for it. A send gate
+//! (fleet mode's lease) that closes stops the APPENDs, mid-batch too.
 
 use std::collections::BTreeMap;
 
@@ -9,7 +10,7 @@ use mailferry::body::Body;
 use mailferry::model::{
     ContentHash, Flags, FolderPath, MessageMeta, SourceFolder, SpecialUse, Uid,
 };
-use mailferry::sink::imap::{AppendItem, ImapSink};
+use mailferry::sink::imap::{AppendItem, ImapSink, SendGate};
 use mailferry::source::imap::ImapSource;
 
 use crate::support::corpus::{corpus_messages, date_for, flags_for, generated_message, imap_ready};
@@ -435,4 +436,76 @@ async fn read_folder(d: &Dovecot, raw_name: &str) -> (Vec<MessageMeta>, Vec<(Uid
     let bodies = src.fetch_bodies(&folder, &uids).await.expect("bodies");
     src.logout().await;
     (metas, bodies)
+}
+
+/// A gate that lets `open` checks through, then refuses: a worker whose lease clock ran out
+/// (frozen past it) in the middle of its writes.
+fn gate_closing_after(open: usize) -> SendGate {
+    let seen = std::sync::atomic::AtomicUsize::new(0);
+    SendGate::new(move || {
+        if seen.fetch_add(1, std::sync::atomic::Ordering::SeqCst) < open {
+            Ok(())
+        } else {
+            Err("the lease of u@x was not renewed in time".into())
+        }
+    })
+}
+
+/// With MULTIAPPEND (a batch is one command) and without it (one APPEND each, as a server
+/// without LITERAL+ makes us send them), nothing is sent once the gate closes, and what was
+/// sent before is stored and reported as such.
+#[tokio::test]
+async fn a_closed_send_gate_stops_the_appends_mid_batch() {
+    let plain = "imap_capability = IMAP4rev1 SASL-IR ID ENABLE IDLE NAMESPACE CHILDREN SPECIAL-USE CONDSTORE UIDPLUS";
+    for (caps, open, stored) in [(None, 2, 12), (Some(plain), 1 + 5, 5)] {
+        let d = match caps {
+            None => Dovecot::start(Layout::Fs),
+            Some(c) => Dovecot::start_with(Layout::Fs, c),
+        };
+        d.add_user("u", "pw");
+        let sink = ImapSink::connect(dovecot_endpoint(&d), login("u", "pw"), 1)
+            .await
+            .expect("sink")
+            .with_send_gate(gate_closing_after(open));
+        let folder = sink
+            .ensure_folder(&FolderPath::parse("Gated", Some('/')).expect("p"), None)
+            .await
+            .expect("folder");
+        let raws: Vec<Body> = (0..12)
+            .map(|i| Body::from(generated_message(i, 1_200 + i * 10)))
+            .collect();
+        let flags = Flags::default();
+        let items: Vec<AppendItem> = raws
+            .iter()
+            .enumerate()
+            .map(|(i, body)| AppendItem {
+                body,
+                flags: &flags,
+                internal_date: date_for(i),
+            })
+            .collect();
+        // MULTIAPPEND: the first batch (checked at its start and before its one command) goes
+        // whole; the second is refused whole.
+        let mut results = sink.append_batch(&folder, &items).await;
+        if caps.is_none() {
+            assert!(results.iter().all(Result::is_ok), "{results:?}");
+            results = sink.append_batch(&folder, &items).await;
+            assert!(results.iter().all(Result::is_err), "{results:?}");
+        } else {
+            let ok = results.iter().take_while(|r| r.is_ok()).count();
+            assert_eq!(ok, stored, "{results:?}");
+            assert!(results[ok..].iter().all(Result::is_err), "{results:?}");
+        }
+        let refused = results
+            .iter()
+            .find_map(|r| r.as_ref().err())
+            .expect("refused");
+        assert!(
+            refused.to_string().contains("was not renewed in time")
+                && refused.to_string().contains("Gated"),
+            "{refused}"
+        );
+        let listed = sink.list_items(&folder).await.expect("list");
+        assert_eq!(listed.len(), stored, "what the destination holds");
+    }
 }

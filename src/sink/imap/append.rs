@@ -26,6 +26,9 @@ impl ImapSink {
         if items.is_empty() {
             return Vec::new();
         }
+        if let Some(e) = self.gate_closed(folder) {
+            return items.iter().map(|_| Err(e.clone())).collect();
+        }
         // SELECTing the target first saves the server work on every APPEND and tells us
         // PERMANENTFLAGS and UIDVALIDITY. Nothing is written yet, so a pooled connection that
         // turns out to be dead is simply replaced once.
@@ -56,6 +59,11 @@ impl ImapSink {
         let mut out: Vec<Result<String, ImapError>> = Vec::with_capacity(items.len());
         if self.caps.multiappend() && items.len() > 1 {
             for chunk in chunks(items) {
+                // Checked again before each command: the worker may have been frozen since.
+                if let Some(e) = self.gate_closed(folder) {
+                    out.extend(chunk.iter().map(|_| Err(e.clone())));
+                    continue;
+                }
                 match self.multiappend(conn, folder, &info, chunk).await {
                     Ok(ids) => out.extend(ids.into_iter().map(Ok)),
                     Err(e)
@@ -153,6 +161,9 @@ impl ImapSink {
                 chunk.iter().map(|_| None).collect();
             let mut tags: Vec<(usize, String)> = Vec::new();
             for (i, item) in chunk.iter().enumerate() {
+                if fatal.is_none() {
+                    fatal = self.gate_closed(folder);
+                }
                 if fatal.is_some() {
                     break;
                 }

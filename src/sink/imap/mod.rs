@@ -48,6 +48,25 @@ pub struct AppendItem<'a> {
     pub internal_date: DateTime<FixedOffset>,
 }
 
+/// Asked right before each APPEND command leaves: may this process still write into the
+/// mailbox? Fleet mode answers from the mailbox's lease, so a worker frozen past it sends none
+/// of the APPENDs it had queued when it wakes (another worker may have resolved those very
+/// messages). `Err` carries the reason, and nothing more is sent.
+#[derive(Clone)]
+pub struct SendGate(std::sync::Arc<dyn Fn() -> Result<(), String> + Send + Sync>);
+
+impl SendGate {
+    pub fn new(may_send: impl Fn() -> Result<(), String> + Send + Sync + 'static) -> SendGate {
+        SendGate(std::sync::Arc::new(may_send))
+    }
+}
+
+impl std::fmt::Debug for SendGate {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("SendGate")
+    }
+}
+
 /// Writes into one destination mailbox. See the module docs.
 #[derive(Debug)]
 pub struct ImapSink {
@@ -60,6 +79,7 @@ pub struct ImapSink {
     special: HashMap<SpecialUse, String>,
     /// Folders already ensured: path -> raw name.
     ensured: Mutex<HashMap<FolderPath, String>>,
+    gate: Option<SendGate>,
 }
 
 impl ImapSink {
@@ -92,7 +112,20 @@ impl ImapSink {
             delimiter,
             special,
             ensured: Mutex::new(HashMap::new()),
+            gate: None,
         })
+    }
+
+    /// Asks `gate` before every APPEND from now on.
+    pub fn with_send_gate(mut self, gate: SendGate) -> ImapSink {
+        self.gate = Some(gate);
+        self
+    }
+
+    /// Why nothing more may be written, if the gate says so.
+    fn gate_closed(&self, folder: &str) -> Option<ImapError> {
+        let reason = (self.gate.as_ref()?.0)().err()?;
+        Some(ImapError::policy(self.ctx("APPEND", Some(folder)), reason))
     }
 
     /// The destination's capabilities.
