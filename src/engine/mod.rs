@@ -152,7 +152,14 @@ pub async fn migrate(
         "migrate"
     };
     let run = ledger.start_run(command)?;
-    let connector = Connector::new(plan).with_deadlines(Arc::clone(ledger));
+    // The throttle deadlines, read before nearly every Graph request, on a connection of their
+    // own: the mailboxes' writes (and their fsyncs) never hold them up, so the read runs inline
+    // instead of handing the worker's core over (`Ledger::with_quick_read`).
+    let deadlines = ledger.reopen().map(Arc::new).unwrap_or_else(|e| {
+        tracing::warn!(error = %e, "no second ledger connection for throttle deadlines; sharing the run's");
+        Arc::clone(ledger)
+    });
+    let connector = Connector::new(plan).with_deadlines(deadlines);
     let budget = Budget::new(plan.limits.memory_budget_bytes);
     let eff = EffectiveOptions::new(opts, plan);
     let mut finished: Vec<MailboxSummary> = Vec::new();

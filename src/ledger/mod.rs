@@ -303,6 +303,28 @@ impl Ledger {
         }
     }
 
+    /// [`with`](Self::with) for a point read made very often (the throttle deadline before each
+    /// Graph request): when the connection is free it runs right here, without
+    /// `block_in_place`, whose hand-over of the worker's core to another thread costs far more
+    /// than the read (in WAL mode a read does not wait for writers; the deadline store has a
+    /// connection of its own, so it is nearly always free). When it is busy, as `with`.
+    pub(crate) fn with_quick_read<T>(
+        &self,
+        f: impl FnOnce(&mut Connection) -> rusqlite::Result<T>,
+    ) -> Result<T, LedgerError> {
+        if let backend::Backend::Sqlite(conn) = &self.backend {
+            let free = match conn.try_lock() {
+                Ok(guard) => Some(guard),
+                Err(std::sync::TryLockError::Poisoned(p)) => Some(p.into_inner()),
+                Err(std::sync::TryLockError::WouldBlock) => None,
+            };
+            if let Some(mut guard) = free {
+                return f(&mut guard).map_err(|e| sql_err(&self.path, e));
+            }
+        }
+        self.with(f)
+    }
+
     /// Records the start of a run; returns its id.
     pub fn start_run(&self, command: &str) -> Result<i64, LedgerError> {
         if let Some(pg) = self.pg() {

@@ -46,12 +46,11 @@ impl Ledger {
         if let Some(pg) = self.pg() {
             return pg.block(pg.db.throttle_deadline(destination, mailbox));
         }
-        let ms: Option<i64> = self.with(|c| {
-            c.query_row(
+        let ms: Option<i64> = self.with_quick_read(|c| {
+            c.prepare_cached(
                 "SELECT until_ms FROM throttle WHERE destination = ?1 AND mailbox = ?2",
-                params![destination, mailbox],
-                |r| r.get(0),
-            )
+            )?
+            .query_row(params![destination, mailbox], |r| r.get(0))
             .optional()
         })?;
         Ok(ms
