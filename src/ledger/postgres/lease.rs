@@ -160,7 +160,10 @@ impl PgLedger {
     /// Claims one mailbox for `lease_ms` milliseconds in the round `spec` names, once (no
     /// retry; the public `claim_in` in `retry.rs` repeats it after a lost connection): the first
     /// that is claimable in that round (module docs) and not leased (or whose lease expired),
-    /// whose source host has fewer than `host_cap` live leases. `None`: nothing to claim now, or
+    /// whose source host has fewer than `host_cap` live leases. A mailbox whose lease expired (a
+    /// dead or frozen worker's) comes before one nobody has claimed yet: its rows in doubt are
+    /// resolved and its pass finished first, and a takeover waits only for the lease and a free
+    /// slot, not for the fresh mailboxes ahead of it by id. `None`: nothing to claim now, or
     /// the round is superseded (a newer round was opened: its workers pass every mailbox again).
     pub(super) async fn claim_in_once(
         &self,
@@ -189,7 +192,7 @@ impl PgLedger {
                        AND o.owner IS NOT NULL AND o.expires_at > ",
                 now_sql!(1),
                 " AND o.mailbox_id <> l.mailbox_id))
-                 ORDER BY l.mailbox_id
+                 ORDER BY (l.owner IS NULL), l.mailbox_id
                  LIMIT 1
                  FOR UPDATE OF l SKIP LOCKED"
             );
