@@ -94,29 +94,6 @@ fn postgres_cpu(pg: &Postgres) -> f64 {
             .sum::<f64>()
 }
 
-/// Mailbox keys whose live lease the worker with OS process id `pid` holds.
-fn held_by(pg: &Postgres, pid: u32) -> Vec<String> {
-    pg.psql(&format!(
-        "SELECT mb.key FROM leases l JOIN mailboxes mb ON mb.id = l.mailbox_id \
-         JOIN workers w ON w.id = l.owner WHERE w.pid = {pid} AND l.outcome IS NULL"
-    ))
-    .lines()
-    .map(str::trim)
-    .filter(|l| l.contains('@'))
-    .map(str::to_owned)
-    .collect()
-}
-
-fn generation(pg: &Postgres, key: &str) -> i64 {
-    pg.psql(&format!(
-        "SELECT l.generation FROM leases l JOIN mailboxes mb ON mb.id = l.mailbox_id \
-         WHERE mb.key = '{key}'"
-    ))
-    .trim()
-    .parse()
-    .unwrap_or(0)
-}
-
 fn xacts(pg: &Postgres) -> u64 {
     pg.psql("SELECT xact_commit + xact_rollback FROM pg_stat_database WHERE datname = current_database()")
         .trim()
@@ -197,11 +174,11 @@ fn run(s: &Setup, name: &str, workers: usize, pg: bool, kill: bool) -> Outcome {
             "the victim to hold leases mid-run",
             || {
                 victim = running[0].program_pid().unwrap_or(0);
-                victim != 0 && done_rows(db) >= total / 4 && !held_by(db, victim).is_empty()
+                victim != 0 && done_rows(db) >= total / 4 && !db.leases_held_by(victim).is_empty()
             },
         );
-        let orphaned = held_by(db, victim);
-        let before: Vec<i64> = orphaned.iter().map(|k| generation(db, k)).collect();
+        let orphaned = db.leases_held_by(victim);
+        let before: Vec<i64> = orphaned.iter().map(|k| db.lease_generation(k)).collect();
         let ok = std::process::Command::new("kill")
             .args(["-KILL", &victim.to_string()])
             .status()
@@ -213,7 +190,7 @@ fn run(s: &Setup, name: &str, workers: usize, pg: bool, kill: bool) -> Outcome {
             orphaned
                 .iter()
                 .zip(&before)
-                .filter(|(k, g)| generation(db, k) > **g)
+                .filter(|(k, g)| db.lease_generation(k) > **g)
                 .count()
         };
         until(Duration::from_secs(300), "the first takeover", || {

@@ -19,10 +19,7 @@
 
 mod support;
 
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::TcpStream;
-use std::process::{Child, Command, Stdio};
-
+use support::rehearsal::Emulator;
 use support::{dovecot, num};
 
 /// The one very large message: 140 MB, or `MAILFERRY_BENCH_BIG_MB` (0 leaves it out).
@@ -33,91 +30,12 @@ fn big() -> Option<usize> {
         .unwrap_or(140);
     (mb > 0).then_some(mb * 1_000_000)
 }
+
 /// Microsoft's documented budgets per app and mailbox (docs/graph-facts.md, section 5).
 const REQUESTS_PER_WINDOW: f64 = 10_000.0;
 const REQUEST_WINDOW_S: f64 = 600.0;
 const BYTES_PER_WINDOW: f64 = 150.0 * 1024.0 * 1024.0;
 const BYTE_WINDOW_S: f64 = 300.0;
-
-struct Emulator {
-    child: Child,
-    addr: String,
-}
-
-impl Emulator {
-    fn start(dir: &std::path::Path, scale: f64) -> Emulator {
-        let cfg = dir.join("emulator.toml");
-        std::fs::write(
-            &cfg,
-            format!(
-                "time_scale = {scale:.1}\nrequest_log_limit = 100\n\n[latency]\nfixed_ms = 100\njitter_ms = 100\n"
-            ),
-        )
-        .expect("emulator config");
-        let mut child = Command::new(support::mailferry_bin())
-            .args(["emulator", "--listen", "127.0.0.1:0", "--config"])
-            .arg(&cfg)
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("start the emulator");
-        let mut line = String::new();
-        let stdout = child.stdout.take().expect("emulator stdout");
-        let mut reader = BufReader::new(stdout);
-        reader.read_line(&mut line).expect("emulator banner");
-        let addr = line
-            .split("http://")
-            .nth(1)
-            .map(|a| a.trim().to_owned())
-            .unwrap_or_else(|| panic!("unexpected emulator banner {line:?}"));
-        // Keep draining its stdout so it never blocks on a full pipe.
-        std::thread::spawn(move || {
-            let mut sink = Vec::new();
-            let _ = reader.read_to_end(&mut sink);
-        });
-        Emulator { child, addr }
-    }
-
-    fn url(&self) -> String {
-        format!("http://{}", self.addr)
-    }
-
-    /// `GET /_emulator/counters` over plain HTTP/1.0.
-    fn counters(&self) -> serde_json::Value {
-        let mut s = TcpStream::connect(&self.addr).expect("connect to emulator");
-        write!(
-            s,
-            "GET /_emulator/counters HTTP/1.0\r\nHost: {}\r\n\r\n",
-            self.addr
-        )
-        .expect("request");
-        let mut resp = String::new();
-        s.read_to_string(&mut resp).expect("response");
-        let body = resp.split("\r\n\r\n").nth(1).unwrap_or("{}");
-        serde_json::from_str(body).expect("counters JSON")
-    }
-
-    /// CPU seconds the emulator process used so far.
-    fn cpu(&self) -> f64 {
-        proc_cpu(self.child.id())
-    }
-}
-
-impl Drop for Emulator {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn proc_cpu(pid: u32) -> f64 {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-    let after = stat.rfind(')').map(|i| &stat[i + 2..]).unwrap_or("");
-    let f: Vec<&str> = after.split(' ').collect();
-    let ticks = |i: usize| f.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
-    (ticks(11) + ticks(12)) / 100.0
-}
 
 fn main() {
     if std::env::args().any(|a| a == "--list") {
@@ -136,7 +54,7 @@ fn main() {
         .prefix("mailferry-bench-migrate-")
         .tempdir()
         .expect("temp dir");
-    let emu = Emulator::start(dir.path(), scale);
+    let emu = Emulator::start(dir.path(), scale, "disk");
     support::write_private(&dir.path().join("secret"), "demo-secret\n");
     support::write_private(
         &dir.path().join("mailboxes.csv"),
@@ -149,7 +67,7 @@ fn main() {
             "mailboxes = \"mailboxes.csv\"\n\n{}\n[destination.exo]\nkind = \"graph\"\ntenant = \"contoso.example\"\n\
              client_id = \"mailferry-demo\"\nclient_secret_file = \"secret\"\ngraph_url = \"{url}\"\nlogin_url = \"{url}\"\nroute = \"{route}\"\n",
             support::source_section(&src),
-            url = emu.url(),
+            url = format!("http://{}", emu.addr),
             route = std::env::var("MAILFERRY_BENCH_ROUTE").unwrap_or_else(|_| "import-mime".into())
         ),
     );

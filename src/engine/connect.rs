@@ -27,7 +27,7 @@ pub struct Connector<'p> {
     deadlines: Option<Arc<crate::ledger::Ledger>>,
     /// Asked before every Graph request and IMAP APPEND (fleet mode: the mailbox's lease still
     /// held).
-    gate: Option<Arc<dyn crate::sink::graph::SendGate>>,
+    gate: Option<Arc<dyn super::ports::SendGate>>,
 }
 
 impl<'p> Connector<'p> {
@@ -49,7 +49,7 @@ impl<'p> Connector<'p> {
     }
 
     /// Graph apps and IMAP destinations built from now on ask `gate` before every write.
-    pub fn with_send_gate(mut self, gate: Arc<dyn crate::sink::graph::SendGate>) -> Self {
+    pub fn with_send_gate(mut self, gate: Arc<dyn super::ports::SendGate>) -> Self {
         self.gate = Some(gate);
         self
     }
@@ -135,12 +135,7 @@ impl<'p> Connector<'p> {
                 .await
                 .map_err(|e| StepError::caused_by(FailureClass::Mailbox, e))?;
                 let sink = match &self.gate {
-                    Some(gate) => {
-                        let (gate, user) = (Arc::clone(gate), mb.destination_user.clone());
-                        sink.with_send_gate(crate::sink::imap::SendGate::new(move || {
-                            gate.may_send(&user)
-                        }))
-                    }
+                    Some(gate) => sink.with_send_gate(Arc::clone(gate), &mb.destination_user),
                     None => sink,
                 };
                 Ok(AnySink::Imap(Box::new(ImapDestSink::new(

@@ -94,7 +94,7 @@ pub async fn migrate(
     let clocks = Arc::new(LeaseClocks::default());
     let connector = Connector::new(plan)
         .with_deadlines(Arc::clone(&ledger))
-        .with_send_gate(Arc::clone(&clocks) as Arc<dyn crate::sink::graph::SendGate>);
+        .with_send_gate(Arc::clone(&clocks) as Arc<dyn super::ports::SendGate>);
     // The application layer refuses --dry-run in fleet mode.
     let eff = EffectiveOptions::new(opts, plan);
     let slot = Slot {
@@ -476,7 +476,7 @@ impl LeaseClocks {
     }
 }
 
-impl crate::sink::graph::SendGate for LeaseClocks {
+impl super::ports::SendGate for LeaseClocks {
     fn may_send(&self, mailbox: &str) -> Result<(), String> {
         let clock = self
             .0

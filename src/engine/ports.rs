@@ -271,6 +271,21 @@ impl FailureClass {
     }
 }
 
+/// Asked right before each write leaves for the destination (a Graph request, an IMAP APPEND):
+/// may this process still write for `mailbox` (the destination user)? Fleet mode answers from
+/// the mailbox's lease: a worker frozen past its lease must not send the writes it had queued
+/// when it wakes (another worker may have taken the mailbox over and resolved those very
+/// messages already). `Err` carries the reason; nothing is sent.
+pub trait SendGate: Send + Sync {
+    fn may_send(&self, mailbox: &str) -> Result<(), String>;
+}
+
+impl std::fmt::Debug for dyn SendGate {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("SendGate")
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

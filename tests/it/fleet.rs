@@ -225,29 +225,6 @@ pub(crate) fn total_items(rig: &Rig) -> usize {
         .sum()
 }
 
-/// The mailbox keys whose live lease the worker with OS process id `pid` holds.
-fn held_by(pg: &Postgres, pid: u32) -> Vec<String> {
-    pg.psql(&format!(
-        "SELECT mb.key FROM leases l JOIN mailboxes mb ON mb.id = l.mailbox_id
-         JOIN workers w ON w.id = l.owner WHERE w.pid = {pid} AND l.outcome IS NULL"
-    ))
-    .lines()
-    .map(str::trim)
-    .filter(|l| l.contains('@'))
-    .map(str::to_owned)
-    .collect()
-}
-
-fn generation(pg: &Postgres, key: &str) -> i64 {
-    pg.psql(&format!(
-        "SELECT l.generation FROM leases l JOIN mailboxes mb ON mb.id = l.mailbox_id
-         WHERE mb.key = '{key}'"
-    ))
-    .lines()
-    .find_map(|l| l.trim().parse().ok())
-    .unwrap_or(0)
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn three_workers_finish_a_twelve_mailbox_plan_exactly_once() {
     let pg = Postgres::start();
@@ -350,16 +327,16 @@ async fn sigkill_of_one_worker_its_mailboxes_are_taken_over_exactly_once() {
     until(
         Duration::from_secs(120),
         "the victim to hold a lease",
-        || total_items(&rig) >= 10 && !held_by(&pg, victim).is_empty(),
+        || total_items(&rig) >= 10 && !pg.leases_held_by(victim).is_empty(),
     )
     .await;
-    let orphaned = held_by(&pg, victim);
+    let orphaned = pg.leases_held_by(victim);
     children[0].kill().unwrap();
     children[0].wait().unwrap();
     let killed_at = Instant::now();
     // Another worker takes each orphaned mailbox over once its lease expires.
     until(Duration::from_secs(120), "the takeover", || {
-        orphaned.iter().all(|k| generation(&pg, k) >= 2)
+        orphaned.iter().all(|k| pg.lease_generation(k) >= 2)
     })
     .await;
     let takeover = killed_at.elapsed();
@@ -388,18 +365,18 @@ async fn a_worker_frozen_past_its_lease_records_nothing_when_it_wakes() {
     until(
         Duration::from_secs(120),
         "the worker to hold a lease",
-        || total_items(&rig) >= 10 && !held_by(&pg, frozen).is_empty(),
+        || total_items(&rig) >= 10 && !pg.leases_held_by(frozen).is_empty(),
     )
     .await;
     let pid = frozen.to_string();
     signal(&pid, "STOP");
-    let held = held_by(&pg, frozen);
-    let before: Vec<i64> = held.iter().map(|k| generation(&pg, k)).collect();
+    let held = pg.leases_held_by(frozen);
+    let before: Vec<i64> = held.iter().map(|k| pg.lease_generation(k)).collect();
     // The other worker takes the frozen one's mailboxes over after the lease expires.
     until(Duration::from_secs(120), "the takeover", || {
         held.iter()
             .zip(&before)
-            .all(|(k, g)| generation(&pg, k) > *g)
+            .all(|(k, g)| pg.lease_generation(k) > *g)
     })
     .await;
     signal(&pid, "CONT");
@@ -428,7 +405,7 @@ async fn postgres_restarted_mid_run_workers_reconnect_and_finish_exactly_once() 
     until(
         Duration::from_secs(120),
         "both workers to hold a lease",
-        || total_items(&rig) >= 10 && pids.iter().all(|p| !held_by(&pg, *p).is_empty()),
+        || total_items(&rig) >= 10 && pids.iter().all(|p| !pg.leases_held_by(*p).is_empty()),
     )
     .await;
     let before = total_items(&rig);
@@ -475,7 +452,7 @@ async fn postgres_down_longer_than_the_lease_workers_wait_and_finish_exactly_onc
     until(
         Duration::from_secs(120),
         "both workers to hold a lease",
-        || total_items(&rig) >= 10 && pids.iter().all(|p| !held_by(&pg, *p).is_empty()),
+        || total_items(&rig) >= 10 && pids.iter().all(|p| !pg.leases_held_by(*p).is_empty()),
     )
     .await;
     tokio::task::block_in_place(|| pg.stop());

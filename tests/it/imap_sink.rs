@@ -7,10 +7,11 @@
 use std::collections::BTreeMap;
 
 use mailferry::body::Body;
+use mailferry::engine::ports::SendGate;
 use mailferry::model::{
     ContentHash, Flags, FolderPath, MessageMeta, SourceFolder, SpecialUse, Uid,
 };
-use mailferry::sink::imap::{AppendItem, ImapSink, SendGate};
+use mailferry::sink::imap::{AppendItem, ImapSink};
 use mailferry::source::imap::ImapSource;
 
 use crate::support::corpus::{corpus_messages, date_for, flags_for, generated_message, imap_ready};
@@ -440,15 +441,19 @@ async fn read_folder(d: &Dovecot, raw_name: &str) -> (Vec<MessageMeta>, Vec<(Uid
 
 /// A gate that lets `open` checks through, then refuses: a worker whose lease clock ran out
 /// (frozen past it) in the middle of its writes.
-fn gate_closing_after(open: usize) -> SendGate {
-    let seen = std::sync::atomic::AtomicUsize::new(0);
-    SendGate::new(move || {
-        if seen.fetch_add(1, std::sync::atomic::Ordering::SeqCst) < open {
+struct ClosingAfter {
+    open: usize,
+    seen: std::sync::atomic::AtomicUsize,
+}
+
+impl SendGate for ClosingAfter {
+    fn may_send(&self, mailbox: &str) -> Result<(), String> {
+        if self.seen.fetch_add(1, std::sync::atomic::Ordering::SeqCst) < self.open {
             Ok(())
         } else {
-            Err("the lease of u@x was not renewed in time".into())
+            Err(format!("the lease of {mailbox} was not renewed in time"))
         }
-    })
+    }
 }
 
 /// With MULTIAPPEND (a batch is one command) and without it (one APPEND each, as a server
@@ -466,7 +471,13 @@ async fn a_closed_send_gate_stops_the_appends_mid_batch() {
         let sink = ImapSink::connect(dovecot_endpoint(&d), login("u", "pw"), 1)
             .await
             .expect("sink")
-            .with_send_gate(gate_closing_after(open));
+            .with_send_gate(
+                std::sync::Arc::new(ClosingAfter {
+                    open,
+                    seen: Default::default(),
+                }),
+                "u@x",
+            );
         let folder = sink
             .ensure_folder(&FolderPath::parse("Gated", Some('/')).expect("p"), None)
             .await

@@ -26,10 +26,15 @@ pub(crate) async fn worker(pg: &Postgres, clock: &Clock) -> PgLedger {
 
 /// Mailboxes `m0@x`, `m1@x`, both to destination `exo`.
 pub(crate) fn plan() -> PlanIdentity {
+    plan_of(2)
+}
+
+/// Mailboxes `m0@x` … `m{n-1}@x`, all to destination `exo`.
+pub(crate) fn plan_of(n: usize) -> PlanIdentity {
     PlanIdentity {
         source: "imap imap.old.example:993 tls".into(),
         destinations: BTreeMap::from([("exo".to_owned(), "imap new.example:993".to_owned())]),
-        mailboxes: (0..2)
+        mailboxes: (0..n)
             .map(|i| {
                 (
                     format!("m{i}@x"),

@@ -3,49 +3,15 @@
 //! next fenced write, a lease taken over meanwhile is refused, and a server gone for longer than
 //! the outage limit fails the call as a connection error. Lease expiry uses a manual clock.
 
-use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use chrono::DateTime;
 use mailferry::ledger::NewMessage;
-use mailferry::ledger::postgres::{
-    Clock, LostWhy, PgLedger, PgLedgerError, PgUrl, PlanIdentity, PlanMailbox, UrlOrigin,
-};
+use mailferry::ledger::postgres::{Clock, LostWhy, PgLedgerError};
 use mailferry::model::{Flags, Uid, UidValidity};
 
-use crate::support::postgres::{PASSWORD, Postgres};
-
-const LEASE_MS: i64 = 30_000;
-
-async fn worker(pg: &Postgres, clock: &Clock) -> PgLedger {
-    let url = PgUrl::parse(&pg.url(), UrlOrigin::CommandLine, Some(PASSWORD.into())).unwrap();
-    let l = PgLedger::connect(&url, clock.clone())
-        .await
-        .expect("connect");
-    l.register_worker("test-host", std::process::id())
-        .await
-        .expect("register worker");
-    l
-}
-
-fn plan(n: usize) -> PlanIdentity {
-    PlanIdentity {
-        source: "maildir /m".into(),
-        destinations: BTreeMap::from([("exo".to_owned(), "graph tenant=t".to_owned())]),
-        mailboxes: (0..n)
-            .map(|i| {
-                (
-                    format!("m{i}@x"),
-                    PlanMailbox {
-                        destination: "exo".into(),
-                        destination_user: format!("m{i}@x"),
-                        source_host: None,
-                    },
-                )
-            })
-            .collect(),
-    }
-}
+use crate::ledger_pg_parity::{LEASE_MS, plan_of, worker};
+use crate::support::postgres::Postgres;
 
 fn messages(uids: std::ops::RangeInclusive<u32>) -> Vec<NewMessage> {
     uids.map(|uid| NewMessage {
@@ -67,7 +33,7 @@ async fn calls_after_a_restart_reconnect_and_succeed() {
     let pg = Postgres::start();
     let clock = Clock::Database;
     let a = worker(&pg, &clock).await;
-    a.register_plan(&plan(1)).await.unwrap();
+    a.register_plan(&plan_of(1)).await.unwrap();
     let lease = a.claim(LEASE_MS, None).await.unwrap().expect("claim");
     let folder = a.folder(&lease, "INBOX").await.unwrap();
     a.insert_pending(&lease, folder.id, validity(), &messages(1..=2))
@@ -112,7 +78,7 @@ async fn a_lease_that_expired_during_the_outage_is_renewed_before_the_next_write
     let pg = Postgres::start();
     let clock = Clock::manual(1_700_000_000_000);
     let a = worker(&pg, &clock).await;
-    a.register_plan(&plan(1)).await.unwrap();
+    a.register_plan(&plan_of(1)).await.unwrap();
     let lease = a.claim(LEASE_MS, None).await.unwrap().unwrap();
     let folder = a.folder(&lease, "INBOX").await.unwrap();
 
@@ -137,7 +103,7 @@ async fn a_lease_taken_over_during_the_outage_is_refused_after_the_reconnect() {
     let pg = Postgres::start();
     let clock = Clock::manual(1_700_000_000_000);
     let (a, b) = (worker(&pg, &clock).await, worker(&pg, &clock).await);
-    a.register_plan(&plan(1)).await.unwrap();
+    a.register_plan(&plan_of(1)).await.unwrap();
     let la = a.claim(LEASE_MS, None).await.unwrap().unwrap();
     let folder = a.folder(&la, "INBOX").await.unwrap();
 
@@ -172,7 +138,7 @@ async fn a_lease_taken_over_during_the_outage_is_refused_after_the_reconnect() {
 async fn a_server_gone_past_the_outage_limit_fails_the_call_then_recovers() {
     let pg = Postgres::start();
     let a = worker(&pg, &Clock::Database).await;
-    a.register_plan(&plan(1)).await.unwrap();
+    a.register_plan(&plan_of(1)).await.unwrap();
     a.set_outage_limit(Duration::from_millis(1500));
 
     pg.stop();

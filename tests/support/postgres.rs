@@ -130,6 +130,32 @@ impl Postgres {
             .unwrap_or_else(|err| panic!("psql {sql:?}: {err}"))
     }
 
+    /// The mailbox keys whose live lease the worker with OS process id `pid` holds.
+    #[allow(dead_code)] // the fleet tests and benchmark, not every binary
+    pub fn leases_held_by(&self, pid: u32) -> Vec<String> {
+        self.psql(&format!(
+            "SELECT mb.key FROM leases l JOIN mailboxes mb ON mb.id = l.mailbox_id
+             JOIN workers w ON w.id = l.owner WHERE w.pid = {pid} AND l.outcome IS NULL"
+        ))
+        .lines()
+        .map(str::trim)
+        .filter(|l| l.contains('@'))
+        .map(str::to_owned)
+        .collect()
+    }
+
+    /// The generation of mailbox `key`'s lease (0 before its first claim).
+    #[allow(dead_code)]
+    pub fn lease_generation(&self, key: &str) -> i64 {
+        self.psql(&format!(
+            "SELECT l.generation FROM leases l JOIN mailboxes mb ON mb.id = l.mailbox_id
+             WHERE mb.key = '{key}'"
+        ))
+        .lines()
+        .find_map(|l| l.trim().parse().ok())
+        .unwrap_or(0)
+    }
+
     /// [`psql`](Self::psql), with the server's error returned (a table a worker has not
     /// created yet, for one) instead of panicking.
     #[allow(dead_code)] // used by the fleet benchmark, not by every test binary

@@ -27,14 +27,6 @@ pub trait DeadlineStore: Send + Sync {
     }
 }
 
-/// Asked right before each request is sent: may this process still write for `mailbox`? Fleet
-/// mode answers from the mailbox's lease: a worker that was frozen past its lease must not send
-/// the requests it had queued when it wakes (another worker may have taken the mailbox over and
-/// resolved those very messages already). `Err` carries the reason; the request is not sent.
-pub trait SendGate: Send + Sync {
-    fn may_send(&self, mailbox: &str) -> Result<(), String>;
-}
-
 /// The shortest time between two reads of one mailbox's recorded deadline, unless the store
 /// says otherwise. Well under any Retry-After Graph gives (seconds); a request sent within it
 /// after another process recorded a deadline is the same race as one that was already on its

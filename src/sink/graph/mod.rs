@@ -40,8 +40,9 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
+pub use crate::engine::ports::SendGate;
+pub use deadline::DeadlineStore;
 pub(crate) use deadline::RECHECK;
-pub use deadline::{DeadlineStore, SendGate};
 pub use error::{GraphError, HttpFailure};
 pub use flags::{STAMP_GUID, STAMP_PROPERTY};
 pub use governor::GovernorSnapshot;

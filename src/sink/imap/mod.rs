@@ -34,6 +34,7 @@ use chrono::{DateTime, FixedOffset};
 
 use crate::body::Body;
 use crate::engine::ports::FailureClass;
+use crate::engine::ports::SendGate;
 use crate::imap::conn::Conn;
 use crate::imap::wire::Command;
 use crate::imap::{Capabilities, ErrorContext, ErrorKind, ImapAuth, ImapEndpoint, ImapError};
@@ -48,25 +49,6 @@ pub struct AppendItem<'a> {
     pub internal_date: DateTime<FixedOffset>,
 }
 
-/// Asked right before each APPEND command leaves: may this process still write into the
-/// mailbox? Fleet mode answers from the mailbox's lease, so a worker frozen past it sends none
-/// of the APPENDs it had queued when it wakes (another worker may have resolved those very
-/// messages). `Err` carries the reason, and nothing more is sent.
-#[derive(Clone)]
-pub struct SendGate(std::sync::Arc<dyn Fn() -> Result<(), String> + Send + Sync>);
-
-impl SendGate {
-    pub fn new(may_send: impl Fn() -> Result<(), String> + Send + Sync + 'static) -> SendGate {
-        SendGate(std::sync::Arc::new(may_send))
-    }
-}
-
-impl std::fmt::Debug for SendGate {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("SendGate")
-    }
-}
-
 /// Writes into one destination mailbox. See the module docs.
 #[derive(Debug)]
 pub struct ImapSink {
@@ -79,7 +61,8 @@ pub struct ImapSink {
     special: HashMap<SpecialUse, String>,
     /// Folders already ensured: path -> raw name.
     ensured: Mutex<HashMap<FolderPath, String>>,
-    gate: Option<SendGate>,
+    /// Asked before each APPEND command, for this destination user (fleet mode).
+    gate: Option<(std::sync::Arc<dyn SendGate>, String)>,
 }
 
 impl ImapSink {
@@ -116,15 +99,16 @@ impl ImapSink {
         })
     }
 
-    /// Asks `gate` before every APPEND from now on.
-    pub fn with_send_gate(mut self, gate: SendGate) -> ImapSink {
-        self.gate = Some(gate);
+    /// Asks `gate` before every APPEND command from now on, for destination user `user`.
+    pub fn with_send_gate(mut self, gate: std::sync::Arc<dyn SendGate>, user: &str) -> ImapSink {
+        self.gate = Some((gate, user.to_owned()));
         self
     }
 
     /// Why nothing more may be written, if the gate says so.
     fn gate_closed(&self, folder: &str) -> Option<ImapError> {
-        let reason = (self.gate.as_ref()?.0)().err()?;
+        let (gate, user) = self.gate.as_ref()?;
+        let reason = gate.may_send(user).err()?;
         Some(ImapError::policy(self.ctx("APPEND", Some(folder)), reason))
     }
 
